@@ -1,0 +1,59 @@
+//! [`Stats`]: what a cache did in this process, for users, the CLI and the tests.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Counters of one [`Cache`](crate::Cache) since it was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Targets that returned a callable.
+    pub hits: u64,
+    /// Targets that missed, by cause (`unknown`, `missing_dependency`, `stale_global`,
+    /// `broken`, `signature_mismatch`).
+    pub misses: BTreeMap<String, u64>,
+    /// Modules instantiated.
+    pub modules_loaded: u64,
+    /// Modules whose precompiled artifact was deserialized (no compilation).
+    pub artifacts_deserialized: u64,
+    /// Modules compiled from their wasm bytes.
+    pub modules_compiled: u64,
+    /// Artifacts written for the next process.
+    pub artifacts_written: u64,
+    /// Artifacts that failed their checksum or deserialization (and were recompiled).
+    pub artifacts_rejected: u64,
+    /// Artifacts that could not be written (a full disk); the next process compiles.
+    pub artifact_write_errors: u64,
+    /// Global definitions the embedder validated.
+    pub globals_validated: u64,
+    /// Global definitions the embedder declared stale.
+    pub globals_stale: u64,
+    /// Modules found broken (corrupt, lying manifest, failed to compile or instantiate)
+    /// and skipped in favour of a duplicate or a miss.
+    pub broken_skipped: u64,
+    /// Bytes read from the cache directory (module bytes and artifacts).
+    pub bytes_read: u64,
+    /// Modules added.
+    pub modules_added: u64,
+    /// Times `get_or_compile` called its compiler.
+    pub compiles: u64,
+    /// Time spent targeting (planning, reading, compiling, instantiating).
+    #[serde(serialize_with = "as_millis")]
+    pub load_time: Duration,
+    /// Whether precompiled code is used; when not, [`Stats::untrusted_reason`] says why.
+    pub precompiled: bool,
+    /// Why precompiled code is not trusted from this cache directory.
+    pub untrusted_reason: Option<String>,
+}
+
+impl Stats {
+    /// Total misses of every cause.
+    pub fn total_misses(&self) -> u64 {
+        self.misses.values().sum()
+    }
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
