@@ -202,8 +202,9 @@ impl DirStore {
     }
 
     /// The index entries for `func_name`, read from its own directory (no scan of the
-    /// cache). Unreadable entries are skipped: the module is still reachable through
-    /// any intact entry, and `verify` reports the bad one.
+    /// cache). An entry whose record is corrupt still names its module in its file name:
+    /// it is offered last (the planner checks the module's manifest anyway), and
+    /// `verify` reports it.
     pub fn candidates(&self, func_name: &str) -> Result<Vec<Candidate>, Error> {
         let dir = self.index_dir(func_name);
         let entries = match fs::read_dir(&dir) {
@@ -217,13 +218,19 @@ impl DirStore {
             if path.extension() != Some(OsStr::new("lcix")) {
                 continue;
             }
-            let Ok(bytes) = fs::read(&path) else { continue };
-            match IndexEntry::decode(&bytes) {
-                Ok(entry) if entry.func_name == func_name => candidates.push(Candidate {
-                    module: entry.module,
-                    committed_at: entry.committed_at,
+            let Some(named) = stem_id(&path, "lcix") else { continue };
+            let decoded = fs::read(&path).ok().and_then(|bytes| IndexEntry::decode(&bytes).ok());
+            match decoded {
+                Some(entry) if entry.func_name == func_name && entry.module == named => {
+                    candidates.push(Candidate {
+                        module: entry.module,
+                        committed_at: entry.committed_at,
+                    })
+                }
+                _ => candidates.push(Candidate {
+                    module: named,
+                    committed_at: u64::MAX,
                 }),
-                _ => continue,
             }
         }
         Ok(candidates)
