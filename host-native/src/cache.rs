@@ -528,3 +528,16 @@ pub struct DynamicTarget {
     /// Its signature.
     pub signature: FuncSig,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caches_and_targets_can_be_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Cache>();
+        send_sync::<Target<(i64,), i64>>();
+        send_sync::<DirStore>();
+    }
+}
