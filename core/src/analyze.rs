@@ -37,30 +37,88 @@ use crate::{FuncSig, Function, GlobalDef, Import, ImportKind, Manifest, ModuleId
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AnalysisError {
+    /// The bytes are not a WebAssembly module at all (wrong magic, a component, empty).
     #[error("not a WebAssembly module: {reason}")]
-    NotWasm { reason: String },
-    #[error("invalid WebAssembly module at byte offset {offset}: {message}")]
-    Invalid { offset: usize, message: String },
-    #[error("import `{namespace}` `{name}`: {reason}")]
-    UnsupportedImport {
-        namespace: String,
-        name: String,
+    NotWasm {
+        /// What the parser found instead.
         reason: String,
     },
+    /// The bytes are a WebAssembly module that fails validation or is truncated.
+    #[error("invalid WebAssembly module at byte offset {offset}: {message}")]
+    Invalid {
+        /// Where in the bytes the problem is.
+        offset: usize,
+        /// The validator's message.
+        message: String,
+    },
+    /// An import in a `linkcache:*` namespace that the convention does not allow (a
+    /// `linkcache:fn` import that is not a function, an unknown `linkcache:` namespace).
+    #[error("import `{namespace}` `{name}`: {reason}")]
+    UnsupportedImport {
+        /// The import's module name.
+        namespace: String,
+        /// The import's field name.
+        name: String,
+        /// Why it is not accepted.
+        reason: String,
+    },
+    /// An exported function uses a value type linkcache cannot describe (a typed
+    /// reference, a GC type).
     #[error("function `{function}` uses a type linkcache does not support: {reason}")]
-    UnsupportedType { function: String, reason: String },
-    #[error("export `{name}` re-exports an imported function; a module may export only functions it defines")]
-    ReexportedImport { name: String },
-    #[error("global `{global}` is imported from `linkcache:global` but has no definition (none in the `linkcache.globals` section, none passed by the caller)")]
-    MissingGlobalDefinition { global: String },
+    UnsupportedType {
+        /// The exported function.
+        function: String,
+        /// Which type.
+        reason: String,
+    },
+    /// An export re-exports an imported function; func_names must be defined where they
+    /// are exported.
+    #[error(
+        "export `{name}` re-exports an imported function; a module may export only functions it defines"
+    )]
+    ReexportedImport {
+        /// The export's name.
+        name: String,
+    },
+    /// A `linkcache:global` import has no definition to validate it against.
+    #[error(
+        "global `{global}` is imported from `linkcache:global` but has no definition (none in the `linkcache.globals` section, none passed by the caller)"
+    )]
+    MissingGlobalDefinition {
+        /// The global's name.
+        global: String,
+    },
+    /// The `linkcache.globals` custom section cannot be parsed.
     #[error("the `linkcache.globals` custom section is malformed: {reason}")]
-    BadGlobalsSection { reason: String },
+    BadGlobalsSection {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A declaration names a function the module does not export.
     #[error("declared dependencies name `{function}`, which the module does not export")]
-    DeclaredUnknownFunction { function: String },
-    #[error("function `{function}` declares dependency `{dependency}`, which the module does not import")]
-    DeclaredNotImported { function: String, dependency: String },
+    DeclaredUnknownFunction {
+        /// The declared function.
+        function: String,
+    },
+    /// A declaration names a dependency the module does not import.
+    #[error(
+        "function `{function}` declares dependency `{dependency}`, which the module does not import"
+    )]
+    DeclaredNotImported {
+        /// The declared function.
+        function: String,
+        /// The func_name or global it declares.
+        dependency: String,
+    },
+    /// The binary reaches a dependency that the declaration leaves out: the declaration
+    /// would make the cache load too little.
     #[error("function `{function}` reaches `{dependency}`, which its declaration leaves out")]
-    UndeclaredDependency { function: String, dependency: String },
+    UndeclaredDependency {
+        /// The declared function.
+        function: String,
+        /// The func_name or global its code reaches.
+        dependency: String,
+    },
 }
 
 /// Dependencies a compiler declares for one function.
@@ -223,7 +281,9 @@ fn check_header(wasm: &[u8]) -> Result<(), AnalysisError> {
         reason: reason.into(),
     };
     if wasm.len() < 8 || &wasm[0..4] != b"\0asm" {
-        return Err(not_wasm("the bytes do not start with the wasm magic `\\0asm`"));
+        return Err(not_wasm(
+            "the bytes do not start with the wasm magic `\\0asm`",
+        ));
     }
     if wasm[4..8] != [1, 0, 0, 0] {
         return Err(not_wasm(
@@ -305,13 +365,21 @@ impl Scan {
             TypeRef::Tag(_) => ImportKind::Tag,
         };
         let cache_namespace = namespace == FN_NAMESPACE || namespace == GLOBAL_NAMESPACE;
-        let expected = if namespace == FN_NAMESPACE { "function" } else { "global" };
+        let expected = if namespace == FN_NAMESPACE {
+            "function"
+        } else {
+            "global"
+        };
         let matches = match (&kind, namespace) {
-            (ImportKind::Func(_), FN_NAMESPACE) | (ImportKind::Global { .. }, GLOBAL_NAMESPACE) => true,
+            (ImportKind::Func(_), FN_NAMESPACE) | (ImportKind::Global { .. }, GLOBAL_NAMESPACE) => {
+                true
+            }
             _ => !cache_namespace,
         };
         if !matches {
-            return Err(unsupported(format!("`{namespace}` may only import a {expected}")));
+            return Err(unsupported(format!(
+                "`{namespace}` may only import a {expected}"
+            )));
         }
         self.imports.push(Import {
             namespace: namespace.into(),
@@ -406,12 +474,11 @@ impl Scan {
                 Some(declaration) => self.check_declaration(name, declaration, &calls, &globals)?,
             };
             // Exports of one function under two names are two func_names.
-            let signature = func_sig(types, *index).map_err(|reason| {
-                AnalysisError::UnsupportedType {
+            let signature =
+                func_sig(types, *index).map_err(|reason| AnalysisError::UnsupportedType {
                     function: name.clone(),
                     reason,
-                }
-            })?;
+                })?;
             functions.push(Function {
                 name: name.clone(),
                 signature,
@@ -421,7 +488,10 @@ impl Scan {
         }
         functions.sort_by(|a, b| a.name.cmp(&b.name));
         for function in declared.keys() {
-            if functions.binary_search_by(|f| f.name.cmp(function)).is_err() {
+            if functions
+                .binary_search_by(|f| f.name.cmp(function))
+                .is_err()
+            {
                 return Err(AnalysisError::DeclaredUnknownFunction {
                     function: function.clone(),
                 });
@@ -447,14 +517,14 @@ impl Scan {
                 mutable,
                 definition: definition.clone(),
             };
-            if let Some(previous) = globals.get(import.name.as_str()) {
-                if previous.ty != ty || previous.mutable != mutable {
-                    return Err(AnalysisError::UnsupportedImport {
-                        namespace: GLOBAL_NAMESPACE.into(),
-                        name: import.name.clone(),
-                        reason: "imported twice with different types".into(),
-                    });
-                }
+            if let Some(previous) = globals.get(import.name.as_str())
+                && (previous.ty != ty || previous.mutable != mutable)
+            {
+                return Err(AnalysisError::UnsupportedImport {
+                    namespace: GLOBAL_NAMESPACE.into(),
+                    name: import.name.clone(),
+                    reason: "imported twice with different types".into(),
+                });
             }
             globals.insert(&import.name, def);
         }
@@ -578,7 +648,9 @@ pub fn parse_globals_section(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, Anal
         reason: reason.into(),
     };
     let mut reader = wasmparser::BinaryReader::new(data, 0);
-    let count = reader.read_var_u32().map_err(|_| bad("truncated entry count"))?;
+    let count = reader
+        .read_var_u32()
+        .map_err(|_| bad("truncated entry count"))?;
     let mut entries = vec![];
     for i in 0..count {
         let name = reader

@@ -66,7 +66,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
-#![allow(missing_docs)] // TODO(docs pass): warn
+#![warn(missing_docs)]
 
 extern crate alloc;
 

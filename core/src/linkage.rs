@@ -33,6 +33,7 @@ pub struct Linkage {
 pub struct OutdatedPlan;
 
 impl Linkage {
+    /// A process that has loaded nothing yet.
     pub fn new() -> Linkage {
         Linkage::default()
     }
@@ -52,10 +53,12 @@ impl Linkage {
         self.bindings.iter().map(|(f, m)| (f.as_str(), *m))
     }
 
+    /// Whether `module` is instantiated in this process.
     pub fn is_loaded(&self, module: &ModuleId) -> bool {
         self.loaded.contains_key(module)
     }
 
+    /// The manifest of a loaded module.
     pub fn loaded_manifest(&self, module: &ModuleId) -> Option<&Arc<Manifest>> {
         self.loaded.get(module)
     }
@@ -97,7 +100,9 @@ impl Linkage {
             self.mark_broken(*module, reason);
         }
         for (key, outcome) in &planner.globals {
-            self.globals.entry(key.clone()).or_insert_with(|| outcome.clone());
+            self.globals
+                .entry(key.clone())
+                .or_insert_with(|| outcome.clone());
         }
     }
 
@@ -108,7 +113,11 @@ impl Linkage {
             return Err(OutdatedPlan);
         }
         for planned in &plan.modules {
-            if self.loaded.insert(planned.module, Arc::clone(&planned.manifest)).is_none() {
+            if self
+                .loaded
+                .insert(planned.module, Arc::clone(&planned.manifest))
+                .is_none()
+            {
                 self.load_order.push(planned.module);
             }
         }

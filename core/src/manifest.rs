@@ -39,6 +39,7 @@ pub struct Manifest {
 pub struct Function {
     /// The func_name, e.g. `math.fib`.
     pub name: String,
+    /// Parameter and result types.
     pub signature: FuncSig,
     /// The `linkcache:fn` imports this function can reach, sorted and deduplicated.
     pub calls: Vec<String>,
@@ -53,17 +54,29 @@ pub struct Import {
     /// The import's module name: [`FN_NAMESPACE`], [`GLOBAL_NAMESPACE`] or the
     /// embedder's (`env`, `wasi_snapshot_preview1`, ...).
     pub namespace: String,
+    /// The import's field name: a func_name, a global's name, or the embedder's.
     pub name: String,
+    /// What is imported.
     pub kind: ImportKind,
 }
 
 /// The kind of an import, with what a host needs to satisfy it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ImportKind {
+    /// A function with this signature.
     Func(FuncSig),
-    Global { ty: ValType, mutable: bool },
+    /// A global of this type.
+    Global {
+        /// Its value type.
+        ty: ValType,
+        /// Whether it is mutable.
+        mutable: bool,
+    },
+    /// A memory (always the embedder's).
     Memory,
+    /// A table (always the embedder's).
     Table,
+    /// An exception tag (always the embedder's).
     Tag,
 }
 
@@ -81,9 +94,13 @@ impl Import {
 /// (see [`crate::Value::parse_literal`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GlobalDef {
+    /// The global's name, as imported from `linkcache:global`.
     pub name: String,
+    /// Its value type.
     pub ty: ValType,
+    /// Whether it is mutable (one shared instance per process, set lazily).
     pub mutable: bool,
+    /// The serialized definition the module was compiled against.
     pub definition: Vec<u8>,
 }
 
@@ -133,18 +150,29 @@ impl Manifest {
         for import in &self.imports {
             if import.namespace == GLOBAL_NAMESPACE {
                 let ImportKind::Global { ty, mutable } = import.kind else {
-                    return Err(format!("`{}` in {GLOBAL_NAMESPACE} is not a global", import.name));
+                    return Err(format!(
+                        "`{}` in {GLOBAL_NAMESPACE} is not a global",
+                        import.name
+                    ));
                 };
                 match self.global(&import.name) {
                     Some(def) if def.ty == ty && def.mutable == mutable => {}
-                    _ => return Err(format!("global `{}` has no matching definition", import.name)),
+                    _ => {
+                        return Err(format!(
+                            "global `{}` has no matching definition",
+                            import.name
+                        ));
+                    }
                 }
             }
         }
         for function in &self.functions {
             for call in &function.calls {
                 if !self.fn_imports().any(|(name, _)| name == call) {
-                    return Err(format!("`{}` calls `{call}`, which is not imported", function.name));
+                    return Err(format!(
+                        "`{}` calls `{call}`, which is not imported",
+                        function.name
+                    ));
                 }
             }
             for global in &function.globals {

@@ -34,11 +34,14 @@ use alloc::{format, vec};
 use petgraph::graphmap::DiGraphMap;
 
 use crate::manifest::{FN_NAMESPACE, GLOBAL_NAMESPACE};
-use crate::{FuncSig, GlobalDef, GlobalOutcome, ImportKind, Linkage, Manifest, ModuleId, ValType, Value};
+use crate::{
+    FuncSig, GlobalDef, GlobalOutcome, ImportKind, Linkage, Manifest, ModuleId, ValType, Value,
+};
 
 /// One module that defines a func_name, as the store's index lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
+    /// The module defining the func_name.
     pub module: ModuleId,
     /// When the module's index entry was committed (a host clock reading or counter);
     /// among duplicates the earliest wins.
@@ -48,11 +51,14 @@ pub struct Candidate {
 /// Identifies one definition of one global: its name and the BLAKE3 of its definition.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GlobalKey {
+    /// The global's name.
     pub name: String,
+    /// BLAKE3 of its definition bytes.
     pub definition: [u8; 32],
 }
 
 impl GlobalKey {
+    /// The key of a definition.
     pub fn of(def: &GlobalDef) -> GlobalKey {
         GlobalKey {
             name: def.name.clone(),
@@ -66,6 +72,7 @@ impl GlobalKey {
 pub struct GlobalCheck {
     /// The module whose manifest carries this definition.
     pub module: ModuleId,
+    /// The definition to decode and validate.
     pub global: GlobalDef,
 }
 
@@ -83,8 +90,11 @@ pub enum Need {
 /// The result of one [`Planner::next`] call.
 #[derive(Clone, Debug)]
 pub enum Progress {
+    /// The planner needs an answer from the host; answer it and call `next` again.
     Need(Need),
+    /// The plan is complete: instantiate it, then [`Linkage::commit`] it.
     Ready(LoadPlan),
+    /// The target cannot be loaded; the miss says why.
     Miss(Miss),
 }
 
@@ -93,25 +103,49 @@ pub enum Progress {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Miss {
+    /// No cached module defines the function: compile it.
     #[error("no cached module defines `{function}`")]
-    Unknown { function: String },
+    Unknown {
+        /// The targeted func_name.
+        function: String,
+    },
+    /// The function (or one it reaches) calls a func_name that no cached module defines:
+    /// compile the dependency.
     #[error("`{function}` calls `{dependency}`, which no cached module defines")]
-    MissingDependency { function: String, dependency: String },
+    MissingDependency {
+        /// The function whose dependency is missing.
+        function: String,
+        /// The missing func_name.
+        dependency: String,
+    },
+    /// The function (or one it reaches) uses a global whose definition the embedder
+    /// declared stale: recompile against the current definition.
     #[error("`{function}` uses global `{global}`, which is stale: {reason}")]
     StaleGlobal {
+        /// The function that uses the global.
         function: String,
+        /// The global's name.
         global: String,
+        /// The embedder's reason.
         reason: String,
     },
+    /// Every module defining the function is unusable (corrupt, truncated, failed to
+    /// load): compile it again.
     #[error("every module defining `{function}` is broken: {}", describe_broken(.modules))]
     Broken {
+        /// The function.
         function: String,
+        /// Each broken candidate with the reason.
         modules: Vec<(ModuleId, String)>,
     },
+    /// The function exists with another signature than the caller expects.
     #[error("`{function}` has signature {found}, but {expected} was expected")]
     SignatureMismatch {
+        /// The function.
         function: String,
+        /// The signature the caller expected.
         expected: FuncSig,
+        /// The cached function's signature.
         found: FuncSig,
     },
 }
@@ -165,6 +199,7 @@ pub struct LoadPlan {
     pub target: String,
     /// The module the target is bound to (maybe one already loaded).
     pub module: ModuleId,
+    /// The target's signature.
     pub signature: FuncSig,
     /// Modules to instantiate, in order: every module after those it imports from,
     /// except within a strongly connected group (see [`LoadPlan::cycles`]).
@@ -190,7 +225,9 @@ impl LoadPlan {
 /// One module of a plan and the binding of each of its imports.
 #[derive(Clone, Debug)]
 pub struct PlannedModule {
+    /// The module to instantiate.
     pub module: ModuleId,
+    /// Its manifest, as the store answered it.
     pub manifest: Arc<Manifest>,
     /// One binding per import, in the manifest's (and the module's) import order.
     pub imports: Vec<ImportBinding>,
@@ -201,15 +238,33 @@ pub struct PlannedModule {
 pub enum ImportBinding {
     /// The export `func` of `module`, which is loaded already or instantiated earlier in
     /// this plan.
-    Export { module: ModuleId, func: String },
+    Export {
+        /// The module exporting it.
+        module: ModuleId,
+        /// The func_name.
+        func: String,
+    },
     /// `func` is defined by a module of the same strongly connected group: forward to the
     /// process's binding of `func`, which exists once the whole group is instantiated.
-    Trampoline { func: String },
+    Trampoline {
+        /// The func_name.
+        func: String,
+    },
     /// `func` is outside this plan's closure: a stub that targets `func` on first call
     /// (and traps with the miss if it cannot be targeted).
-    Lazy { func: String, signature: FuncSig },
+    Lazy {
+        /// The func_name.
+        func: String,
+        /// Its signature, for the stub's type.
+        signature: FuncSig,
+    },
     /// A `linkcache:global` import.
-    Global { name: String, binding: GlobalBinding },
+    Global {
+        /// The global's name.
+        name: String,
+        /// How it is bound.
+        binding: GlobalBinding,
+    },
     /// An import the embedder supplies.
     Embedder,
 }
@@ -255,6 +310,7 @@ impl Planner {
         self
     }
 
+    /// The func_name being planned.
     pub fn target(&self) -> &str {
         &self.target
     }
@@ -374,22 +430,23 @@ impl Search<'_> {
     fn check_global(&mut self, module: ModuleId, def: &GlobalDef) -> Option<Result<Value, String>> {
         match self.global_outcome(def).cloned() {
             None => {
-                self.pending.entry(GlobalKey::of(def)).or_insert_with(|| GlobalCheck {
-                    module,
-                    global: def.clone(),
-                });
+                self.pending
+                    .entry(GlobalKey::of(def))
+                    .or_insert_with(|| GlobalCheck {
+                        module,
+                        global: def.clone(),
+                    });
                 None
             }
             Some(Err(reason)) => Some(Err(reason)),
             Some(Ok(value)) => {
-                if def.mutable {
-                    if let Some(shared) = self.linkage.shared_global(&def.name) {
-                        if shared != value {
-                            return Some(Err(format!(
-                                "it defines {value}, but this process already set the global to {shared}"
-                            )));
-                        }
-                    }
+                if def.mutable
+                    && let Some(shared) = self.linkage.shared_global(&def.name)
+                    && shared != value
+                {
+                    return Some(Err(format!(
+                        "it defines {value}, but this process already set the global to {shared}"
+                    )));
                 }
                 Some(Ok(value))
             }
@@ -452,9 +509,19 @@ impl Search<'_> {
 
     /// `Err(need)` when more knowledge is needed; `Ok(Err(miss))` when `func` cannot be
     /// resolved; `Ok(Ok(module))` with the module it is (now) bound to.
-    fn resolve(&mut self, func: &str, expected: Option<&FuncSig>) -> Result<Result<ModuleId, Miss>, Need> {
-        if let Some(module) = self.linkage.binding(func).or_else(|| self.chosen.get(func).copied()) {
-            return Ok(self.check_signature(func, &module, expected).map(|()| module));
+    fn resolve(
+        &mut self,
+        func: &str,
+        expected: Option<&FuncSig>,
+    ) -> Result<Result<ModuleId, Miss>, Need> {
+        if let Some(module) = self
+            .linkage
+            .binding(func)
+            .or_else(|| self.chosen.get(func).copied())
+        {
+            return Ok(self
+                .check_signature(func, &module, expected)
+                .map(|()| module));
         }
         if let Some(miss) = self.failed.get(func) {
             return Ok(Err(miss.clone()));
@@ -463,11 +530,18 @@ impl Search<'_> {
             return Err(Need::Candidates(func.into()));
         };
         if listed.is_empty() {
-            return Ok(Err(self.fail(func, Miss::Unknown { function: func.into() })));
+            return Ok(Err(self.fail(
+                func,
+                Miss::Unknown {
+                    function: func.into(),
+                },
+            )));
         }
         let mut candidates: BTreeMap<ModuleId, u64> = BTreeMap::new();
         for candidate in listed {
-            let at = candidates.entry(candidate.module).or_insert(candidate.committed_at);
+            let at = candidates
+                .entry(candidate.module)
+                .or_insert(candidate.committed_at);
             *at = (*at).min(candidate.committed_at);
         }
         let mut order: Vec<(u8, u64, ModuleId)> = candidates
@@ -523,17 +597,19 @@ impl Search<'_> {
                 "the index lists it for `{func}`, but its manifest does not define it"
             ))));
         };
-        if let Some(expected) = expected {
-            if *expected != entry.signature {
-                return Ok(Err(Rejection::Miss(Miss::SignatureMismatch {
-                    function: func.into(),
-                    expected: expected.clone(),
-                    found: entry.signature.clone(),
-                })));
-            }
+        if let Some(expected) = expected
+            && *expected != entry.signature
+        {
+            return Ok(Err(Rejection::Miss(Miss::SignatureMismatch {
+                function: func.into(),
+                expected: expected.clone(),
+                found: entry.signature.clone(),
+            })));
         }
         for global in &entry.globals {
-            let def = manifest.global(global).expect("checked manifests define their globals");
+            let def = manifest
+                .global(global)
+                .expect("checked manifests define their globals");
             if let Some(Err(reason)) = self.check_global(module, def) {
                 return Ok(Err(Rejection::Miss(Miss::StaleGlobal {
                     function: func.into(),
@@ -570,12 +646,19 @@ impl Search<'_> {
         let manifests: BTreeMap<ModuleId, Arc<Manifest>> = planned
             .iter()
             .map(|id| {
-                let manifest = self.manifest(id).and_then(Result::ok).expect("chosen modules have manifests");
+                let manifest = self
+                    .manifest(id)
+                    .and_then(Result::ok)
+                    .expect("chosen modules have manifests");
                 (*id, Arc::clone(manifest))
             })
             .collect();
         let bound_to = |search: &Search<'_>, func: &str| -> Option<ModuleId> {
-            search.chosen.get(func).copied().or_else(|| search.linkage.binding(func))
+            search
+                .chosen
+                .get(func)
+                .copied()
+                .or_else(|| search.linkage.binding(func))
         };
 
         // Order: Tarjan's SCCs come out with every group after the groups it has edges to,
@@ -584,10 +667,10 @@ impl Search<'_> {
         for (id, manifest) in &manifests {
             graph.add_node(*id);
             for (func, _) in manifest.fn_imports() {
-                if let Some(dep) = bound_to(&self, func) {
-                    if planned.contains(&dep) {
-                        graph.add_edge(*id, dep, ());
-                    }
+                if let Some(dep) = bound_to(&self, func)
+                    && planned.contains(&dep)
+                {
+                    graph.add_edge(*id, dep, ());
                 }
             }
         }
@@ -613,7 +696,9 @@ impl Search<'_> {
                     (ImportKind::Func(signature), FN_NAMESPACE) => {
                         let func = import.name.clone();
                         match bound_to(&self, &func) {
-                            Some(dep) if self.signature_of(&func, &dep).as_ref() == Some(signature) => {
+                            Some(dep)
+                                if self.signature_of(&func, &dep).as_ref() == Some(signature) =>
+                            {
                                 if planned.contains(&dep) && group_of[&dep] == group_of[&id] {
                                     ImportBinding::Trampoline { func }
                                 } else {
@@ -653,7 +738,8 @@ impl Search<'_> {
         }
 
         let mut set_globals = BTreeMap::new();
-        let chosen: Vec<(String, ModuleId)> = self.chosen.iter().map(|(f, m)| (f.clone(), *m)).collect();
+        let chosen: Vec<(String, ModuleId)> =
+            self.chosen.iter().map(|(f, m)| (f.clone(), *m)).collect();
         for (func, module) in &chosen {
             let manifest = Arc::clone(self.manifest(module).and_then(Result::ok).expect("chosen"));
             let entry = manifest.function(func).expect("chosen entries exist");

@@ -33,8 +33,11 @@ const DECODE_LIMIT: usize = 1 << 30;
 /// The kinds of record, each with its magic bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordKind {
+    /// A [`Manifest`] (`LCMF`).
     Manifest,
+    /// An [`IndexEntry`] (`LCIX`).
     IndexEntry,
+    /// A [`Bundle`] (`LCBN`).
     Bundle,
 }
 
@@ -62,26 +65,57 @@ impl fmt::Display for RecordKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
+    /// The record is shorter than its header says (a torn or cut-off write).
     #[error("{kind} record is truncated: {found} bytes, expected {expected}")]
     Truncated {
+        /// The kind of record expected.
         kind: RecordKind,
+        /// Bytes the record needs.
         expected: u64,
+        /// Bytes there are.
         found: u64,
     },
+    /// The bytes are not a record of this kind (garbage, or another kind of record).
     #[error("not a {kind} record: magic bytes {found:02x?}")]
-    BadMagic { kind: RecordKind, found: [u8; 4] },
+    BadMagic {
+        /// The kind of record expected.
+        kind: RecordKind,
+        /// The first four bytes found.
+        found: [u8; 4],
+    },
+    /// The record was written by a newer (or unknown) format version.
     #[error("{kind} record has format version {found}; this build reads version {supported}")]
     UnsupportedVersion {
+        /// The kind of record.
         kind: RecordKind,
+        /// The version in the record.
         found: u32,
+        /// The version this build reads ([`FORMAT_VERSION`]).
         supported: u32,
     },
+    /// The record is longer than its header says.
     #[error("{kind} record has {extra} trailing bytes")]
-    TrailingBytes { kind: RecordKind, extra: u64 },
+    TrailingBytes {
+        /// The kind of record.
+        kind: RecordKind,
+        /// Bytes after the payload.
+        extra: u64,
+    },
+    /// The payload does not match its BLAKE3 checksum: the record is corrupt.
     #[error("{kind} record checksum mismatch: the record is corrupt")]
-    ChecksumMismatch { kind: RecordKind },
+    ChecksumMismatch {
+        /// The kind of record.
+        kind: RecordKind,
+    },
+    /// The payload passed its checksum but does not decode, or decodes into an
+    /// inconsistent value.
     #[error("{kind} record is malformed: {reason}")]
-    Malformed { kind: RecordKind, reason: String },
+    Malformed {
+        /// The kind of record.
+        kind: RecordKind,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 fn config() -> impl bincode::config::Config {
@@ -175,16 +209,22 @@ impl Manifest {
 /// `committed_at` (a host clock reading; earlier wins among duplicates).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexEntry {
+    /// The function.
     pub func_name: String,
+    /// The module defining it.
     pub module: ModuleId,
+    /// When the entry was committed (nanoseconds since the Unix epoch on the native
+    /// host, a commit counter on the web host).
     pub committed_at: u64,
 }
 
 impl IndexEntry {
+    /// This entry as a record.
     pub fn encode(&self) -> Vec<u8> {
         encode(RecordKind::IndexEntry, self)
     }
 
+    /// Decodes an index entry record.
     pub fn decode(bytes: &[u8]) -> Result<IndexEntry, RecordError> {
         decode(RecordKind::IndexEntry, bytes)
     }
@@ -193,13 +233,16 @@ impl IndexEntry {
 /// A portable set of modules: what `linkcache export` writes and both hosts import.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bundle {
+    /// The modules, in any order.
     pub modules: Vec<BundledModule>,
 }
 
 /// One module of a [`Bundle`]: its bytes and its manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundledModule {
+    /// The module's bytes.
     pub wasm: Vec<u8>,
+    /// Its manifest.
     pub manifest: Manifest,
 }
 
@@ -208,12 +251,20 @@ pub struct BundledModule {
 #[non_exhaustive]
 pub enum BundleError {
     #[error(transparent)]
+    /// The bundle record itself is corrupt, truncated or of another version.
     Record(#[from] RecordError),
     #[error("bundled module #{index} does not match its manifest: {reason}")]
-    Mismatch { index: usize, reason: String },
+    /// A module's bytes do not match its manifest.
+    Mismatch {
+        /// The module's position in the bundle.
+        index: usize,
+        /// What does not match.
+        reason: String,
+    },
 }
 
 impl Bundle {
+    /// This bundle as a record.
     pub fn encode(&self) -> Vec<u8> {
         encode(RecordKind::Bundle, self)
     }
@@ -227,7 +278,9 @@ impl Bundle {
             if !module.manifest.module.matches(&module.wasm)
                 || module.manifest.byte_len != module.wasm.len() as u64
             {
-                return Err(mismatch("bytes do not hash to the manifest's module id".into()));
+                return Err(mismatch(
+                    "bytes do not hash to the manifest's module id".into(),
+                ));
             }
             module.manifest.check().map_err(mismatch)?;
         }

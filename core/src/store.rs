@@ -24,11 +24,13 @@ pub trait Store {
 
     /// The manifest of `module`: `Ok(Err(reason))` when the entry is broken (corrupt,
     /// truncated, missing), `Err` when the store itself failed.
-    fn manifest(&mut self, module: &ModuleId) -> Result<Result<Arc<Manifest>, String>, Self::Error>;
+    fn manifest(&mut self, module: &ModuleId)
+    -> Result<Result<Arc<Manifest>, String>, Self::Error>;
 }
 
 /// Decodes a global definition into a value, or says why it is stale.
 pub trait GlobalResolver {
+    /// The value of `check`'s definition, or why it is stale.
     fn resolve(&mut self, check: &GlobalCheck) -> GlobalOutcome;
 }
 
@@ -95,7 +97,9 @@ pub fn plan<S: Store + ?Sized>(
 /// falls back to a duplicate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadFailure {
+    /// The module that could not be loaded.
     pub module: ModuleId,
+    /// Why (reported in [`Miss::Broken`] if no duplicate works).
     pub reason: String,
 }
 
@@ -139,6 +143,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }
@@ -149,7 +154,11 @@ impl MemoryStore {
     }
 
     /// Like [`MemoryStore::add`], with global definitions or declared dependencies.
-    pub fn add_with(&mut self, wasm: &[u8], options: &AnalyzeOptions) -> Result<ModuleId, AnalysisError> {
+    pub fn add_with(
+        &mut self,
+        wasm: &[u8],
+        options: &AnalyzeOptions,
+    ) -> Result<ModuleId, AnalysisError> {
         let id = ModuleId::of(wasm);
         if !self.modules.contains_key(&id) {
             let manifest = analyze_with(wasm, options)?;
@@ -167,10 +176,13 @@ impl MemoryStore {
         }
         self.clock += 1;
         for function in &manifest.functions {
-            self.index.entry(function.name.clone()).or_default().push(Candidate {
-                module: id,
-                committed_at: self.clock,
-            });
+            self.index
+                .entry(function.name.clone())
+                .or_default()
+                .push(Candidate {
+                    module: id,
+                    committed_at: self.clock,
+                });
         }
         self.modules.insert(id, (wasm, Arc::new(manifest)));
         id
@@ -194,10 +206,12 @@ impl MemoryStore {
         self.modules.keys()
     }
 
+    /// The number of modules.
     pub fn len(&self) -> usize {
         self.modules.len()
     }
 
+    /// Whether the store holds no module.
     pub fn is_empty(&self) -> bool {
         self.modules.is_empty()
     }
@@ -210,7 +224,10 @@ impl Store for MemoryStore {
         Ok(self.index.get(func_name).cloned().unwrap_or_default())
     }
 
-    fn manifest(&mut self, module: &ModuleId) -> Result<Result<Arc<Manifest>, String>, Self::Error> {
+    fn manifest(
+        &mut self,
+        module: &ModuleId,
+    ) -> Result<Result<Arc<Manifest>, String>, Self::Error> {
         Ok(self
             .modules
             .get(module)

@@ -12,10 +12,15 @@ use serde::{Deserialize, Serialize};
 /// A WebAssembly value type, as far as linkcache needs to tell them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ValType {
+    /// 32-bit integer.
     I32,
+    /// 64-bit integer.
     I64,
+    /// 32-bit float.
     F32,
+    /// 64-bit float.
     F64,
+    /// 128-bit vector.
     V128,
     /// `funcref` (nullable).
     FuncRef,
@@ -55,11 +60,14 @@ impl fmt::Display for ValType {
 /// A function signature: parameter and result types.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FuncSig {
+    /// Parameter types, in order.
     pub params: Vec<ValType>,
+    /// Result types, in order.
     pub results: Vec<ValType>,
 }
 
 impl FuncSig {
+    /// A signature from parameter and result types.
     pub fn new(params: impl Into<Vec<ValType>>, results: impl Into<Vec<ValType>>) -> FuncSig {
         FuncSig {
             params: params.into(),
@@ -93,20 +101,25 @@ impl fmt::Display for FuncSig {
 /// included); use [`Value::from_f32`] / [`Value::as_f64`] and friends to convert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Value {
+    /// An `i32`.
     I32(i32),
+    /// An `i64`.
     I64(i64),
     /// Bits of an `f32`.
     F32(u32),
     /// Bits of an `f64`.
     F64(u64),
+    /// A `v128`.
     V128(u128),
 }
 
 impl Value {
+    /// An `f32` value.
     pub fn from_f32(x: f32) -> Value {
         Value::F32(x.to_bits())
     }
 
+    /// An `f64` value.
     pub fn from_f64(x: f64) -> Value {
         Value::F64(x.to_bits())
     }
@@ -180,8 +193,14 @@ mod tests {
 
     #[test]
     fn literals_parse_by_type() {
-        assert_eq!(Value::parse_literal(ValType::I32, " -7 "), Some(Value::I32(-7)));
-        assert_eq!(Value::parse_literal(ValType::I64, "42"), Some(Value::I64(42)));
+        assert_eq!(
+            Value::parse_literal(ValType::I32, " -7 "),
+            Some(Value::I32(-7))
+        );
+        assert_eq!(
+            Value::parse_literal(ValType::I64, "42"),
+            Some(Value::I64(42))
+        );
         assert_eq!(
             Value::parse_literal(ValType::F64, "2.5"),
             Some(Value::from_f64(2.5))
@@ -193,7 +212,13 @@ mod tests {
 
     #[test]
     fn zero_matches_type() {
-        for ty in [ValType::I32, ValType::I64, ValType::F32, ValType::F64, ValType::V128] {
+        for ty in [
+            ValType::I32,
+            ValType::I64,
+            ValType::F32,
+            ValType::F64,
+            ValType::V128,
+        ] {
             assert_eq!(ty.zero().unwrap().ty(), ty);
         }
         assert_eq!(ValType::ExternRef.zero(), None);

@@ -16,7 +16,10 @@ fn calls(manifest: &Manifest, func: &str) -> Vec<String> {
 
 #[test]
 fn non_wasm_bytes_are_not_wasm() {
-    assert!(matches!(analyze(b"hello, world"), Err(AnalysisError::NotWasm { .. })));
+    assert!(matches!(
+        analyze(b"hello, world"),
+        Err(AnalysisError::NotWasm { .. })
+    ));
     assert!(matches!(analyze(b""), Err(AnalysisError::NotWasm { .. })));
     // A component's header.
     assert!(matches!(
@@ -32,7 +35,10 @@ fn invalid_module_names_the_offset() {
     let pos = bytes.iter().rposition(|&b| b == 0x7f).unwrap(); // result type i32
     bytes[pos] = 0x7e; // i64
     let err = analyze(&bytes).unwrap_err();
-    assert!(matches!(err, AnalysisError::Invalid { offset, .. } if offset > 8), "{err}");
+    assert!(
+        matches!(err, AnalysisError::Invalid { offset, .. } if offset > 8),
+        "{err}"
+    );
 }
 
 #[test]
@@ -48,8 +54,7 @@ fn truncated_module_is_an_error() {
 
 #[test]
 fn direct_calls_through_internal_helpers_reach_imports() {
-    let m = analyze(&wat(
-        r#"(module
+    let m = analyze(&wat(r#"(module
           (import "linkcache:fn" "lib.a" (func $a (param i32) (result i32)))
           (import "linkcache:fn" "lib.b" (func $b (param i32) (result i32)))
           (import "env" "log" (func $log (param i32)))
@@ -57,8 +62,7 @@ fn direct_calls_through_internal_helpers_reach_imports() {
           (func (export "m.uses_a") (param i32) (result i32) (call $helper (local.get 0)))
           (func (export "m.uses_b") (param i32) (result i32)
             (call $log (local.get 0)) (return_call $b (local.get 0)))
-          (func (export "m.none") (param i32) (result i32) (local.get 0)))"#,
-    ))
+          (func (export "m.none") (param i32) (result i32) (local.get 0)))"#))
     .unwrap();
     assert_eq!(calls(&m, "m.uses_a"), ["lib.a"]);
     assert_eq!(calls(&m, "m.uses_b"), ["lib.b"]);
@@ -67,14 +71,16 @@ fn direct_calls_through_internal_helpers_reach_imports() {
         m.function("m.uses_a").unwrap().signature,
         FuncSig::new([ValType::I32], [ValType::I32])
     );
-    let embedder: Vec<_> = m.embedder_imports().map(|i| (i.namespace.as_str(), i.name.as_str())).collect();
+    let embedder: Vec<_> = m
+        .embedder_imports()
+        .map(|i| (i.namespace.as_str(), i.name.as_str()))
+        .collect();
     assert_eq!(embedder, [("env", "log")]);
 }
 
 #[test]
 fn call_indirect_reaches_everything_a_table_or_ref_func_names() {
-    let m = analyze(&wat(
-        r#"(module
+    let m = analyze(&wat(r#"(module
           (import "linkcache:fn" "lib.in_table" (func $t (result i32)))
           (import "linkcache:fn" "lib.by_ref" (func $r (result i32)))
           (import "linkcache:fn" "lib.direct" (func $d (result i32)))
@@ -84,8 +90,7 @@ fn call_indirect_reaches_everything_a_table_or_ref_func_names() {
           (elem declare func $r)
           (func $make (result funcref) (ref.func $r))
           (func (export "m.indirect") (result i32) (call_indirect (type $ret) (i32.const 0)))
-          (func (export "m.direct") (result i32) (call $d)))"#,
-    ))
+          (func (export "m.direct") (result i32) (call $d)))"#))
     .unwrap();
     assert_eq!(calls(&m, "m.indirect"), ["lib.by_ref", "lib.in_table"]);
     assert_eq!(calls(&m, "m.direct"), ["lib.direct"]);
@@ -93,29 +98,25 @@ fn call_indirect_reaches_everything_a_table_or_ref_func_names() {
 
 #[test]
 fn the_start_function_counts_for_every_function() {
-    let m = analyze(&wat(
-        r#"(module
+    let m = analyze(&wat(r#"(module
           (import "linkcache:fn" "lib.init" (func $init))
           (func $start (call $init))
           (start $start)
-          (func (export "m.f")))"#,
-    ))
+          (func (export "m.f")))"#))
     .unwrap();
     assert_eq!(calls(&m, "m.f"), ["lib.init"]);
 }
 
 #[test]
 fn globals_come_from_the_custom_section_and_the_caller_wins() {
-    let bytes = wat(
-        r#"(module
+    let bytes = wat(r#"(module
           (import "linkcache:global" "cfg.a" (global $a (mut i64)))
           (import "linkcache:global" "cfg.b" (global $b i32))
           (global $derived i32 (global.get $b))
           (func (export "m.reads_a") (result i64) (global.get $a))
           (func (export "m.reads_derived") (result i32) (global.get $derived))
           (func (export "m.none"))
-          (@custom "linkcache.globals" "\02\05cfg.a\017\05cfg.b\012"))"#,
-    );
+          (@custom "linkcache.globals" "\02\05cfg.a\017\05cfg.b\012"))"#);
     let m = analyze(&bytes).unwrap();
     assert_eq!(m.function("m.reads_a").unwrap().globals, ["cfg.a"]);
     // Reading a defined global initialized from an import uses the import.
@@ -133,13 +134,11 @@ fn globals_come_from_the_custom_section_and_the_caller_wins() {
 #[test]
 fn globals_read_by_data_offsets_count_for_every_function() {
     let m = analyze_with(
-        &wat(
-            r#"(module
+        &wat(r#"(module
               (import "linkcache:global" "cfg.base" (global $base i32))
               (memory 1)
               (data (global.get $base) "hi")
-              (func (export "m.f")))"#,
-        ),
+              (func (export "m.f")))"#),
         &AnalyzeOptions::default().global("cfg.base", "0"),
     )
     .unwrap();
@@ -163,10 +162,14 @@ fn a_global_without_a_definition_is_an_error_naming_it() {
 #[test]
 fn a_malformed_globals_section_is_an_error() {
     let err = analyze(&wat(r#"(module (@custom "linkcache.globals" "\05\01"))"#)).unwrap_err();
-    assert!(matches!(err, AnalysisError::BadGlobalsSection { .. }), "{err}");
+    assert!(
+        matches!(err, AnalysisError::BadGlobalsSection { .. }),
+        "{err}"
+    );
     assert!(parse_globals_section(b"\x01\x01a\x05ab").is_err());
     assert_eq!(
-        parse_globals_section(&linkcache_core::encode_globals_section([("x", &b"12"[..])])).unwrap(),
+        parse_globals_section(&linkcache_core::encode_globals_section([("x", &b"12"[..])]))
+            .unwrap(),
         [("x".to_string(), b"12".to_vec())]
     );
 }
@@ -174,9 +177,18 @@ fn a_malformed_globals_section_is_an_error() {
 #[test]
 fn cache_namespaces_accept_only_their_kind() {
     let err = analyze(&wat(r#"(module (import "linkcache:fn" "x" (global i32)))"#)).unwrap_err();
-    assert!(matches!(err, AnalysisError::UnsupportedImport { .. }), "{err}");
-    let err = analyze(&wat(r#"(module (import "linkcache:global" "x" (global externref)))"#)).unwrap_err();
-    assert!(matches!(err, AnalysisError::UnsupportedImport { .. }), "{err}");
+    assert!(
+        matches!(err, AnalysisError::UnsupportedImport { .. }),
+        "{err}"
+    );
+    let err = analyze(&wat(
+        r#"(module (import "linkcache:global" "x" (global externref)))"#,
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(err, AnalysisError::UnsupportedImport { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -242,12 +254,10 @@ fn a_declaration_naming_a_non_import_is_rejected() {
 
 #[test]
 fn analyzed_manifest_round_trips_through_its_record_and_rejects_corruption() {
-    let m = analyze(&wat(
-        r#"(module
+    let m = analyze(&wat(r#"(module
           (import "linkcache:fn" "lib.a" (func $a (param f64) (result f64)))
           (import "env" "mem" (memory 1))
-          (func (export "m.f") (param f64) (result f64) (call $a (local.get 0))))"#,
-    ))
+          (func (export "m.f") (param f64) (result f64) (call $a (local.get 0))))"#))
     .unwrap();
     assert!(matches!(m.imports[1].kind, ImportKind::Memory));
     let record = m.encode();

@@ -104,7 +104,10 @@ fn stale_global_of_one_function_leaves_the_other_function_of_its_module_loadable
         Miss::StaleGlobal {
             function, global, ..
         } => {
-            assert_eq!((function.as_str(), global.as_str()), ("m.uses", "cfg.scale"));
+            assert_eq!(
+                (function.as_str(), global.as_str()),
+                ("m.uses", "cfg.scale")
+            );
         }
         other => panic!("expected a stale global, got {other:?}"),
     }
@@ -145,7 +148,11 @@ fn stale_global_prefers_a_duplicate_compiled_against_the_current_value() {
     assert_eq!(plan.module, fresh);
     assert_eq!(
         plan.set_globals,
-        [("cfg.scale".into(), linkcache_core::ValType::I64, linkcache_core::Value::I64(4))]
+        [(
+            "cfg.scale".into(),
+            linkcache_core::ValType::I64,
+            linkcache_core::Value::I64(4)
+        )]
     );
 }
 
@@ -241,7 +248,10 @@ fn a_module_calling_its_own_export_through_the_cache_is_a_cycle_of_one() {
     let id = h.add(&wasm);
     let plan = h.target("r.f").unwrap();
     assert_eq!(plan.cycles, [vec![id]]);
-    assert!(matches!(plan.modules[0].imports[0], ImportBinding::Trampoline { .. }));
+    assert!(matches!(
+        plan.modules[0].imports[0],
+        ImportBinding::Trampoline { .. }
+    ));
 }
 
 #[test]
@@ -265,7 +275,11 @@ fn closure_spanning_twenty_modules_loads_all_twenty_in_dependency_order() {
     let names: Vec<String> = (0..20).map(|i| format!("chain.f{i}")).collect();
     let mut ids = vec![];
     for i in 0..20 {
-        let calls: Vec<&str> = if i + 1 < 20 { vec![names[i + 1].as_str()] } else { vec![] };
+        let calls: Vec<&str> = if i + 1 < 20 {
+            vec![names[i + 1].as_str()]
+        } else {
+            vec![]
+        };
         ids.push(h.add(&module(&[Func {
             name: &names[i],
             calls: &calls,
@@ -294,7 +308,11 @@ fn imports_outside_the_closure_are_lazy_and_bind_later() {
         module: dep_a,
         func: "dep.a".into()
     }));
-    assert!(imports.iter().any(|b| matches!(b, ImportBinding::Lazy { func, .. } if func == "dep.b")));
+    assert!(
+        imports
+            .iter()
+            .any(|b| matches!(b, ImportBinding::Lazy { func, .. } if func == "dep.b"))
+    );
     // Targeting the other function of the loaded module loads only its dependency.
     let plan = h.target("two.b").unwrap();
     assert_eq!(plan.module, two);
@@ -367,7 +385,12 @@ impl Store for Lying {
     type Error = std::convert::Infallible;
     fn candidates(&mut self, func: &str) -> Result<Vec<Candidate>, Self::Error> {
         let mut list = self.inner.candidates(func)?;
-        list.extend(self.extra.iter().filter(|(f, _)| f == func).map(|(_, c)| *c));
+        list.extend(
+            self.extra
+                .iter()
+                .filter(|(f, _)| f == func)
+                .map(|(_, c)| *c),
+        );
         Ok(list)
     }
     fn manifest(
@@ -425,7 +448,10 @@ fn corrupt_manifest_is_skipped_and_remembered_as_broken() {
 #[test]
 fn signature_mismatch_between_import_and_definition_is_a_miss() {
     let mut h = Harness::new();
-    h.add(&wat::parse_str(r#"(module (func (export "s.f") (param i32) (result i32) (local.get 0)))"#).unwrap());
+    h.add(
+        &wat::parse_str(r#"(module (func (export "s.f") (param i32) (result i32) (local.get 0)))"#)
+            .unwrap(),
+    );
     h.add(&module(&[f("s.caller", &["s.f"])]));
     assert!(matches!(
         h.target("s.caller").unwrap_err(),
@@ -439,8 +465,12 @@ fn a_plan_made_before_another_commit_is_rejected() {
     store.add(&module(&[f("a.f", &[])])).unwrap();
     store.add(&module(&[f("b.f", &[])])).unwrap();
     let mut linkage = Linkage::new();
-    let first = plan(&mut store, &mut linkage, "a.f", None, &mut literal_global).unwrap().unwrap();
-    let second = plan(&mut store, &mut linkage, "b.f", None, &mut literal_global).unwrap().unwrap();
+    let first = plan(&mut store, &mut linkage, "a.f", None, &mut literal_global)
+        .unwrap()
+        .unwrap();
+    let second = plan(&mut store, &mut linkage, "b.f", None, &mut literal_global)
+        .unwrap()
+        .unwrap();
     linkage.commit(&second).unwrap();
     assert!(linkage.commit(&first).is_err());
 }
@@ -454,7 +484,13 @@ fn needs_are_asked_one_at_a_time_and_answers_in_any_order_give_the_same_plan() {
 
     // Answer everything up front, in reverse, before the planner asks.
     let mut eager = Planner::new("a.f");
-    for id in store.modules().copied().collect::<Vec<_>>().into_iter().rev() {
+    for id in store
+        .modules()
+        .copied()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
         eager.answer_manifest(id, store.manifest(&id).unwrap());
     }
     for func in ["d.f", "a.f"] {
@@ -508,5 +544,8 @@ fn a_resolver_returning_the_wrong_type_makes_the_global_stale() {
     let miss = plan(&mut store, &mut linkage, "m.f", None, &mut wrong)
         .unwrap()
         .unwrap_err();
-    assert!(matches!(miss, Miss::StaleGlobal { ref reason, .. } if reason.contains("i32")), "{miss}");
+    assert!(
+        matches!(miss, Miss::StaleGlobal { ref reason, .. } if reason.contains("i32")),
+        "{miss}"
+    );
 }

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use common::{Func, check_bindings, module};
 use linkcache_core::{
-    Candidate, Linkage, LoadPlan, Manifest, MemoryStore, Miss, ModuleId, Store, literal_global, plan,
+    Candidate, Linkage, LoadPlan, Manifest, MemoryStore, Miss, ModuleId, Store, literal_global,
+    plan,
 };
 use proptest::prelude::*;
 
@@ -39,7 +40,10 @@ fn build(spec: &ModuleSpec, salt: usize) -> Vec<u8> {
         .iter()
         .map(|(f, calls)| (name(*f), calls.iter().map(|c| name(*c)).collect()))
         .collect();
-    let calls: Vec<Vec<&str>> = names.iter().map(|(_, c)| c.iter().map(String::as_str).collect()).collect();
+    let calls: Vec<Vec<&str>> = names
+        .iter()
+        .map(|(_, c)| c.iter().map(String::as_str).collect())
+        .collect();
     let mut funcs: Vec<Func<'_>> = names
         .iter()
         .zip(&calls)
@@ -68,9 +72,10 @@ fn resolvable(specs: &[ModuleSpec]) -> BTreeSet<usize> {
             .iter()
             .copied()
             .filter(|f| {
-                specs
-                    .iter()
-                    .any(|s| s.get(f).is_some_and(|calls| calls.iter().all(|c| set.contains(c))))
+                specs.iter().any(|s| {
+                    s.get(f)
+                        .is_some_and(|calls| calls.iter().all(|c| set.contains(c)))
+                })
             })
             .collect();
         if next == set {
@@ -92,20 +97,34 @@ impl Store for Shuffled<'_> {
         let mut list = self.inner.candidates(func)?;
         let len = list.len();
         for i in (1..len).rev() {
-            let j = (self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(i as u32) as usize) % (i + 1);
+            let j = (self
+                .seed
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(i as u32) as usize)
+                % (i + 1);
             list.swap(i, j);
         }
         Ok(list)
     }
-    fn manifest(&mut self, module: &ModuleId) -> Result<Result<Arc<Manifest>, String>, Self::Error> {
+    fn manifest(
+        &mut self,
+        module: &ModuleId,
+    ) -> Result<Result<Arc<Manifest>, String>, Self::Error> {
         self.inner.manifest(module)
     }
 }
 
-fn summary(outcome: &Result<LoadPlan, Miss>) -> Result<(Vec<ModuleId>, Vec<(String, ModuleId)>), Miss> {
+fn summary(
+    outcome: &Result<LoadPlan, Miss>,
+) -> Result<(Vec<ModuleId>, Vec<(String, ModuleId)>), Miss> {
     outcome
         .as_ref()
-        .map(|p| (p.modules.iter().map(|m| m.module).collect(), p.bindings.clone()))
+        .map(|p| {
+            (
+                p.modules.iter().map(|m| m.module).collect(),
+                p.bindings.clone(),
+            )
+        })
         .map_err(Clone::clone)
 }
 
@@ -121,12 +140,21 @@ fn check_plan(store: &mut MemoryStore, linkage: &Linkage, plan: &LoadPlan) {
         .map(|(_, m)| *m)
         .filter(|m| !linkage.is_loaded(m))
         .collect();
-    assert_eq!(planned, bound, "a planned module outside the closure, or a bound one missing");
+    assert_eq!(
+        planned, bound,
+        "a planned module outside the closure, or a bound one missing"
+    );
     // The closure is complete: every call of every bound function is bound.
-    let bound_names: BTreeMap<&str, ModuleId> = plan.bindings.iter().map(|(f, m)| (f.as_str(), *m)).collect();
+    let bound_names: BTreeMap<&str, ModuleId> = plan
+        .bindings
+        .iter()
+        .map(|(f, m)| (f.as_str(), *m))
+        .collect();
     for (func, module) in &plan.bindings {
         let manifest = store.manifest(module).unwrap().unwrap();
-        let entry = manifest.function(func).expect("bound to a module defining it");
+        let entry = manifest
+            .function(func)
+            .expect("bound to a module defining it");
         for call in &entry.calls {
             assert!(
                 bound_names.contains_key(call.as_str()) || linkage.binding(call).is_some(),
@@ -136,7 +164,8 @@ fn check_plan(store: &mut MemoryStore, linkage: &Linkage, plan: &LoadPlan) {
     }
     // The target is reachable and bound.
     assert!(
-        bound_names.get(plan.target.as_str()) == Some(&plan.module) || linkage.binding(&plan.target) == Some(plan.module)
+        bound_names.get(plan.target.as_str()) == Some(&plan.module)
+            || linkage.binding(&plan.target) == Some(plan.module)
     );
 }
 

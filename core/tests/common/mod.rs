@@ -116,7 +116,9 @@ impl Harness {
             validated.push(check.global.name.clone());
             let text = String::from_utf8_lossy(&check.global.definition).into_owned();
             match env.get(&check.global.name) {
-                Some(current) if *current != text => Err(format!("compiled for {text}, now {current}")),
+                Some(current) if *current != text => {
+                    Err(format!("compiled for {text}, now {current}"))
+                }
                 _ => literal_global(check),
             }
         };
@@ -125,7 +127,9 @@ impl Harness {
         let mut load = |plan: &LoadPlan, linkage: &Linkage| -> Result<(), LoadFailure> {
             loaded.clear();
             for (position, planned) in plan.modules.iter().enumerate() {
-                let wasm = store.wasm(&planned.module).expect("planned modules are stored");
+                let wasm = store
+                    .wasm(&planned.module)
+                    .expect("planned modules are stored");
                 if !planned.module.matches(wasm) {
                     return Err(LoadFailure {
                         module: planned.module,
@@ -138,8 +142,15 @@ impl Harness {
             Ok(())
         };
         let mut store = self.store.clone();
-        let outcome = load_target(&mut store, &mut self.linkage, func, None, &mut resolver, &mut load)
-            .expect("memory store is infallible");
+        let outcome = load_target(
+            &mut store,
+            &mut self.linkage,
+            func,
+            None,
+            &mut resolver,
+            &mut load,
+        )
+        .expect("memory store is infallible");
         if outcome.is_ok() {
             self.loads.push(loaded);
         }
@@ -179,7 +190,8 @@ pub fn check_bindings(plan: &LoadPlan, position: usize, linkage: &Linkage) {
             }
             ImportBinding::Lazy { func, .. } => {
                 assert!(
-                    !plan.bindings.iter().any(|(f, _)| f == func) && linkage.binding(func).is_none(),
+                    !plan.bindings.iter().any(|(f, _)| f == func)
+                        && linkage.binding(func).is_none(),
                     "{func} is bound, so it must not be lazy"
                 );
             }
