@@ -72,7 +72,10 @@ fn source(func_name: &str) -> Option<String> {
 
 /// Compiles what a miss says is missing: the function itself or its dependency.
 fn compile(miss: &Miss) -> Result<Vec<Vec<u8>>, String> {
-    let wanted = miss.detail().filter(|_| miss.cause() == "missing_dependency").unwrap_or(miss.function());
+    let wanted = miss
+        .detail()
+        .filter(|_| miss.cause() == "missing_dependency")
+        .unwrap_or(miss.function());
     let text = source(wanted).ok_or_else(|| format!("the demo compiler knows no `{wanted}`"))?;
     Ok(vec![wat::parse_str(&text).map_err(|e| e.to_string())?])
 }
@@ -85,27 +88,36 @@ struct Row {
 
 fn run_calls(cache: &Cache) -> Result<Vec<Row>, Error> {
     let mut rows = Vec::new();
-    let mut timed = |call: &'static str, f: &mut dyn FnMut() -> Result<i64, Error>| -> Result<(), Error> {
-        let start = Instant::now();
-        let result = f()?;
-        rows.push(Row {
-            call,
-            result,
-            time: start.elapsed(),
-        });
-        Ok(())
-    };
+    let mut timed =
+        |call: &'static str, f: &mut dyn FnMut() -> Result<i64, Error>| -> Result<(), Error> {
+            let start = Instant::now();
+            let result = f()?;
+            rows.push(Row {
+                call,
+                result,
+                time: start.elapsed(),
+            });
+            Ok(())
+        };
     timed("math.fib(25)", &mut || {
-        cache.get_or_compile::<(i64,), i64, String>("math.fib", compile)?.call(cache, (25,))
+        cache
+            .get_or_compile::<(i64,), i64, String>("math.fib", compile)?
+            .call(cache, (25,))
     })?;
     timed("math.gcd(1071, 462)", &mut || {
-        cache.get_or_compile::<(i64, i64), i64, String>("math.gcd", compile)?.call(cache, (1071, 462))
+        cache
+            .get_or_compile::<(i64, i64), i64, String>("math.gcd", compile)?
+            .call(cache, (1071, 462))
     })?;
     timed("math.pow(7, 1000) mod p", &mut || {
-        cache.get_or_compile::<(i64, i64), i64, String>("math.pow", compile)?.call(cache, (7, 1000))
+        cache
+            .get_or_compile::<(i64, i64), i64, String>("math.pow", compile)?
+            .call(cache, (7, 1000))
     })?;
     timed("stack.run(0)", &mut || {
-        cache.get_or_compile::<(i32,), i64, String>("stack.run", compile)?.call(cache, (0,))
+        cache
+            .get_or_compile::<(i32,), i64, String>("stack.run", compile)?
+            .call(cache, (0,))
     })?;
     Ok(rows)
 }
@@ -138,7 +150,10 @@ fn real_main() -> Result<(), Error> {
         }
     }
     let added = cache.dir().modules()?.len() - before;
-    println!("cache holds {} modules ({added} added now)\n", cache.dir().modules()?.len());
+    println!(
+        "cache holds {} modules ({added} added now)\n",
+        cache.dir().modules()?.len()
+    );
 
     println!("process 1 (compiles whatever the cache lacks):");
     let cold = run_calls(&cache)?;
@@ -159,7 +174,10 @@ fn real_main() -> Result<(), Error> {
     }
     let child = String::from_utf8_lossy(&output.stdout);
     let (warm_times, warm_stats) = child.split_once("\n--stats--\n").expect("child output");
-    let warm: Vec<f64> = warm_times.lines().map(|l| l.parse().expect("child time")).collect();
+    let warm: Vec<f64> = warm_times
+        .lines()
+        .map(|l| l.parse().expect("child time"))
+        .collect();
     println!("{warm_stats}");
 
     println!("\n| call | result | process 1 | process 2 | speed-up |");

@@ -24,7 +24,9 @@ use linkcache_core::{
     AnalyzeOptions, Bundle, BundledModule, FuncSig, GlobalCheck, GlobalOutcome, Linkage, Miss,
     ModuleId, Value, analyze_with,
 };
-use wasmtime::{AsContextMut, Config, Engine, Linker, Store, TypedFunc, Val, WasmParams, WasmResults};
+use wasmtime::{
+    AsContextMut, Config, Engine, Linker, Store, TypedFunc, Val, WasmParams, WasmResults,
+};
 
 use crate::dir::{DirStore, Trust};
 use crate::error::Error;
@@ -45,12 +47,15 @@ struct Shared {
     compiles: AtomicU64,
 }
 
+/// The embedder's definition of its imports, run once when the cache opens.
+type DefineImports = dyn FnOnce(&mut Linker<Host>) -> wasmtime::Result<()>;
+
 /// Options for opening a [`Cache`].
 pub struct CacheBuilder {
     dir: PathBuf,
     engine: Option<Engine>,
     precompiled: bool,
-    linker: Option<Box<dyn FnOnce(&mut Linker<Host>) -> wasmtime::Result<()>>>,
+    linker: Option<Box<DefineImports>>,
     resolver: Option<Box<load::GlobalResolverFn>>,
 }
 
@@ -133,7 +138,10 @@ impl CacheBuilder {
 
     /// Defines the embedder's imports (memories, WASI, host functions): every import
     /// outside the `linkcache:*` namespaces is looked up in this linker.
-    pub fn linker(mut self, define: impl FnOnce(&mut Linker<Host>) -> wasmtime::Result<()> + 'static) -> Self {
+    pub fn linker(
+        mut self,
+        define: impl FnOnce(&mut Linker<Host>) -> wasmtime::Result<()> + 'static,
+    ) -> Self {
         self.linker = Some(Box::new(define));
         self
     }
@@ -154,7 +162,8 @@ impl CacheBuilder {
         let dir = DirStore::open(&self.dir)?;
         let engine = match self.engine {
             Some(engine) => engine,
-            None => Engine::new(&Config::new()).map_err(|e| Error::Link(format!("creating the engine: {e}")))?,
+            None => Engine::new(&Config::new())
+                .map_err(|e| Error::Link(format!("creating the engine: {e}")))?,
         };
         let mut linker = Linker::new(&engine);
         if let Some(define) = self.linker {
@@ -264,7 +273,11 @@ impl Cache {
     /// (an embedder's host function calling back) is an error, not a deadlock.
     fn lock(&self, requested: &str) -> Result<(MutexGuard<'_, Store<Host>>, Inside), Error> {
         let inside = Inside::enter(self, Activity::Locked, requested)?;
-        let guard = self.shared.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = self
+            .shared
+            .store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok((guard, inside))
     }
 
@@ -275,7 +288,11 @@ impl Cache {
     }
 
     /// Like [`Cache::add_module`], with global definitions or declared dependencies.
-    pub fn add_module_with(&self, wasm: &[u8], options: &AnalyzeOptions) -> Result<ModuleId, Error> {
+    pub fn add_module_with(
+        &self,
+        wasm: &[u8],
+        options: &AnalyzeOptions,
+    ) -> Result<ModuleId, Error> {
         let manifest = analyze_with(wasm, options)?;
         self.shared.dir.commit(wasm, &manifest)?;
         self.shared.modules_added.fetch_add(1, Ordering::Relaxed);
@@ -285,14 +302,24 @@ impl Cache {
     /// Targets `func_name` with the parameter and result types `P -> R` (for example
     /// `(i64,)` and `i64`): loads what it needs and returns a typed callable, or
     /// [`Error::Miss`] naming why it cannot.
-    pub fn target<P: WasmParams, R: WasmResults>(&self, func_name: &str) -> Result<Target<P, R>, Error> {
+    pub fn target<P: WasmParams, R: WasmResults>(
+        &self,
+        func_name: &str,
+    ) -> Result<Target<P, R>, Error> {
         let (mut store, _inside) = self.lock(func_name)?;
         let bound = load::target(store.as_context_mut(), func_name, None)?;
-        let func = bound.func.typed::<P, R>(&*store).map_err(|_| Error::SignatureMismatch {
-            function: func_name.to_string(),
-            expected: format!("{} -> {}", std::any::type_name::<P>(), std::any::type_name::<R>()),
-            found: bound.signature.clone(),
-        })?;
+        let func = bound
+            .func
+            .typed::<P, R>(&*store)
+            .map_err(|_| Error::SignatureMismatch {
+                function: func_name.to_string(),
+                expected: format!(
+                    "{} -> {}",
+                    std::any::type_name::<P>(),
+                    std::any::type_name::<R>()
+                ),
+                found: bound.signature.clone(),
+            })?;
         Ok(Target {
             func,
             func_name: func_name.to_string(),
@@ -319,14 +346,20 @@ impl Cache {
         let (mut store, _inside) = self.lock(func_name)?;
         let bound = load::target(store.as_context_mut(), func_name, None)?;
         if args.len() != bound.signature.params.len()
-            || args.iter().zip(&bound.signature.params).any(|(a, t)| a.ty() != *t)
+            || args
+                .iter()
+                .zip(&bound.signature.params)
+                .any(|(a, t)| a.ty() != *t)
         {
             return Err(Error::BadArguments {
                 function: func_name.to_string(),
                 reason: format!(
                     "expected {}, got ({})",
                     bound.signature,
-                    args.iter().map(|a| a.ty().to_string()).collect::<Vec<_>>().join(", ")
+                    args.iter()
+                        .map(|a| a.ty().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
@@ -364,7 +397,11 @@ impl Cache {
         E: std::fmt::Display,
     {
         // Fail fast when called from a compile callback of this cache.
-        drop(Inside::enter(self, Activity::Compiling(func_name.into()), func_name)?);
+        drop(Inside::enter(
+            self,
+            Activity::Compiling(func_name.into()),
+            func_name,
+        )?);
         let mut last_miss: Option<Miss> = None;
         for _ in 0..=COMPILE_ROUNDS {
             let miss = match self.target::<P, R>(func_name) {
@@ -375,11 +412,12 @@ impl Cache {
             if last_miss.as_ref() == Some(&miss) {
                 return Err(Error::CompileDidNotHelp {
                     function: func_name.to_string(),
-                    miss,
+                    miss: Box::new(miss),
                 });
             }
             let modules = {
-                let _inside = Inside::enter(self, Activity::Compiling(func_name.into()), func_name)?;
+                let _inside =
+                    Inside::enter(self, Activity::Compiling(func_name.into()), func_name)?;
                 compile(&miss).map_err(|e| Error::CompileFailed {
                     function: func_name.to_string(),
                     reason: e.to_string(),
@@ -394,7 +432,7 @@ impl Cache {
         let miss = last_miss.expect("at least one round ran");
         Err(Error::CompileDidNotHelp {
             function: func_name.to_string(),
-            miss,
+            miss: Box::new(miss),
         })
     }
 
@@ -428,7 +466,10 @@ impl Cache {
         };
         let mut bundle = Bundle::default();
         for id in ids {
-            let (Ok(manifest), Ok(wasm)) = (self.shared.dir.manifest(&id)?, self.shared.dir.module_bytes(&id)?) else {
+            let (Ok(manifest), Ok(wasm)) = (
+                self.shared.dir.manifest(&id)?,
+                self.shared.dir.module_bytes(&id)?,
+            ) else {
                 continue;
             };
             bundle.modules.push(BundledModule { wasm, manifest });
@@ -455,7 +496,9 @@ impl Cache {
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cache").field("dir", &self.shared.dir.root()).finish_non_exhaustive()
+        f.debug_struct("Cache")
+            .field("dir", &self.shared.dir.root())
+            .finish_non_exhaustive()
     }
 }
 
@@ -486,10 +529,12 @@ impl<P: WasmParams, R: WasmResults> Target<P, R> {
             return Err(Error::WrongCache);
         }
         let (mut store, _inside) = cache.lock(&self.func_name)?;
-        self.func.call(&mut *store, params).map_err(|source| Error::Trap {
-            function: self.func_name.clone(),
-            source,
-        })
+        self.func
+            .call(&mut *store, params)
+            .map_err(|source| Error::Trap {
+                function: self.func_name.clone(),
+                source,
+            })
     }
 
     /// The func_name.

@@ -116,12 +116,18 @@ impl DirStore {
 
     fn module_path(&self, id: &ModuleId) -> PathBuf {
         let hex = id.to_string();
-        self.root.join("modules").join(&hex[..2]).join(format!("{hex}.wasm"))
+        self.root
+            .join("modules")
+            .join(&hex[..2])
+            .join(format!("{hex}.wasm"))
     }
 
     fn manifest_path(&self, id: &ModuleId) -> PathBuf {
         let hex = id.to_string();
-        self.root.join("manifests").join(&hex[..2]).join(format!("{hex}.lcmf"))
+        self.root
+            .join("manifests")
+            .join(&hex[..2])
+            .join(format!("{hex}.lcmf"))
     }
 
     fn index_dir(&self, func_name: &str) -> PathBuf {
@@ -137,7 +143,11 @@ impl DirStore {
     /// The directory holding the artifacts of `id` for the engine `engine_key`.
     fn artifact_dir(&self, engine_key: &str, id: &ModuleId) -> PathBuf {
         let hex = id.to_string();
-        self.root.join("artifacts").join(engine_key).join(&hex[..2]).join(hex)
+        self.root
+            .join("artifacts")
+            .join(engine_key)
+            .join(&hex[..2])
+            .join(hex)
     }
 
     /// Writes `bytes` to `path` atomically: temporary file, fsync, rename.
@@ -218,15 +228,18 @@ impl DirStore {
             if path.extension() != Some(OsStr::new("lcix")) {
                 continue;
             }
-            let Some(named) = stem_id(&path, "lcix") else { continue };
-            let decoded = fs::read(&path).ok().and_then(|bytes| IndexEntry::decode(&bytes).ok());
+            let Some(named) = stem_id(&path, "lcix") else {
+                continue;
+            };
+            let decoded = fs::read(&path)
+                .ok()
+                .and_then(|bytes| IndexEntry::decode(&bytes).ok());
             match decoded {
-                Some(entry) if entry.func_name == func_name && entry.module == named => {
-                    candidates.push(Candidate {
+                Some(entry) if entry.func_name == func_name && entry.module == named => candidates
+                    .push(Candidate {
                         module: entry.module,
                         committed_at: entry.committed_at,
-                    })
-                }
+                    }),
                 _ => candidates.push(Candidate {
                     module: named,
                     committed_at: u64::MAX,
@@ -319,9 +332,16 @@ impl DirStore {
     }
 
     /// Stores an artifact of `id` under a name derived from its checksum.
-    pub fn store_artifact(&self, engine_key: &str, id: &ModuleId, bytes: &[u8]) -> Result<PathBuf, Error> {
+    pub fn store_artifact(
+        &self,
+        engine_key: &str,
+        id: &ModuleId,
+        bytes: &[u8],
+    ) -> Result<PathBuf, Error> {
         let sum = xxhash_rust::xxh3::xxh3_128(bytes);
-        let path = self.artifact_dir(engine_key, id).join(format!("{sum:032x}.cwasm"));
+        let path = self
+            .artifact_dir(engine_key, id)
+            .join(format!("{sum:032x}.cwasm"));
         if !path.exists() {
             self.write_atomic(&path, bytes)?;
         }
@@ -338,10 +358,14 @@ impl DirStore {
     pub fn touch(&self, id: &ModuleId) {
         let path = self.used_path(id);
         let now = SystemTime::now();
-        let file = File::options().create(true).append(true).open(&path).or_else(|_| {
-            fs::create_dir_all(path.parent().expect("used/<ab>/<id> has a parent"))?;
-            File::options().create(true).append(true).open(&path)
-        });
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .or_else(|_| {
+                fs::create_dir_all(path.parent().expect("used/<ab>/<id> has a parent"))?;
+                File::options().create(true).append(true).open(&path)
+            });
         if let Ok(file) = file {
             let _ = file.set_modified(now);
         }
@@ -365,7 +389,10 @@ impl DirStore {
         for path in files_under(&self.root.join("index"))? {
             let Ok(bytes) = fs::read(&path) else { continue };
             if let Ok(entry) = IndexEntry::decode(&bytes) {
-                index.entry(entry.func_name.clone()).or_default().push(entry);
+                index
+                    .entry(entry.func_name.clone())
+                    .or_default()
+                    .push(entry);
             }
         }
         for entries in index.values_mut() {
@@ -424,7 +451,10 @@ impl DirStore {
     pub fn size(&self) -> Result<u64, Error> {
         let mut total = 0;
         for dir in ["modules", "manifests", "index", "artifacts"] {
-            total += files_under(&self.root.join(dir))?.iter().map(|f| file_len(f)).sum::<u64>();
+            total += files_under(&self.root.join(dir))?
+                .iter()
+                .map(|f| file_len(f))
+                .sum::<u64>();
         }
         Ok(total)
     }
@@ -432,7 +462,11 @@ impl DirStore {
     /// Evicts least recently used modules until the cache holds at most `max_size` bytes,
     /// and removes leftovers of crashed writers (old temporary files, orphaned bytes).
     /// Each module goes whole (see [`DirStore::remove`]); `progress` is called after each.
-    pub fn gc(&self, max_size: u64, mut progress: impl FnMut(&ModuleId)) -> Result<GcReport, Error> {
+    pub fn gc(
+        &self,
+        max_size: u64,
+        mut progress: impl FnMut(&ModuleId),
+    ) -> Result<GcReport, Error> {
         self.remove_leftovers()?;
         let mut report = GcReport::default();
         let mut size = self.size()?;
@@ -486,10 +520,11 @@ impl DirStore {
             }
         }
         for path in files_under(&self.root.join("modules"))? {
-            if let Some(id) = stem_id(&path, "wasm") {
-                if !self.contains(&id) && old(&path) {
-                    remove_if_present(&path)?;
-                }
+            if let Some(id) = stem_id(&path, "wasm")
+                && !self.contains(&id)
+                && old(&path)
+            {
+                remove_if_present(&path)?;
             }
         }
         Ok(())
@@ -518,7 +553,11 @@ impl DirStore {
                 Ok(manifest) => match self.module_bytes(&id)? {
                     Ok(bytes) if bytes.len() as u64 != manifest.byte_len => problem(
                         &path,
-                        format!("manifest says {} bytes, module has {}", manifest.byte_len, bytes.len()),
+                        format!(
+                            "manifest says {} bytes, module has {}",
+                            manifest.byte_len,
+                            bytes.len()
+                        ),
                     ),
                     Ok(_) => {}
                     Err(reason) => problem(&self.module_path(&id), reason),
@@ -536,7 +575,13 @@ impl DirStore {
                     {
                         problem(&path, "index entry is filed under the wrong name".into());
                     } else if !self.contains(&entry.module) {
-                        problem(&path, format!("indexes module {} which is not committed", entry.module.short()));
+                        problem(
+                            &path,
+                            format!(
+                                "indexes module {} which is not committed",
+                                entry.module.short()
+                            ),
+                        );
                     }
                 }
                 Err(e) => problem(&path, format!("corrupt index entry: {e}")),
@@ -638,7 +683,10 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 #[cfg(unix)]
 fn create_private_dir(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 #[cfg(not(unix))]

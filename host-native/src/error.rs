@@ -52,7 +52,7 @@ pub enum Error {
         /// The function asked for.
         function: String,
         /// The miss that remained.
-        miss: Miss,
+        miss: Box<Miss>,
     },
     /// The compile callback failed.
     #[error("compiling `{function}` failed: {reason}")]

@@ -21,8 +21,8 @@ use linkcache_core::{
     load_target,
 };
 use wasmtime::{
-    AsContextMut, Engine, Extern, ExternType, Func, FuncType, Global, GlobalType,
-    Instance, Linker, Module, Mutability, StoreContextMut, V128, Val,
+    AsContextMut, Engine, Extern, ExternType, Func, FuncType, Global, GlobalType, Instance, Linker,
+    Module, Mutability, StoreContextMut, V128, Val,
 };
 
 use crate::dir::{ArtifactLookup, DirStore};
@@ -182,40 +182,48 @@ fn instantiate(
 
         let mut imports = Vec::with_capacity(planned.imports.len());
         for (import, binding) in planned.manifest.imports.iter().zip(&planned.imports) {
-            let item = match binding {
-                ImportBinding::Export { module, func } => {
-                    let instance = fresh
-                        .get(module)
-                        .or_else(|| cx.data().instances.get(module))
-                        .copied()
-                        .ok_or_else(|| fail(format!("module {} is not instantiated", module.short())))?;
-                    let func = instance.get_func(&mut *cx, func).ok_or_else(|| {
-                        fail(format!("module {} does not export `{func}`", module.short()))
-                    })?;
-                    Extern::Func(func)
-                }
-                ImportBinding::Trampoline { func } => {
-                    let ImportKind::Func(signature) = &import.kind else {
-                        return Err(fail(format!("`{func}` is imported as a function but is not one")));
-                    };
-                    Extern::Func(forwarding_stub(cx, func, signature, false))
-                }
-                ImportBinding::Lazy { func, signature } => {
-                    Extern::Func(forwarding_stub(cx, func, signature, true))
-                }
-                ImportBinding::Global { name, binding } => {
-                    Extern::Global(global_import(cx, name, binding, linkage).map_err(fail)?)
-                }
-                ImportBinding::Embedder => {
-                    let linker = Arc::clone(&cx.data().linker);
-                    linker.get(&mut *cx, &import.namespace, &import.name).map_err(|_| {
+            let item =
+                match binding {
+                    ImportBinding::Export { module, func } => {
+                        let instance = fresh
+                            .get(module)
+                            .or_else(|| cx.data().instances.get(module))
+                            .copied()
+                            .ok_or_else(|| {
+                                fail(format!("module {} is not instantiated", module.short()))
+                            })?;
+                        let func = instance.get_func(&mut *cx, func).ok_or_else(|| {
+                            fail(format!(
+                                "module {} does not export `{func}`",
+                                module.short()
+                            ))
+                        })?;
+                        Extern::Func(func)
+                    }
+                    ImportBinding::Trampoline { func } => {
+                        let ImportKind::Func(signature) = &import.kind else {
+                            return Err(fail(format!(
+                                "`{func}` is imported as a function but is not one"
+                            )));
+                        };
+                        Extern::Func(forwarding_stub(cx, func, signature, false))
+                    }
+                    ImportBinding::Lazy { func, signature } => {
+                        Extern::Func(forwarding_stub(cx, func, signature, true))
+                    }
+                    ImportBinding::Global { name, binding } => {
+                        Extern::Global(global_import(cx, name, binding, linkage).map_err(fail)?)
+                    }
+                    ImportBinding::Embedder => {
+                        let linker = Arc::clone(&cx.data().linker);
+                        linker.get(&mut *cx, &import.namespace, &import.name).map_err(|_| {
                         fail(format!(
                             "it imports `{}` `{}`, which the embedder's linker does not define",
                             import.namespace, import.name
                         ))
                     })?
-                }
-            };
+                    }
+                };
             imports.push(item);
         }
         let instance = Instance::new(&mut *cx, &module, &imports)
@@ -228,14 +236,21 @@ fn instantiate(
         .instances
         .extend(fresh.iter().map(|(id, instance)| (*id, *instance)));
     for (func_name, module) in &plan.bindings {
-        let instance = cx.data().instances.get(module).copied().ok_or_else(|| LoadFailure {
-            module: *module,
-            reason: "bound to a module that is not instantiated".into(),
-        })?;
-        let func = instance.get_func(&mut *cx, func_name).ok_or_else(|| LoadFailure {
-            module: *module,
-            reason: format!("does not export `{func_name}`"),
-        })?;
+        let instance = cx
+            .data()
+            .instances
+            .get(module)
+            .copied()
+            .ok_or_else(|| LoadFailure {
+                module: *module,
+                reason: "bound to a module that is not instantiated".into(),
+            })?;
+        let func = instance
+            .get_func(&mut *cx, func_name)
+            .ok_or_else(|| LoadFailure {
+                module: *module,
+                reason: format!("does not export `{func_name}`"),
+            })?;
         let host = cx.data_mut();
         host.funcs.insert(func_name.clone(), func);
         host.dir.touch(module);
@@ -298,7 +313,11 @@ fn global_import(
 }
 
 /// The process's one mutable global `name`, created zeroed on first use.
-fn shared_global(cx: &mut StoreContextMut<'_, Host>, name: &str, ty: ValType) -> Result<Global, String> {
+fn shared_global(
+    cx: &mut StoreContextMut<'_, Host>,
+    name: &str,
+    ty: ValType,
+) -> Result<Global, String> {
     if let Some(global) = cx.data().shared_globals.get(name) {
         return Ok(*global);
     }
@@ -311,20 +330,30 @@ fn shared_global(cx: &mut StoreContextMut<'_, Host>, name: &str, ty: ValType) ->
         to_val(zero),
     )
     .map_err(|e| format!("global `{name}`: {e}"))?;
-    cx.data_mut().shared_globals.insert(name.to_string(), global);
+    cx.data_mut()
+        .shared_globals
+        .insert(name.to_string(), global);
     Ok(global)
 }
 
 /// The compiled module `id`: already in this process, deserialized from a checked
 /// artifact, or compiled from its checked bytes (storing the artifact).
-fn get_module(cx: &mut StoreContextMut<'_, Host>, id: &ModuleId, manifest: &Manifest) -> Result<Module, String> {
+fn get_module(
+    cx: &mut StoreContextMut<'_, Host>,
+    id: &ModuleId,
+    manifest: &Manifest,
+) -> Result<Module, String> {
     if let Some(module) = cx.data().modules.get(id) {
         return Ok(module.clone());
     }
     let engine = cx.engine().clone();
     let host = cx.data_mut();
     if host.precompiled {
-        match host.dir.artifact(&host.engine_key, id).map_err(|e| e.to_string())? {
+        match host
+            .dir
+            .artifact(&host.engine_key, id)
+            .map_err(|e| e.to_string())?
+        {
             ArtifactLookup::Found { path, len } => {
                 // SAFETY: the artifact lies in a root owned by this user and writable by
                 // no one else, was written by `Module::serialize` of an engine with the
@@ -373,7 +402,9 @@ fn get_module(cx: &mut StoreContextMut<'_, Host>, id: &ModuleId, manifest: &Mani
 pub fn check_manifest(wasm: &[u8], manifest: &Manifest) -> Result<(), String> {
     let mut options = AnalyzeOptions::default();
     for global in &manifest.globals {
-        options.globals.insert(global.name.clone(), global.definition.clone());
+        options
+            .globals
+            .insert(global.name.clone(), global.definition.clone());
     }
     for function in &manifest.functions {
         options.declared.insert(
@@ -387,7 +418,10 @@ pub fn check_manifest(wasm: &[u8], manifest: &Manifest) -> Result<(), String> {
     let analyzed = analyze_with(wasm, &options)
         .map_err(|e| format!("its manifest does not describe its bytes: {e}"))?;
     if normalized(&analyzed) != normalized(manifest) {
-        return Err("its manifest does not describe its bytes (functions, imports or globals differ)".into());
+        return Err(
+            "its manifest does not describe its bytes (functions, imports or globals differ)"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -427,7 +461,8 @@ fn check_shape(module: &Module, manifest: &Manifest) -> Result<(), String> {
     }
     for function in &manifest.functions {
         match module.get_export(&function.name) {
-            Some(ExternType::Func(ty)) if signature_of(&ty).as_ref() == Some(&function.signature) => {}
+            Some(ExternType::Func(ty))
+                if signature_of(&ty).as_ref() == Some(&function.signature) => {}
             _ => {
                 return Err(format!(
                     "it does not export `{}` with signature {}",
@@ -458,7 +493,9 @@ pub(crate) fn signature_of(ty: &FuncType) -> Option<FuncSig> {
             wasmtime::ValType::F64 => ValType::F64,
             wasmtime::ValType::V128 => ValType::V128,
             wasmtime::ValType::Ref(r) if r.matches(&wasmtime::RefType::FUNCREF) => ValType::FuncRef,
-            wasmtime::ValType::Ref(r) if r.matches(&wasmtime::RefType::EXTERNREF) => ValType::ExternRef,
+            wasmtime::ValType::Ref(r) if r.matches(&wasmtime::RefType::EXTERNREF) => {
+                ValType::ExternRef
+            }
             wasmtime::ValType::Ref(_) => return None,
         })
     };

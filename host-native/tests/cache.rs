@@ -14,14 +14,18 @@ fn wasm(text: &str) -> Vec<u8> {
 
 /// `util.sq(x) = x*x` and `math.quad(x) = sq(sq(x))` in two modules.
 fn util() -> Vec<u8> {
-    wasm(r#"(module (func (export "util.sq") (param i64) (result i64)
-        (i64.mul (local.get 0) (local.get 0))))"#)
+    wasm(
+        r#"(module (func (export "util.sq") (param i64) (result i64)
+        (i64.mul (local.get 0) (local.get 0))))"#,
+    )
 }
 
 fn math() -> Vec<u8> {
-    wasm(r#"(module
+    wasm(
+        r#"(module
         (import "linkcache:fn" "util.sq" (func $sq (param i64) (result i64)))
-        (func (export "math.quad") (param i64) (result i64) (call $sq (call $sq (local.get 0)))))"#)
+        (func (export "math.quad") (param i64) (result i64) (call $sq (call $sq (local.get 0)))))"#,
+    )
 }
 
 fn files_with_ext(root: &Path, ext: &str) -> Vec<PathBuf> {
@@ -43,12 +47,16 @@ fn files_with_ext(root: &Path, ext: &str) -> Vec<PathBuf> {
 
 fn module_file(root: &Path, id: &ModuleId) -> PathBuf {
     let hex = id.to_string();
-    root.join("modules").join(&hex[..2]).join(format!("{hex}.wasm"))
+    root.join("modules")
+        .join(&hex[..2])
+        .join(format!("{hex}.wasm"))
 }
 
 fn manifest_file(root: &Path, id: &ModuleId) -> PathBuf {
     let hex = id.to_string();
-    root.join("manifests").join(&hex[..2]).join(format!("{hex}.lcmf"))
+    root.join("manifests")
+        .join(&hex[..2])
+        .join(format!("{hex}.lcmf"))
 }
 
 fn flip_byte(path: &Path, at: usize) {
@@ -67,14 +75,31 @@ fn a_second_cache_on_the_directory_loads_precompiled_code_instead_of_compiling()
     let quad = first.target::<(i64,), i64>("math.quad").unwrap();
     assert_eq!(quad.call(&first, (3,)).unwrap(), 81);
     let stats = first.stats();
-    assert_eq!((stats.modules_compiled, stats.artifacts_written, stats.artifacts_deserialized), (2, 2, 0));
-    assert!(stats.precompiled, "a fresh private temp dir is trusted: {stats:?}");
+    assert_eq!(
+        (
+            stats.modules_compiled,
+            stats.artifacts_written,
+            stats.artifacts_deserialized
+        ),
+        (2, 2, 0)
+    );
+    assert!(
+        stats.precompiled,
+        "a fresh private temp dir is trusted: {stats:?}"
+    );
 
     let second = Cache::open(dir.path()).unwrap();
     let quad = second.target::<(i64,), i64>("math.quad").unwrap();
     assert_eq!(quad.call(&second, (2,)).unwrap(), 16);
     let stats = second.stats();
-    assert_eq!((stats.modules_compiled, stats.artifacts_deserialized, stats.modules_loaded), (0, 2, 2));
+    assert_eq!(
+        (
+            stats.modules_compiled,
+            stats.artifacts_deserialized,
+            stats.modules_loaded
+        ),
+        (0, 2, 2)
+    );
     assert_eq!(stats.hits, 1);
 }
 
@@ -84,7 +109,10 @@ fn a_new_cache_root_is_private_and_a_shared_root_gets_no_precompiled_code() {
     let parent = tempfile::tempdir().unwrap();
     let root = parent.path().join("cache");
     let cache = Cache::open(&root).unwrap();
-    assert_eq!(fs::metadata(&root).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(&root).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     cache.add_module(&util()).unwrap();
     drop(cache);
 
@@ -94,7 +122,13 @@ fn a_new_cache_root_is_private_and_a_shared_root_gets_no_precompiled_code() {
     assert_eq!(sq.call(&cache, (7,)).unwrap(), 49);
     let stats = cache.stats();
     assert!(!stats.precompiled);
-    assert!(stats.untrusted_reason.as_deref().unwrap().contains("writable by group or others"));
+    assert!(
+        stats
+            .untrusted_reason
+            .as_deref()
+            .unwrap()
+            .contains("writable by group or others")
+    );
     assert_eq!((stats.modules_compiled, stats.artifacts_written), (1, 0));
 }
 
@@ -107,7 +141,10 @@ fn unknown_and_missing_dependency_are_misses_that_name_the_cause() {
     cache.add_module(&math()).unwrap();
     let err = cache.target::<(i64,), i64>("math.quad").unwrap_err();
     let miss = err.miss().unwrap();
-    assert_eq!((miss.cause(), miss.detail()), ("missing_dependency", Some("util.sq")));
+    assert_eq!(
+        (miss.cause(), miss.detail()),
+        ("missing_dependency", Some("util.sq"))
+    );
     cache.add_module(&util()).unwrap();
     let quad = cache.target::<(i64,), i64>("math.quad").unwrap();
     assert_eq!(quad.call(&cache, (3,)).unwrap(), 81);
@@ -123,7 +160,14 @@ fn a_typed_target_with_the_wrong_types_is_an_error_and_the_right_types_work() {
     cache.add_module(&util()).unwrap();
     let err = cache.target::<(i32,), i32>("util.sq").unwrap_err();
     assert!(matches!(err, Error::SignatureMismatch { .. }), "{err}");
-    assert_eq!(cache.target::<(i64,), i64>("util.sq").unwrap().call(&cache, (5,)).unwrap(), 25);
+    assert_eq!(
+        cache
+            .target::<(i64,), i64>("util.sq")
+            .unwrap()
+            .call(&cache, (5,))
+            .unwrap(),
+        25
+    );
 }
 
 #[test]
@@ -132,7 +176,10 @@ fn non_wasm_and_invalid_modules_are_rejected_and_the_cache_still_works() {
     let cache = Cache::open(dir.path()).unwrap();
     let err = cache.add_module(b"definitely not wasm").unwrap_err();
     assert!(matches!(err, Error::InvalidModule(_)), "{err}");
-    assert!(err.to_string().contains("not a WebAssembly module"), "{err}");
+    assert!(
+        err.to_string().contains("not a WebAssembly module"),
+        "{err}"
+    );
     // Valid header, broken body.
     let mut truncated = util();
     truncated.truncate(truncated.len() - 3);
@@ -140,14 +187,23 @@ fn non_wasm_and_invalid_modules_are_rejected_and_the_cache_still_works() {
     assert!(matches!(err, Error::InvalidModule(_)), "{err}");
     // A global import without a definition.
     let err = cache
-        .add_module(&wasm(r#"(module (import "linkcache:global" "g" (global i32))
-            (func (export "f") (result i32) (global.get 0)))"#))
+        .add_module(&wasm(
+            r#"(module (import "linkcache:global" "g" (global i32))
+            (func (export "f") (result i32) (global.get 0)))"#,
+        ))
         .unwrap_err();
     assert!(err.to_string().contains("no definition"), "{err}");
 
     assert!(cache.dir().modules().unwrap().is_empty());
     cache.add_module(&util()).unwrap();
-    assert_eq!(cache.target::<(i64,), i64>("util.sq").unwrap().call(&cache, (4,)).unwrap(), 16);
+    assert_eq!(
+        cache
+            .target::<(i64,), i64>("util.sq")
+            .unwrap()
+            .call(&cache, (4,))
+            .unwrap(),
+        16
+    );
 }
 
 /// Appends a `linkcache.globals` section with these definitions.
@@ -155,7 +211,9 @@ fn with_globals(wasm: &mut Vec<u8>, definitions: &[(&str, &str)]) {
     use wasm_encoder::Encode;
     wasm.push(0); // custom section id; `encode` writes the size and contents
     let data = linkcache_native::core::encode_globals_section(
-        definitions.iter().map(|(name, text)| (*name, text.as_bytes())),
+        definitions
+            .iter()
+            .map(|(name, text)| (*name, text.as_bytes())),
     );
     wasm_encoder::CustomSection {
         name: linkcache_native::core::GLOBALS_SECTION.into(),
@@ -166,10 +224,12 @@ fn with_globals(wasm: &mut Vec<u8>, definitions: &[(&str, &str)]) {
 
 /// A library where `lib.a` and `lib.b` share a module, `lib.a` reading global `cfg.k`.
 fn globals_module() -> Vec<u8> {
-    let mut bytes = wasm(r#"(module
+    let mut bytes = wasm(
+        r#"(module
         (import "linkcache:global" "cfg.k" (global $k i64))
         (func (export "lib.a") (param i64) (result i64) (i64.mul (local.get 0) (global.get $k)))
-        (func (export "lib.b") (param i64) (result i64) (i64.add (local.get 0) (i64.const 1))))"#);
+        (func (export "lib.b") (param i64) (result i64) (i64.add (local.get 0) (i64.const 1))))"#,
+    );
     with_globals(&mut bytes, &[("cfg.k", "10")]);
     bytes
 }
@@ -177,7 +237,10 @@ fn globals_module() -> Vec<u8> {
 #[test]
 fn a_stale_global_misses_exactly_the_functions_that_use_it() {
     let dir = tempfile::tempdir().unwrap();
-    Cache::open(dir.path()).unwrap().add_module(&globals_module()).unwrap();
+    Cache::open(dir.path())
+        .unwrap()
+        .add_module(&globals_module())
+        .unwrap();
 
     let stale = Cache::builder(dir.path())
         .global_resolver(|check: &GlobalCheck| Err(format!("{} was redefined", check.global.name)))
@@ -185,7 +248,10 @@ fn a_stale_global_misses_exactly_the_functions_that_use_it() {
         .unwrap();
     let err = stale.target::<(i64,), i64>("lib.a").unwrap_err();
     let miss = err.miss().unwrap();
-    assert_eq!((miss.cause(), miss.detail()), ("stale_global", Some("cfg.k")));
+    assert_eq!(
+        (miss.cause(), miss.detail()),
+        ("stale_global", Some("cfg.k"))
+    );
     let b = stale.target::<(i64,), i64>("lib.b").unwrap();
     assert_eq!(b.call(&stale, (1,)).unwrap(), 2);
     assert_eq!(stale.stats().globals_stale, 1);
@@ -200,17 +266,23 @@ fn a_stale_global_misses_exactly_the_functions_that_use_it() {
 fn a_mutable_global_is_set_when_a_function_using_it_is_targeted() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
-    let mut bytes = wasm(r#"(module
+    let mut bytes = wasm(
+        r#"(module
         (import "linkcache:global" "rt.scale" (global $s (mut i32)))
         (func (export "rt.scale") (param i32) (result i32) (i32.mul (local.get 0) (global.get $s)))
         (func (export "rt.bump") (result i32)
-            (global.set $s (i32.add (global.get $s) (i32.const 1))) (global.get $s)))"#);
+            (global.set $s (i32.add (global.get $s) (i32.const 1))) (global.get $s)))"#,
+    );
     with_globals(&mut bytes, &[("rt.scale", "3")]);
     cache.add_module(&bytes).unwrap();
     let scale = cache.target::<(i32,), i32>("rt.scale").unwrap();
     assert_eq!(scale.call(&cache, (5,)).unwrap(), 15);
     let bump = cache.target::<(), i32>("rt.bump").unwrap();
-    assert_eq!(bump.call(&cache, ()).unwrap(), 4, "the same global, not a copy");
+    assert_eq!(
+        bump.call(&cache, ()).unwrap(),
+        4,
+        "the same global, not a copy"
+    );
     assert_eq!(scale.call(&cache, (5,)).unwrap(), 20);
 }
 
@@ -219,18 +291,22 @@ fn modules_that_import_each_other_link_through_trampolines() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
     cache
-        .add_module(&wasm(r#"(module
+        .add_module(&wasm(
+            r#"(module
             (import "linkcache:fn" "odd" (func $odd (param i32) (result i32)))
             (func (export "even") (param i32) (result i32)
                 (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 1))
-                    (else (call $odd (i32.sub (local.get 0) (i32.const 1)))))))"#))
+                    (else (call $odd (i32.sub (local.get 0) (i32.const 1)))))))"#,
+        ))
         .unwrap();
     cache
-        .add_module(&wasm(r#"(module
+        .add_module(&wasm(
+            r#"(module
             (import "linkcache:fn" "even" (func $even (param i32) (result i32)))
             (func (export "odd") (param i32) (result i32)
                 (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 0))
-                    (else (call $even (i32.sub (local.get 0) (i32.const 1)))))))"#))
+                    (else (call $even (i32.sub (local.get 0) (i32.const 1)))))))"#,
+        ))
         .unwrap();
     let even = cache.target::<(i32,), i32>("even").unwrap();
     assert_eq!(even.call(&cache, (10,)).unwrap(), 1);
@@ -246,14 +322,20 @@ fn an_edge_outside_the_closure_is_loaded_only_when_its_function_is_targeted() {
     let cache = Cache::open(dir.path()).unwrap();
     cache.add_module(&util()).unwrap();
     cache
-        .add_module(&wasm(r#"(module
+        .add_module(&wasm(
+            r#"(module
             (import "linkcache:fn" "util.sq" (func $sq (param i64) (result i64)))
             (func (export "m.plain") (param i64) (result i64) (i64.add (local.get 0) (i64.const 1)))
-            (func (export "m.sq") (param i64) (result i64) (call $sq (local.get 0))))"#))
+            (func (export "m.sq") (param i64) (result i64) (call $sq (local.get 0))))"#,
+        ))
         .unwrap();
     let plain = cache.target::<(i64,), i64>("m.plain").unwrap();
     assert_eq!(plain.call(&cache, (1,)).unwrap(), 2);
-    assert_eq!(cache.stats().modules_loaded, 1, "util is outside m.plain's closure");
+    assert_eq!(
+        cache.stats().modules_loaded,
+        1,
+        "util is outside m.plain's closure"
+    );
     let sq = cache.target::<(i64,), i64>("m.sq").unwrap();
     assert_eq!(sq.call(&cache, (9,)).unwrap(), 81);
     assert_eq!(cache.stats().modules_loaded, 2);
@@ -290,7 +372,10 @@ fn partial_load_in_a_cache_of_a_thousand_modules_loads_only_the_closure() {
 #[test]
 fn corrupt_module_bytes_fall_back_to_a_duplicate_or_miss_as_broken() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::builder(dir.path()).precompiled(false).open().unwrap();
+    let cache = Cache::builder(dir.path())
+        .precompiled(false)
+        .open()
+        .unwrap();
     let first = cache.add_module(&util()).unwrap();
     // The same function compiled again: different bytes (a custom section), same code.
     let mut dup = util();
@@ -299,14 +384,20 @@ fn corrupt_module_bytes_fall_back_to_a_duplicate_or_miss_as_broken() {
     assert_ne!(first, second);
 
     flip_byte(&module_file(dir.path(), &first), 20);
-    let fresh = Cache::builder(dir.path()).precompiled(false).open().unwrap();
+    let fresh = Cache::builder(dir.path())
+        .precompiled(false)
+        .open()
+        .unwrap();
     let sq = fresh.target::<(i64,), i64>("util.sq").unwrap();
     assert_eq!(sq.module(), second, "the intact duplicate is chosen");
     assert_eq!(sq.call(&fresh, (3,)).unwrap(), 9);
     assert_eq!(fresh.stats().broken_skipped, 1);
 
     fs::write(module_file(dir.path(), &second), b"\0asm").unwrap(); // truncated
-    let fresh = Cache::builder(dir.path()).precompiled(false).open().unwrap();
+    let fresh = Cache::builder(dir.path())
+        .precompiled(false)
+        .open()
+        .unwrap();
     let err = fresh.target::<(i64,), i64>("util.sq").unwrap_err();
     assert_eq!(err.miss().unwrap().cause(), "broken", "{err}");
     assert!(err.to_string().contains("corrupt"), "{err}");
@@ -315,7 +406,14 @@ fn corrupt_module_bytes_fall_back_to_a_duplicate_or_miss_as_broken() {
     fs::remove_file(module_file(dir.path(), &first)).unwrap();
     fresh.add_module(&util()).unwrap();
     let repaired = Cache::open(dir.path()).unwrap();
-    assert_eq!(repaired.target::<(i64,), i64>("util.sq").unwrap().call(&repaired, (6,)).unwrap(), 36);
+    assert_eq!(
+        repaired
+            .target::<(i64,), i64>("util.sq")
+            .unwrap()
+            .call(&repaired, (6,))
+            .unwrap(),
+        36
+    );
 }
 
 #[test]
@@ -330,7 +428,14 @@ fn corrupt_and_truncated_manifests_and_index_entries_are_skipped() {
         flip_byte(&entry, 60);
     }
     let fresh = Cache::open(dir.path()).unwrap();
-    assert_eq!(fresh.target::<(i64,), i64>("math.quad").unwrap().call(&fresh, (2,)).unwrap(), 16);
+    assert_eq!(
+        fresh
+            .target::<(i64,), i64>("math.quad")
+            .unwrap()
+            .call(&fresh, (2,))
+            .unwrap(),
+        16
+    );
 
     // A truncated manifest makes its module broken.
     let path = manifest_file(dir.path(), &util_id);
@@ -339,7 +444,11 @@ fn corrupt_and_truncated_manifests_and_index_entries_are_skipped() {
     let fresh = Cache::open(dir.path()).unwrap();
     let err = fresh.target::<(i64,), i64>("math.quad").unwrap_err();
     let miss = err.miss().unwrap();
-    assert_eq!((miss.cause(), miss.function()), ("broken", "util.sq"), "{err}");
+    assert_eq!(
+        (miss.cause(), miss.function()),
+        ("broken", "util.sq"),
+        "{err}"
+    );
     assert!(err.to_string().contains("truncated"), "{err}");
 
     // A flipped byte in a manifest is caught by its checksum.
@@ -348,9 +457,20 @@ fn corrupt_and_truncated_manifests_and_index_entries_are_skipped() {
     let fresh = Cache::open(dir.path()).unwrap();
     let err = fresh.target::<(i64,), i64>("math.quad").unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
-    assert_eq!(fresh.target::<(i64,), i64>("util.sq").unwrap().call(&fresh, (3,)).unwrap(), 9);
+    assert_eq!(
+        fresh
+            .target::<(i64,), i64>("util.sq")
+            .unwrap()
+            .call(&fresh, (3,))
+            .unwrap(),
+        9
+    );
     let problems = cache.dir().verify(|_| {}).unwrap();
-    assert_eq!(problems.len(), 3, "the manifest and both index entries: {problems:?}");
+    assert_eq!(
+        problems.len(),
+        3,
+        "the manifest and both index entries: {problems:?}"
+    );
 }
 
 #[test]
@@ -364,10 +484,16 @@ fn a_manifest_that_lies_about_its_binary_is_caught_before_anything_runs() {
     let mut manifest = Manifest::decode(&fs::read(&path).unwrap()).unwrap();
     manifest.functions[0].calls.clear();
     fs::write(&path, manifest.encode()).unwrap();
-    let fresh = Cache::builder(dir.path()).precompiled(false).open().unwrap();
+    let fresh = Cache::builder(dir.path())
+        .precompiled(false)
+        .open()
+        .unwrap();
     let err = fresh.target::<(i64,), i64>("math.quad").unwrap_err();
     assert_eq!(err.miss().unwrap().cause(), "broken");
-    assert!(err.to_string().contains("does not describe its bytes"), "{err}");
+    assert!(
+        err.to_string().contains("does not describe its bytes"),
+        "{err}"
+    );
 }
 
 fn artifacts(root: &Path) -> Vec<PathBuf> {
@@ -386,10 +512,28 @@ fn a_corrupt_or_undeserializable_artifact_is_rejected_and_recompiled() {
     let original = fs::read(&artifact).unwrap();
     flip_byte(&artifact, original.len() / 2);
     let fresh = Cache::open(dir.path()).unwrap();
-    assert_eq!(fresh.target::<(i64,), i64>("util.sq").unwrap().call(&fresh, (3,)).unwrap(), 9);
+    assert_eq!(
+        fresh
+            .target::<(i64,), i64>("util.sq")
+            .unwrap()
+            .call(&fresh, (3,))
+            .unwrap(),
+        9
+    );
     let stats = fresh.stats();
-    assert_eq!((stats.artifacts_rejected, stats.modules_compiled, stats.artifacts_written), (1, 1, 1));
-    assert_eq!(artifacts(dir.path()).len(), 1, "the bad artifact was replaced");
+    assert_eq!(
+        (
+            stats.artifacts_rejected,
+            stats.modules_compiled,
+            stats.artifacts_written
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        artifacts(dir.path()).len(),
+        1,
+        "the bad artifact was replaced"
+    );
 
     // Garbage under a matching checksum: wasmtime refuses it, the cache recompiles.
     let [artifact] = artifacts(dir.path()).try_into().unwrap();
@@ -398,8 +542,21 @@ fn a_corrupt_or_undeserializable_artifact_is_rejected_and_recompiled() {
     fs::remove_file(&artifact).unwrap();
     fs::write(artifact.with_file_name(name), &garbage).unwrap();
     let fresh = Cache::open(dir.path()).unwrap();
-    assert_eq!(fresh.target::<(i64,), i64>("util.sq").unwrap().call(&fresh, (4,)).unwrap(), 16);
-    assert_eq!((fresh.stats().artifacts_rejected, fresh.stats().modules_compiled), (1, 1));
+    assert_eq!(
+        fresh
+            .target::<(i64,), i64>("util.sq")
+            .unwrap()
+            .call(&fresh, (4,))
+            .unwrap(),
+        16
+    );
+    assert_eq!(
+        (
+            fresh.stats().artifacts_rejected,
+            fresh.stats().modules_compiled
+        ),
+        (1, 1)
+    );
 }
 
 #[test]
@@ -414,11 +571,24 @@ fn artifacts_of_another_engine_configuration_are_never_loaded() {
     assert_eq!(artifacts(dir.path()).len(), 1);
 
     let default = Cache::open(dir.path()).unwrap();
-    assert_eq!(default.target::<(i64,), i64>("util.sq").unwrap().call(&default, (5,)).unwrap(), 25);
+    assert_eq!(
+        default
+            .target::<(i64,), i64>("util.sq")
+            .unwrap()
+            .call(&default, (5,))
+            .unwrap(),
+        25
+    );
     let stats = default.stats();
-    assert_eq!((stats.artifacts_deserialized, stats.modules_compiled), (0, 1));
+    assert_eq!(
+        (stats.artifacts_deserialized, stats.modules_compiled),
+        (0, 1)
+    );
     let engines = fs::read_dir(dir.path().join("artifacts")).unwrap().count();
-    assert_eq!(engines, 2, "one artifact directory per engine configuration");
+    assert_eq!(
+        engines, 2,
+        "one artifact directory per engine configuration"
+    );
 }
 
 #[test]
@@ -434,7 +604,11 @@ fn a_compile_callback_asking_for_another_compilation_gets_reentrant_and_the_cach
             Err(err)
         })
         .unwrap_err();
-    assert!(err.to_string().contains("requested from inside the compile callback for `math.quad`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("requested from inside the compile callback for `math.quad`"),
+        "{err}"
+    );
     assert!(matches!(err, Error::CompileFailed { .. }));
 
     // The miss names what is missing; the compiler supplies it, round by round.
@@ -449,7 +623,13 @@ fn a_compile_callback_asking_for_another_compilation_gets_reentrant_and_the_cach
         })
         .unwrap();
     assert_eq!(quad.call(&cache, (3,)).unwrap(), 81);
-    assert_eq!(asked, [("unknown", None), ("missing_dependency", Some("util.sq".to_string()))]);
+    assert_eq!(
+        asked,
+        [
+            ("unknown", None),
+            ("missing_dependency", Some("util.sq".to_string()))
+        ]
+    );
     assert_eq!(cache.stats().compiles, 2);
 }
 
@@ -478,7 +658,10 @@ fn dynamic_calls_check_their_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
     cache.add_module(&util()).unwrap();
-    assert_eq!(cache.call("util.sq", &[Value::I64(12)]).unwrap(), [Value::I64(144)]);
+    assert_eq!(
+        cache.call("util.sq", &[Value::I64(12)]).unwrap(),
+        [Value::I64(144)]
+    );
     let err = cache.call("util.sq", &[Value::I32(12)]).unwrap_err();
     assert!(matches!(err, Error::BadArguments { .. }), "{err}");
 }
@@ -497,11 +680,22 @@ fn an_embedder_import_is_supplied_by_the_embedders_linker() {
         .add_module(&wasm(r#"(module (import "env" "host_add" (func $add (param i32 i32) (result i32)))
             (func (export "e.f") (param i32) (result i32) (call $add (local.get 0) (i32.const 100))))"#))
         .unwrap();
-    assert_eq!(cache.target::<(i32,), i32>("e.f").unwrap().call(&cache, (1,)).unwrap(), 101);
+    assert_eq!(
+        cache
+            .target::<(i32,), i32>("e.f")
+            .unwrap()
+            .call(&cache, (1,))
+            .unwrap(),
+        101
+    );
 
     let without = Cache::open(dir.path()).unwrap();
     let err = without.target::<(i32,), i32>("e.f").unwrap_err();
-    assert!(err.to_string().contains("embedder's linker does not define"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("embedder's linker does not define"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -516,13 +710,23 @@ fn a_bundle_moves_modules_between_caches_and_a_tampered_bundle_is_rejected() {
     let other = Cache::open(to.path()).unwrap();
     let ids = other.import_bundle(&bytes).unwrap();
     assert_eq!(ids.len(), 2);
-    assert_eq!(other.target::<(i64,), i64>("math.quad").unwrap().call(&other, (2,)).unwrap(), 16);
+    assert_eq!(
+        other
+            .target::<(i64,), i64>("math.quad")
+            .unwrap()
+            .call(&other, (2,))
+            .unwrap(),
+        16
+    );
 
     let mut tampered = bytes.clone();
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     let empty = tempfile::tempdir().unwrap();
-    let err = Cache::open(empty.path()).unwrap().import_bundle(&tampered).unwrap_err();
+    let err = Cache::open(empty.path())
+        .unwrap()
+        .import_bundle(&tampered)
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidBundle(_)), "{err}");
 }
 
@@ -530,7 +734,11 @@ fn a_bundle_moves_modules_between_caches_and_a_tampered_bundle_is_rejected() {
 fn gc_evicts_least_recently_used_modules_whole() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
-    let old = cache.add_module(&wasm(r#"(module (func (export "old.f") (result i32) (i32.const 1)))"#)).unwrap();
+    let old = cache
+        .add_module(&wasm(
+            r#"(module (func (export "old.f") (result i32) (i32.const 1)))"#,
+        ))
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     cache.add_module(&util()).unwrap();
     cache.target::<(i64,), i64>("util.sq").unwrap();
@@ -540,8 +748,23 @@ fn gc_evicts_least_recently_used_modules_whole() {
     assert!(report.remaining < size);
     assert!(cache.dir().verify(|_| {}).unwrap().is_empty());
     let fresh = Cache::open(dir.path()).unwrap();
-    assert_eq!(fresh.target::<(), i32>("old.f").unwrap_err().miss().unwrap().cause(), "unknown");
-    assert_eq!(fresh.target::<(i64,), i64>("util.sq").unwrap().call(&fresh, (2,)).unwrap(), 4);
+    assert_eq!(
+        fresh
+            .target::<(), i32>("old.f")
+            .unwrap_err()
+            .miss()
+            .unwrap()
+            .cause(),
+        "unknown"
+    );
+    assert_eq!(
+        fresh
+            .target::<(i64,), i64>("util.sq")
+            .unwrap()
+            .call(&fresh, (2,))
+            .unwrap(),
+        4
+    );
 }
 
 /// A tmpfs of `size` bytes mounted on a temp dir for the guard's lifetime.
@@ -564,7 +787,9 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -572,7 +797,9 @@ impl Drop for SmallDisk {
 fn a_full_disk_is_a_clear_error_and_loses_nothing() {
     let Some(disk) = SmallDisk::mount("96k") else {
         // Mounting needs root (CI runs as root); say so rather than pass silently.
-        eprintln!("SKIPPED a_full_disk_is_a_clear_error_and_loses_nothing: cannot mount a tmpfs here");
+        eprintln!(
+            "SKIPPED a_full_disk_is_a_clear_error_and_loses_nothing: cannot mount a tmpfs here"
+        );
         return;
     };
     let root = disk.dir.path().join("cache");
