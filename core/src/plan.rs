@@ -210,7 +210,8 @@ pub struct LoadPlan {
     pub cycles: Vec<Vec<ModuleId>>,
     /// The bindings this plan adds to the process: func_name -> module, sorted.
     pub bindings: Vec<(String, ModuleId)>,
-    /// Mutable globals to set now, because a function this plan binds uses them.
+    /// Mutable globals to set now, because a function this plan binds is the first in the
+    /// process to use them (a global already set keeps the value the code gave it).
     pub set_globals: Vec<(String, ValType, Value)>,
     pub(crate) generation: u64,
 }
@@ -745,7 +746,12 @@ impl Search<'_> {
             let entry = manifest.function(func).expect("chosen entries exist");
             for global in &entry.globals {
                 let def = manifest.global(global).expect("checked manifest");
-                if let (true, Some(Ok(value))) = (def.mutable, self.check_global(*module, def)) {
+                // A mutable global is set once per process, when the first function using
+                // it is bound; later bindings must not reset what the code has changed.
+                let already_set = self.linkage.shared_global(global).is_some();
+                if let (true, false, Some(Ok(value))) =
+                    (def.mutable, already_set, self.check_global(*module, def))
+                {
                     set_globals.insert(global.clone(), (def.ty, value));
                 }
             }
