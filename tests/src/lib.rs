@@ -1,0 +1,16 @@
+//! The host-independent scenario suite of linkcache: data files under `scenarios/`,
+//! their parser ([`scenario`]) and the checks every host runs them with ([`runner`]).
+//!
+//! The core runs the suite against its in-memory store (`tests/core_scenarios.rs`), the
+//! native host against a cache directory and wasmtime, the web host in a browser.
+
+#![warn(missing_docs)]
+
+pub mod runner;
+pub mod scenario;
+
+pub use runner::{Labels, ScenarioHost, TargetOutcome, check_results, check_target, run};
+pub use scenario::{
+    ALL, ModuleSpec, Number, Scenario, ScenarioError, Step, TargetExpectation, all, env_outcome,
+    parse,
+};

@@ -1,0 +1,231 @@
+//! Playing a scenario against a host: the checks every host shares.
+//!
+//! A synchronous host implements [`ScenarioHost`] and calls [`run`]. An asynchronous
+//! host (the browser) walks [`Scenario::steps`] itself, awaiting its own operations, and
+//! checks each outcome with [`check_target`] and [`check_results`], so that both hosts
+//! judge the same files by the same rules.
+
+use std::collections::BTreeMap;
+
+use linkcache_core::{ModuleId, Value};
+
+use crate::scenario::{Number, Scenario, Step, TargetExpectation};
+
+/// What targeting a function gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetOutcome {
+    /// A callable; `loaded` are the modules this target newly loaded.
+    Hit {
+        /// Modules newly loaded, in any order.
+        loaded: Vec<ModuleId>,
+    },
+    /// A miss, as `Miss::cause`, `Miss::function` and `Miss::detail` describe it.
+    Miss {
+        /// The cause.
+        cause: String,
+        /// The function named.
+        function: String,
+        /// The missing dependency or stale global.
+        detail: Option<String>,
+    },
+}
+
+/// A host the scenario suite can drive synchronously.
+pub trait ScenarioHost {
+    /// Adds a module; `Err` with the reason when it is rejected.
+    fn add(&mut self, wasm: &[u8]) -> Result<ModuleId, String>;
+    /// Targets a function. `Err` only for a failure of the host itself.
+    fn target(&mut self, func: &str) -> Result<TargetOutcome, String>;
+    /// The module `func` is bound to in the current process.
+    fn binding(&self, func: &str) -> Option<ModuleId>;
+    /// Targets and calls `func`, converting `args` to its parameter types; `Ok(None)`
+    /// when the host cannot execute code (the core runner).
+    fn call(&mut self, func: &str, args: &[Number]) -> Result<Option<Vec<Value>>, String>;
+    /// The embedder's current global definitions (see [`crate::scenario::env_outcome`]).
+    fn set_env(&mut self, env: BTreeMap<String, String>);
+    /// Starts a new process on the same cache.
+    fn new_process(&mut self);
+    /// Damages the stored bytes (and any compiled code) of `module`.
+    fn corrupt(&mut self, module: &ModuleId);
+}
+
+/// Module labels and their ids, as the scenario's modules are added.
+#[derive(Clone, Debug, Default)]
+pub struct Labels {
+    ids: BTreeMap<String, ModuleId>,
+}
+
+impl Labels {
+    /// The ids of every module of `scenario` (computed from its bytes).
+    pub fn of(scenario: &Scenario) -> Result<(Labels, BTreeMap<String, Vec<u8>>), String> {
+        let mut labels = Labels::default();
+        let mut bytes = BTreeMap::new();
+        for (label, spec) in &scenario.modules {
+            let wasm = spec.wasm().map_err(|e| format!("module `{label}`: {e}"))?;
+            labels.ids.insert(label.clone(), ModuleId::of(&wasm));
+            bytes.insert(label.clone(), wasm);
+        }
+        Ok((labels, bytes))
+    }
+
+    /// The id of a label.
+    pub fn id(&self, label: &str) -> ModuleId {
+        self.ids[label]
+    }
+
+    /// The label of an id, or its short hex.
+    pub fn name(&self, id: &ModuleId) -> String {
+        self.ids
+            .iter()
+            .find(|(_, v)| *v == id)
+            .map_or_else(|| id.short(), |(k, _)| k.clone())
+    }
+}
+
+/// Checks a target's outcome and the bindings afterwards against the expectation.
+pub fn check_target(
+    expected: &TargetExpectation,
+    outcome: &TargetOutcome,
+    labels: &Labels,
+    binding: &dyn Fn(&str) -> Option<ModuleId>,
+) -> Result<(), String> {
+    match (expected.hit, outcome) {
+        (true, TargetOutcome::Hit { loaded }) => {
+            if let Some(loads) = &expected.loads {
+                let mut want: Vec<String> = loads.clone();
+                let mut got: Vec<String> = loaded.iter().map(|id| labels.name(id)).collect();
+                want.sort();
+                got.sort();
+                if want != got {
+                    return Err(format!(
+                        "`{}` loaded {got:?}, expected {want:?}",
+                        expected.func
+                    ));
+                }
+            }
+        }
+        (
+            false,
+            TargetOutcome::Miss {
+                cause,
+                function,
+                detail,
+            },
+        ) => {
+            let mismatch = |what: &str, want: &str, got: &str| {
+                Err(format!(
+                    "`{}` missed with {what} {got:?}, expected {want:?}",
+                    expected.func
+                ))
+            };
+            if let Some(want) = &expected.miss
+                && want != cause
+            {
+                return mismatch("cause", want, cause);
+            }
+            if let Some(want) = &expected.miss_function
+                && want != function
+            {
+                return mismatch("function", want, function);
+            }
+            if let Some(want) = &expected.miss_detail
+                && Some(want) != detail.as_ref()
+            {
+                return mismatch("detail", want, detail.as_deref().unwrap_or("none"));
+            }
+        }
+        (
+            true,
+            TargetOutcome::Miss {
+                cause,
+                function,
+                detail,
+            },
+        ) => {
+            return Err(format!(
+                "`{}` expected a hit, got a miss ({cause}, function {function}, detail {detail:?})",
+                expected.func
+            ));
+        }
+        (false, TargetOutcome::Hit { .. }) => {
+            return Err(format!("`{}` expected a miss, got a hit", expected.func));
+        }
+    }
+    for (func, label) in &expected.bound {
+        let got = binding(func);
+        if got != Some(labels.id(label)) {
+            return Err(format!(
+                "`{func}` is bound to {}, expected {label}",
+                got.map_or("nothing".into(), |id| labels.name(&id))
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a call's results.
+pub fn check_results(func: &str, expected: &[Number], actual: &[Value]) -> Result<(), String> {
+    let equal = expected.len() == actual.len()
+        && expected
+            .iter()
+            .zip(actual)
+            .all(|(want, got)| match (want, got) {
+                (Number::Int(x), Value::I32(y)) => *x == i64::from(*y),
+                (Number::Int(x), Value::I64(y)) => x == y,
+                (want, got) => {
+                    let want = match want {
+                        Number::Int(x) => *x as f64,
+                        Number::Float(x) => *x,
+                    };
+                    got.as_f64() == Some(want)
+                }
+            });
+    if equal {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{func}` returned {actual:?}, expected {expected:?}"
+        ))
+    }
+}
+
+/// Plays `scenario` against `host`; the error names the step and what differed.
+pub fn run(scenario: &Scenario, host: &mut dyn ScenarioHost) -> Result<(), String> {
+    let (labels, bytes) = Labels::of(scenario)?;
+    for (index, step) in scenario.steps.iter().enumerate() {
+        let at = |e: String| format!("{} step {}: {e}", scenario.name, index + 1);
+        match step {
+            Step::Add {
+                label,
+                expect_error,
+            } => match (host.add(&bytes[label]), expect_error) {
+                (Ok(id), None) if id == labels.id(label) => {}
+                (Ok(id), None) => {
+                    return Err(at(format!("adding `{label}` gave id {}", id.short())));
+                }
+                (Err(e), None) => return Err(at(format!("adding `{label}` failed: {e}"))),
+                (Ok(_), Some(_)) => {
+                    return Err(at(format!("adding `{label}` should have been rejected")));
+                }
+                (Err(_), Some(_)) => {}
+            },
+            Step::Target(expected) => {
+                let outcome = host.target(&expected.func).map_err(at)?;
+                check_target(expected, &outcome, &labels, &|f| host.binding(f)).map_err(at)?;
+            }
+            Step::Call {
+                func,
+                args,
+                results,
+            } => {
+                if let Some(actual) = host.call(func, args).map_err(at)? {
+                    check_results(func, results, &actual).map_err(at)?;
+                }
+            }
+            Step::Env(env) => host.set_env(env.clone()),
+            Step::NewProcess => host.new_process(),
+            Step::Corrupt(label) => host.corrupt(&labels.id(label)),
+        }
+    }
+    Ok(())
+}

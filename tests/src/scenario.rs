@@ -1,0 +1,369 @@
+//! The scenario format: WAT modules and the steps to play against a host.
+//!
+//! A scenario is a TOML file under `tests/scenarios/`:
+//!
+//! ```toml
+//! description = "what behaviour this pins down"
+//! [modules.util]                     # a label
+//! wat = '''(module ...)'''
+//! globals = { "cfg.k" = "10" }       # optional: definitions, put in `linkcache.globals`
+//! [[steps]]
+//! add = "util"                       # add the module (expect_error = "analysis": rejected)
+//! [[steps]]
+//! target = "math.quad"               # expect = "hit" | "miss"
+//! expect = "hit"
+//! loads = ["util", "math"]           # hit: exactly the modules newly loaded
+//! bound = { "util.sq" = "util" }     # bindings in this process afterwards
+//! miss = "missing_dependency"        # miss: Miss::cause(), and optionally
+//! miss_function = "math.quad"        #   Miss::function()
+//! miss_detail = "util.sq"            #   Miss::detail()
+//! [[steps]]
+//! call = "math.quad"                 # target if needed, call, compare results
+//! args = [3]
+//! results = [81]
+//! [[steps]]
+//! env = { "cfg.k" = "11" }           # the embedder's current global definitions
+//! [[steps]]
+//! new_process = true                 # forget per-process state, keep the cache
+//! [[steps]]
+//! corrupt = "util"                   # damage the stored bytes (and compiled code)
+//! ```
+//!
+//! Under the `env` rule a global's definition is current when the environment has no
+//! entry for its name or an entry equal to the definition's text; otherwise it is stale.
+//! The files are embedded with `include_str!`, so the suite also runs in a browser.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use linkcache_core::{GlobalCheck, GlobalOutcome, ValType, Value};
+use serde::Deserialize;
+
+macro_rules! scenario {
+    ($file:literal) => {
+        ($file, include_str!(concat!("../scenarios/", $file)))
+    };
+}
+
+/// Every scenario file: (file name, contents).
+pub static ALL: &[(&str, &str)] = &[
+    scenario!("01_single_module_hit.toml"),
+    scenario!("02_unknown_function_miss.toml"),
+    scenario!("03_missing_dependency.toml"),
+    scenario!("04_cross_module_chain.toml"),
+    scenario!("05_diamond.toml"),
+    scenario!("06_mutual_recursion_cycle.toml"),
+    scenario!("07_closure_of_20_modules.toml"),
+    scenario!("08_duplicates_earliest_wins.toml"),
+    scenario!("09_duplicate_with_missing_dependency.toml"),
+    scenario!("10_corrupt_duplicate_falls_back.toml"),
+    scenario!("11_every_duplicate_corrupt.toml"),
+    scenario!("12_partial_load.toml"),
+    scenario!("13_stale_global_one_of_two_functions.toml"),
+    scenario!("14_immutable_global_value.toml"),
+    scenario!("15_mutable_global_shared.toml"),
+    scenario!("16_prefer_loaded_duplicate.toml"),
+    scenario!("17_invalid_module_rejected.toml"),
+    scenario!("18_lazy_edge_outside_closure.toml"),
+    scenario!("19_corruption_after_load_next_process.toml"),
+    scenario!("20_internal_calls_and_many_exports.toml"),
+];
+
+/// One parsed scenario.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// The file name.
+    pub name: String,
+    /// What behaviour it pins down.
+    pub description: String,
+    /// Modules by label.
+    pub modules: BTreeMap<String, ModuleSpec>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// A module of a scenario.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleSpec {
+    /// Its WebAssembly text.
+    pub wat: String,
+    /// Global definitions by name (literal text), emitted in `linkcache.globals`.
+    #[serde(default)]
+    pub globals: BTreeMap<String, String>,
+}
+
+/// A number in a scenario: arguments and results.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Number {
+    /// An integer literal.
+    Int(i64),
+    /// A float literal.
+    Float(f64),
+}
+
+/// One step of a scenario.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Add a module; `expect_error` when it must be rejected.
+    Add {
+        /// The module's label.
+        label: String,
+        /// `Some("analysis")` when adding must fail.
+        expect_error: Option<String>,
+    },
+    /// Target a function and check the outcome.
+    Target(TargetExpectation),
+    /// Call a function (targeting it first) and compare its results.
+    Call {
+        /// The func_name.
+        func: String,
+        /// Arguments, converted to the parameter types.
+        args: Vec<Number>,
+        /// Expected results.
+        results: Vec<Number>,
+    },
+    /// Replace the embedder's view of global definitions.
+    Env(BTreeMap<String, String>),
+    /// Forget the per-process state.
+    NewProcess,
+    /// Damage a module's stored bytes.
+    Corrupt(String),
+}
+
+/// What a `target` step expects.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct TargetExpectation {
+    /// The func_name.
+    pub func: String,
+    /// Hit (`true`) or miss.
+    pub hit: bool,
+    /// For hits: exactly the labels of the modules newly loaded, if given.
+    pub loads: Option<Vec<String>>,
+    /// Bindings afterwards: func_name -> label.
+    pub bound: BTreeMap<String, String>,
+    /// For misses: the cause.
+    pub miss: Option<String>,
+    /// For misses: the function named.
+    pub miss_function: Option<String>,
+    /// For misses: the detail (missing dependency, stale global).
+    pub miss_detail: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    description: String,
+    #[serde(default)]
+    modules: BTreeMap<String, ModuleSpec>,
+    steps: Vec<RawStep>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    add: Option<String>,
+    expect_error: Option<String>,
+    target: Option<String>,
+    expect: Option<String>,
+    loads: Option<Vec<String>>,
+    #[serde(default)]
+    bound: BTreeMap<String, String>,
+    miss: Option<String>,
+    miss_function: Option<String>,
+    miss_detail: Option<String>,
+    call: Option<String>,
+    args: Option<Vec<Number>>,
+    results: Option<Vec<Number>>,
+    env: Option<BTreeMap<String, String>>,
+    new_process: Option<bool>,
+    corrupt: Option<String>,
+}
+
+/// A scenario file that does not parse or refers to unknown labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// The file.
+    pub name: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "scenario {}: {}", self.name, self.reason)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Parses one scenario file.
+pub fn parse(name: &str, text: &str) -> Result<Scenario, ScenarioError> {
+    let error = |reason: String| ScenarioError {
+        name: name.into(),
+        reason,
+    };
+    let raw: RawScenario = toml::from_str(text).map_err(|e| error(e.to_string()))?;
+    let mut steps = Vec::with_capacity(raw.steps.len());
+    for (index, step) in raw.steps.into_iter().enumerate() {
+        let step =
+            convert(step).map_err(|reason| error(format!("step {}: {reason}", index + 1)))?;
+        let labels: Vec<&String> = match &step {
+            Step::Add { label, .. } | Step::Corrupt(label) => vec![label],
+            Step::Target(t) => t.loads.iter().flatten().chain(t.bound.values()).collect(),
+            _ => vec![],
+        };
+        if let Some(unknown) = labels.into_iter().find(|l| !raw.modules.contains_key(*l)) {
+            return Err(error(format!(
+                "step {}: no module labelled `{unknown}`",
+                index + 1
+            )));
+        }
+        steps.push(step);
+    }
+    Ok(Scenario {
+        name: name.into(),
+        description: raw.description,
+        modules: raw.modules,
+        steps,
+    })
+}
+
+fn convert(raw: RawStep) -> Result<Step, String> {
+    let kinds = [
+        raw.add.is_some(),
+        raw.target.is_some(),
+        raw.call.is_some(),
+        raw.env.is_some(),
+        raw.new_process.is_some(),
+        raw.corrupt.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err(
+            "a step has exactly one of add, target, call, env, new_process, corrupt".into(),
+        );
+    }
+    if let Some(label) = raw.add {
+        return Ok(Step::Add {
+            label,
+            expect_error: raw.expect_error,
+        });
+    }
+    if let Some(func) = raw.target {
+        let hit = match raw.expect.as_deref() {
+            Some("hit") => true,
+            Some("miss") => false,
+            other => return Err(format!("expect must be \"hit\" or \"miss\", not {other:?}")),
+        };
+        if !hit && raw.miss.is_none() {
+            return Err("a miss must name its cause (miss = ...)".into());
+        }
+        return Ok(Step::Target(TargetExpectation {
+            func,
+            hit,
+            loads: raw.loads,
+            bound: raw.bound,
+            miss: raw.miss,
+            miss_function: raw.miss_function,
+            miss_detail: raw.miss_detail,
+        }));
+    }
+    if let Some(func) = raw.call {
+        return Ok(Step::Call {
+            func,
+            args: raw.args.unwrap_or_default(),
+            results: raw.results.ok_or("a call needs results = [...]")?,
+        });
+    }
+    if let Some(env) = raw.env {
+        return Ok(Step::Env(env));
+    }
+    if let Some(label) = raw.corrupt {
+        return Ok(Step::Corrupt(label));
+    }
+    match raw.new_process {
+        Some(true) => Ok(Step::NewProcess),
+        _ => Err("new_process must be true".into()),
+    }
+}
+
+/// Every scenario, parsed; panics with the file and the reason on a bad file.
+pub fn all() -> Vec<Scenario> {
+    ALL.iter()
+        .map(|(name, text)| parse(name, text).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+impl ModuleSpec {
+    /// The module's bytes: its WAT assembled, plus a `linkcache.globals` custom section
+    /// when it has global definitions.
+    pub fn wasm(&self) -> Result<Vec<u8>, String> {
+        let mut bytes = wat::parse_str(&self.wat).map_err(|e| e.to_string())?;
+        if !self.globals.is_empty() {
+            let payload = linkcache_core::encode_globals_section(
+                self.globals
+                    .iter()
+                    .map(|(name, text)| (name.as_str(), text.as_bytes())),
+            );
+            let name = linkcache_core::GLOBALS_SECTION.as_bytes();
+            let mut body = Vec::new();
+            leb128(&mut body, name.len() as u64);
+            body.extend_from_slice(name);
+            body.extend_from_slice(&payload);
+            bytes.push(0); // custom section
+            leb128(&mut bytes, body.len() as u64);
+            bytes.extend_from_slice(&body);
+        }
+        Ok(bytes)
+    }
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+impl Number {
+    /// This number as a value of type `ty`, if it fits.
+    pub fn to_value(self, ty: ValType) -> Option<Value> {
+        Some(match (self, ty) {
+            (Number::Int(x), ValType::I32) => Value::I32(i32::try_from(x).ok()?),
+            (Number::Int(x), ValType::I64) => Value::I64(x),
+            (Number::Int(x), ValType::F32) => Value::from_f32(x as f32),
+            (Number::Int(x), ValType::F64) => Value::from_f64(x as f64),
+            (Number::Float(x), ValType::F32) => Value::from_f32(x as f32),
+            (Number::Float(x), ValType::F64) => Value::from_f64(x),
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Number::Int(x) => write!(f, "{x}"),
+            Number::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+/// The scenario rule for globals: a definition is current when `env` has no entry for
+/// the global or an entry equal to its text; its value is then the literal.
+pub fn env_outcome(env: &BTreeMap<String, String>, check: &GlobalCheck) -> GlobalOutcome {
+    let text = String::from_utf8_lossy(&check.global.definition);
+    match env.get(&check.global.name) {
+        Some(current) if *current != text => Err(format!(
+            "definition changed: compiled against {text:?}, now {current:?}"
+        )),
+        _ => Value::parse_literal(check.global.ty, &text)
+            .ok_or_else(|| format!("definition {text:?} is not a {} literal", check.global.ty)),
+    }
+}
