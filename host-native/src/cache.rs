@@ -307,7 +307,7 @@ impl Cache {
         func_name: &str,
     ) -> Result<Target<P, R>, Error> {
         let (mut store, _inside) = self.lock(func_name)?;
-        let bound = load::target(store.as_context_mut(), func_name, None)?;
+        let bound = load::target(store.as_context_mut(), func_name, None, true)?;
         let func = bound
             .func
             .typed::<P, R>(&*store)
@@ -333,7 +333,7 @@ impl Cache {
     /// Targets `func_name` without static types; call it with [`Cache::call`].
     pub fn target_dynamic(&self, func_name: &str) -> Result<DynamicTarget, Error> {
         let (mut store, _inside) = self.lock(func_name)?;
-        let bound = load::target(store.as_context_mut(), func_name, None)?;
+        let bound = load::target(store.as_context_mut(), func_name, None, true)?;
         Ok(DynamicTarget {
             func_name: func_name.to_string(),
             module: bound.module,
@@ -344,7 +344,8 @@ impl Cache {
     /// Targets and calls `func_name` with dynamically typed arguments.
     pub fn call(&self, func_name: &str, args: &[Value]) -> Result<Vec<Value>, Error> {
         let (mut store, _inside) = self.lock(func_name)?;
-        let bound = load::target(store.as_context_mut(), func_name, None)?;
+        let targeted_before = store.data().linkage.binding(func_name).is_some();
+        let bound = load::target(store.as_context_mut(), func_name, None, !targeted_before)?;
         if args.len() != bound.signature.params.len()
             || args
                 .iter()

@@ -401,9 +401,14 @@ impl DirStore {
         Ok(index)
     }
 
-    /// Bytes used by a module: its wasm, manifest and artifacts.
+    /// Bytes used by a module: its wasm, manifest, index entries and artifacts.
     fn module_size(&self, id: &ModuleId) -> u64 {
         let mut size = file_len(&self.module_path(id)) + file_len(&self.manifest_path(id));
+        if let Ok(Ok(manifest)) = self.manifest(id) {
+            for function in &manifest.functions {
+                size += file_len(&self.index_dir(&function.name).join(format!("{id}.lcix")));
+            }
+        }
         if let Ok(engines) = fs::read_dir(self.root.join("artifacts")) {
             for engine in engines.flatten() {
                 let key = engine.file_name();
@@ -486,12 +491,7 @@ impl DirStore {
                 if size <= max_size {
                     break;
                 }
-                let module_size = self.module_size(&id)
-                    + self
-                        .manifest(&id)
-                        .ok()
-                        .and_then(Result::ok)
-                        .map_or(0, |m| m.functions.len() as u64 * 128);
+                let module_size = self.module_size(&id);
                 self.remove(&id)?;
                 size = size.saturating_sub(module_size);
                 report.freed += module_size;

@@ -62,17 +62,22 @@ pub(crate) struct Bound {
 }
 
 /// Targets `func_name` in the store behind `cx`, loading what it needs.
+///
+/// `count_hit` is false for the internal target of a call to a function the caller
+/// targeted already, so that statistics count what the user asked for.
 pub(crate) fn target(
     mut cx: StoreContextMut<'_, Host>,
     func_name: &str,
     expected: Option<&FuncSig>,
+    count_hit: bool,
 ) -> Result<Bound, Error> {
     let started = Instant::now();
     let result = target_inner(&mut cx, func_name, expected);
     let stats = &mut cx.data_mut().stats;
     stats.load_time += started.elapsed();
     match &result {
-        Ok(_) => stats.hits += 1,
+        Ok(_) if count_hit => stats.hits += 1,
+        Ok(_) => {}
         Err(Error::Miss(miss)) => *stats.misses.entry(miss.cause().to_string()).or_default() += 1,
         Err(_) => {}
     }
@@ -276,7 +281,7 @@ fn forwarding_stub(
             Some(func) => func,
             None if lazy => {
                 let cx = caller.as_context_mut();
-                target(cx, &func_name, Some(&signature))
+                target(cx, &func_name, Some(&signature), true)
                     .map_err(|e| wasmtime::Error::msg(format!("lazy call of `{func_name}`: {e}")))?
                     .func
             }

@@ -1,1 +1,636 @@
-fn main() {}
+//! `linkcache`: inspect and maintain a linkcache directory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use linkcache_native::core::{FuncSig, Manifest, ModuleId, Value};
+use linkcache_native::{Cache, DirStore, Error, Trust, default_dir};
+
+const EXIT_CODES: &str = "Exit codes:
+  0  success
+  1  an error, or `verify` found problems
+  2  `call`: the function is a miss (the message names the cause)";
+
+#[derive(Parser)]
+#[command(
+    name = "linkcache",
+    version,
+    about = "Inspect and maintain a linkcache directory: a persistent cache of compiled WebAssembly",
+    after_help = EXIT_CODES
+)]
+struct Cli {
+    /// The cache directory [default: $LINKCACHE_DIR, else ~/.cache/linkcache]
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Add modules (.wasm, or .wat text); print each ModuleId and the functions it defines.
+    Add {
+        /// The files to add.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Target a function and call it; arguments are parsed from its signature.
+    #[command(after_help = EXIT_CODES)]
+    Call {
+        /// The func_name, e.g. `math.fib`.
+        func: String,
+        /// Arguments: integers, or floats for f32/f64 parameters.
+        #[arg(allow_negative_numbers = true)]
+        args: Vec<String>,
+        /// Print the load statistics as JSON on stderr.
+        #[arg(long)]
+        stats: bool,
+    },
+    /// List the functions in the cache and the modules defining them.
+    Ls {
+        /// Only functions defined by two modules or more.
+        #[arg(long)]
+        duplicates: bool,
+    },
+    /// Show a module (by id or unique id prefix) or a function (by func_name).
+    Show {
+        /// A ModuleId (or a unique prefix) or a func_name.
+        what: String,
+    },
+    /// Cache-wide statistics: modules, functions, duplicates, size, artifacts, trust.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the function dependency graph, of the whole cache or of one function's closure.
+    Graph {
+        /// Only the closure of this function.
+        func: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: GraphFormat,
+    },
+    /// Check every record; list the bad ones and exit 1 if there are any.
+    #[command(after_help = EXIT_CODES)]
+    Verify,
+    /// Evict least recently used modules (whole) until the cache is at most SIZE.
+    Gc {
+        /// The size to shrink to: bytes, or with a K, M or G suffix (10M, 1G).
+        #[arg(long, value_parser = parse_size)]
+        max_size: u64,
+    },
+    /// Write a bundle of modules (every module, or those defining FUNCs) that either host imports.
+    Export {
+        /// The bundle file to write.
+        file: PathBuf,
+        /// Only modules defining these functions.
+        funcs: Vec<String>,
+    },
+    /// Import a bundle written by `export` (or by the web host).
+    Import {
+        /// The bundle file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Text,
+    Dot,
+}
+
+/// What ends the program: an error message (exit 1) or a miss (exit 2).
+enum Failure {
+    Error(String),
+    Miss(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        match e {
+            Error::Miss(miss) => Failure::Miss(format!("miss ({}): {miss}", miss.cause())),
+            other => Failure::Error(other.to_string()),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let dir = cli.dir.clone().unwrap_or_else(default_dir);
+    match run(cli.command, &dir) {
+        Ok(code) => code,
+        Err(Failure::Error(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Miss(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command, dir: &Path) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Add { files } => add(dir, &files),
+        Command::Call { func, args, stats } => call(dir, &func, &args, stats),
+        Command::Ls { duplicates } => ls(dir, duplicates),
+        Command::Show { what } => show(dir, &what),
+        Command::Stats { json } => stats(dir, json),
+        Command::Graph { func, format } => graph(dir, func.as_deref(), format),
+        Command::Verify => verify(dir),
+        Command::Gc { max_size } => gc(dir, max_size),
+        Command::Export { file, funcs } => export(dir, &file, &funcs),
+        Command::Import { file } => import(dir, &file),
+    }
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn store(dir: &Path) -> Result<DirStore, Failure> {
+    Ok(DirStore::open(dir)?)
+}
+
+fn add(dir: &Path, files: &[PathBuf]) -> Result<ExitCode, Failure> {
+    let cache = Cache::open(dir)?;
+    let bar = progress(files.len() as u64, "adding");
+    if files.len() < 20 {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let mut failed = 0;
+    for file in files {
+        bar.inc(1);
+        let result = std::fs::read(file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| module_bytes(file, bytes))
+            .and_then(|bytes| cache.add_module(&bytes).map_err(|e| e.to_string()));
+        match result {
+            Ok(id) => {
+                bar.suspend(|| {
+                    println!("{id} {}", file.display());
+                    if let Ok(Ok(manifest)) = cache.dir().manifest(&id) {
+                        for function in &manifest.functions {
+                            println!("  {} {}", function.name, function.signature);
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                failed += 1;
+                bar.suspend(|| eprintln!("error: {}: {e}", file.display()));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The wasm bytes of a file: `.wat` (or text without the wasm header) is assembled;
+/// anything else goes to the cache as it is, which rejects what is not wasm. Errors are
+/// one line.
+fn module_bytes(file: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let is_text = file.extension().is_some_and(|e| e == "wat")
+        || (!bytes.starts_with(b"\0asm") && file.extension().is_none_or(|e| e != "wasm"));
+    if !is_text {
+        return Ok(bytes);
+    }
+    wat::parse_bytes(&bytes)
+        .map(|b| b.into_owned())
+        .map_err(|e| {
+            format!(
+                "not valid WebAssembly text: {}",
+                e.to_string().lines().next().unwrap_or("")
+            )
+        })
+}
+
+fn call(dir: &Path, func: &str, args: &[String], print_stats: bool) -> Result<ExitCode, Failure> {
+    let cache = Cache::open(dir)?;
+    let result = (|| {
+        let target = cache.target_dynamic(func)?;
+        let values = parse_args(func, &target.signature, args)?;
+        cache.call(func, &values)
+    })();
+    if print_stats {
+        eprintln!(
+            "{}",
+            serde_json::to_string_pretty(&cache.stats()).expect("stats serialize")
+        );
+    }
+    let results = result?;
+    let text: Vec<String> = results.iter().map(format_value).collect();
+    println!("{}", text.join(" "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_args(func: &str, signature: &FuncSig, args: &[String]) -> Result<Vec<Value>, Error> {
+    if args.len() != signature.params.len() {
+        return Err(Error::BadArguments {
+            function: func.into(),
+            reason: format!(
+                "it takes {} arguments ({signature}), got {}",
+                signature.params.len(),
+                args.len()
+            ),
+        });
+    }
+    args.iter()
+        .zip(&signature.params)
+        .map(|(arg, ty)| {
+            Value::parse_literal(*ty, arg).ok_or_else(|| Error::BadArguments {
+                function: func.into(),
+                reason: format!("`{arg}` is not a {ty}"),
+            })
+        })
+        .collect()
+}
+
+fn format_value(value: &Value) -> String {
+    match value {
+        Value::I32(x) => x.to_string(),
+        Value::I64(x) => x.to_string(),
+        Value::F32(bits) => f32::from_bits(*bits).to_string(),
+        Value::F64(bits) => f64::from_bits(*bits).to_string(),
+        Value::V128(x) => format!("0x{x:032x}"),
+    }
+}
+
+fn format_time(nanos: u64) -> String {
+    let secs = Duration::from_nanos(nanos).as_secs();
+    let time = UNIX_EPOCH + Duration::from_secs(secs);
+    let age = time.elapsed().map(|d| d.as_secs()).unwrap_or(0);
+    match age {
+        0..60 => format!("{age}s ago"),
+        60..3600 => format!("{}m ago", age / 60),
+        3600..86400 => format!("{}h ago", age / 3600),
+        _ => format!("{}d ago", age / 86400),
+    }
+}
+
+fn ls(dir: &Path, duplicates: bool) -> Result<ExitCode, Failure> {
+    let index = store(dir)?.index()?;
+    for (func, entries) in &index {
+        if duplicates && entries.len() < 2 {
+            continue;
+        }
+        for (i, entry) in entries.iter().enumerate() {
+            let name = if i == 0 { func.as_str() } else { "" };
+            println!(
+                "{name:40} {} {}",
+                entry.module.short(),
+                format_time(entry.committed_at)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The module named by a full id or a unique prefix.
+fn find_module(store: &DirStore, what: &str) -> Result<Option<ModuleId>, Failure> {
+    if what.len() < 4 || !what.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let matches: Vec<ModuleId> = store
+        .modules()?
+        .into_iter()
+        .filter(|id| id.to_string().starts_with(&what.to_ascii_lowercase()))
+        .collect();
+    match matches.len() {
+        0 => Ok(None),
+        1 => Ok(Some(matches[0])),
+        n => Err(Failure::Error(format!(
+            "`{what}` is a prefix of {n} modules; give more digits"
+        ))),
+    }
+}
+
+fn show(dir: &Path, what: &str) -> Result<ExitCode, Failure> {
+    let store = store(dir)?;
+    if let Some(id) = find_module(&store, what)? {
+        let manifest = store
+            .manifest(&id)?
+            .map_err(|reason| Failure::Error(format!("module {}: {reason}", id.short())))?;
+        print_manifest(&manifest);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut candidates = store.candidates(what)?;
+    if candidates.is_empty() {
+        return Err(Failure::Error(format!(
+            "no module id or func_name `{what}` in the cache"
+        )));
+    }
+    candidates.sort_by_key(|c| (c.committed_at, c.module));
+    println!(
+        "{what}: defined by {} module(s), in resolution order:",
+        candidates.len()
+    );
+    for candidate in candidates {
+        let state = match store.manifest(&candidate.module)? {
+            Ok(m) => m
+                .function(what)
+                .map_or("manifest does not define it".into(), |f| {
+                    f.signature.to_string()
+                }),
+            Err(reason) => format!("broken: {reason}"),
+        };
+        println!(
+            "  {}  {}  {state}",
+            candidate.module,
+            format_time(candidate.committed_at)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_manifest(manifest: &Manifest) {
+    println!("module {}", manifest.module);
+    println!("  size {} bytes", manifest.byte_len);
+    println!("  functions:");
+    for f in &manifest.functions {
+        println!("    {} {}", f.name, f.signature);
+        for call in &f.calls {
+            println!("      calls {call}");
+        }
+        for global in &f.globals {
+            println!("      uses global {global}");
+        }
+    }
+    if !manifest.imports.is_empty() {
+        println!("  imports:");
+        for import in &manifest.imports {
+            println!("    {} {} {:?}", import.namespace, import.name, import.kind);
+        }
+    }
+    for global in &manifest.globals {
+        println!(
+            "  global {} {}{} = {:?}",
+            global.name,
+            if global.mutable { "mut " } else { "" },
+            global.ty,
+            String::from_utf8_lossy(&global.definition)
+        );
+    }
+}
+
+#[derive(serde::Serialize)]
+struct CacheStats {
+    dir: String,
+    modules: usize,
+    functions: usize,
+    duplicated_functions: usize,
+    total_bytes: u64,
+    artifacts_by_engine: BTreeMap<String, usize>,
+    precompiled_trusted: bool,
+    untrusted_reason: Option<String>,
+}
+
+fn stats(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
+    let store = store(dir)?;
+    let index = store.index()?;
+    let mut artifacts_by_engine = BTreeMap::new();
+    if let Ok(engines) = std::fs::read_dir(dir.join("artifacts")) {
+        for engine in engines.flatten() {
+            let count = count_files(&engine.path());
+            artifacts_by_engine.insert(engine.file_name().to_string_lossy().into_owned(), count);
+        }
+    }
+    let trust = store.trust();
+    let stats = CacheStats {
+        dir: dir.display().to_string(),
+        modules: store.modules()?.len(),
+        functions: index.len(),
+        duplicated_functions: index.values().filter(|e| e.len() > 1).count(),
+        total_bytes: store.size()?,
+        artifacts_by_engine,
+        precompiled_trusted: trust == Trust::Trusted,
+        untrusted_reason: match trust {
+            Trust::Untrusted(reason) => Some(reason),
+            Trust::Trusted => None,
+        },
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&stats).expect("stats serialize")
+        );
+    } else {
+        println!("cache      {}", stats.dir);
+        println!("modules    {}", stats.modules);
+        println!(
+            "functions  {} ({} with duplicates)",
+            stats.functions, stats.duplicated_functions
+        );
+        println!("size       {} bytes", stats.total_bytes);
+        for (engine, count) in &stats.artifacts_by_engine {
+            println!("artifacts  {count} for {engine}");
+        }
+        match &stats.untrusted_reason {
+            None => println!("precompiled code trusted"),
+            Some(reason) => println!("precompiled code NOT trusted: {reason}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+fn graph(dir: &Path, func: Option<&str>, format: GraphFormat) -> Result<ExitCode, Failure> {
+    let store = store(dir)?;
+    // Each function's first intact definition (resolution order) and its calls.
+    let mut defs: BTreeMap<String, (ModuleId, Vec<String>)> = BTreeMap::new();
+    let resolve = |name: &str| -> Result<Option<(ModuleId, Vec<String>)>, Failure> {
+        let mut candidates = store.candidates(name)?;
+        candidates.sort_by_key(|c| (c.committed_at, c.module));
+        for candidate in candidates {
+            if let Ok(manifest) = store.manifest(&candidate.module)?
+                && let Some(f) = manifest.function(name)
+            {
+                return Ok(Some((candidate.module, f.calls.clone())));
+            }
+        }
+        Ok(None)
+    };
+    let mut queue: Vec<String> = match func {
+        Some(f) => vec![f.to_string()],
+        None => store.index()?.into_keys().collect(),
+    };
+    let mut seen = BTreeSet::new();
+    while let Some(name) = queue.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if let Some((module, calls)) = resolve(&name)? {
+            queue.extend(calls.iter().cloned());
+            defs.insert(name, (module, calls));
+        }
+    }
+    if let Some(f) = func
+        && !defs.contains_key(f)
+    {
+        return Err(Failure::Error(format!("no cached module defines `{f}`")));
+    }
+    match format {
+        GraphFormat::Text => {
+            for (name, (module, calls)) in &defs {
+                println!("{name} [{}]", module.short());
+                for call in calls {
+                    let mark = if defs.contains_key(call) {
+                        ""
+                    } else {
+                        " (missing)"
+                    };
+                    println!("  -> {call}{mark}");
+                }
+            }
+        }
+        GraphFormat::Dot => {
+            println!("digraph linkcache {{");
+            println!("  rankdir=LR; node [shape=box];");
+            let mut by_module: BTreeMap<ModuleId, Vec<&String>> = BTreeMap::new();
+            for (name, (module, _)) in &defs {
+                by_module.entry(*module).or_default().push(name);
+            }
+            for (module, names) in &by_module {
+                println!(
+                    "  subgraph \"cluster_{}\" {{ label=\"{}\";",
+                    module,
+                    module.short()
+                );
+                for name in names {
+                    println!("    \"{name}\";");
+                }
+                println!("  }}");
+            }
+            for (name, (_, calls)) in &defs {
+                for call in calls {
+                    println!("  \"{name}\" -> \"{call}\";");
+                }
+            }
+            println!("}}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(dir: &Path) -> Result<ExitCode, Failure> {
+    let store = store(dir)?;
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} verifying {pos} records").expect("valid template"),
+    );
+    let mut checked = 0u64;
+    let problems = store.verify(|_| {
+        checked += 1;
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    if problems.is_empty() {
+        println!("ok: {checked} records checked");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &problems {
+        println!("{}: {}", problem.path.display(), problem.reason);
+    }
+    eprintln!("{} problem(s) in {checked} records", problems.len());
+    Ok(ExitCode::from(1))
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (like 500K, 10M, 1G)"))?;
+    let factor = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` (use K, M or G)")),
+    };
+    Ok(number * factor)
+}
+
+fn gc(dir: &Path, max_size: u64) -> Result<ExitCode, Failure> {
+    let store = store(dir)?;
+    let modules = store.modules()?.len() as u64;
+    let bar = progress(modules, "evicting");
+    let report = store.gc(max_size, |_| bar.inc(1))?;
+    bar.finish_and_clear();
+    println!(
+        "evicted {} module(s), freed {} bytes, {} bytes remain (limit {max_size})",
+        report.evicted.len(),
+        report.freed,
+        report.remaining
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(dir: &Path, file: &Path, funcs: &[String]) -> Result<ExitCode, Failure> {
+    let cache = Cache::open(dir)?;
+    let modules = if funcs.is_empty() {
+        None
+    } else {
+        let mut ids = BTreeSet::new();
+        for func in funcs {
+            let candidates = cache.dir().candidates(func)?;
+            if candidates.is_empty() {
+                return Err(Failure::Error(format!("no cached module defines `{func}`")));
+            }
+            ids.extend(candidates.into_iter().map(|c| c.module));
+        }
+        Some(ids.into_iter().collect::<Vec<_>>())
+    };
+    let bundle = cache.export_bundle(modules.as_deref())?;
+    std::fs::write(file, bundle.encode())
+        .map_err(|e| Failure::Error(format!("{}: {e}", file.display())))?;
+    println!(
+        "exported {} module(s) to {}",
+        bundle.modules.len(),
+        file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(dir: &Path, file: &Path) -> Result<ExitCode, Failure> {
+    let cache = Cache::open(dir)?;
+    let bytes =
+        std::fs::read(file).map_err(|e| Failure::Error(format!("{}: {e}", file.display())))?;
+    let ids = cache.import_bundle(&bytes)?;
+    println!("imported {} module(s) from {}", ids.len(), file.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,308 @@
+//! The `linkcache` command-line tool, run as a real process on real directories.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn linkcache(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_linkcache"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("the linkcache binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const UTIL: &str = r#"(module
+  (func (export "util.sq") (param i64) (result i64) (i64.mul (local.get 0) (local.get 0)))
+  (func (export "util.half") (param f64) (result f64) (f64.mul (local.get 0) (f64.const 0.5))))"#;
+
+const MATH: &str = r#"(module
+  (import "linkcache:fn" "util.sq" (func $sq (param i64) (result i64)))
+  (func (export "math.quad") (param i64) (result i64) (call $sq (call $sq (local.get 0))))
+  (func (export "math.neg") (param i32) (result i32) (i32.sub (i32.const 0) (local.get 0))))"#;
+
+/// A cache with util (as .wasm) and math (as .wat) added through the CLI.
+fn filled() -> (tempfile::TempDir, tempfile::TempDir) {
+    let cache = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    fs::write(
+        files.path().join("util.wasm"),
+        wat::parse_str(UTIL).unwrap(),
+    )
+    .unwrap();
+    fs::write(files.path().join("math.wat"), MATH).unwrap();
+    let out = linkcache(
+        cache.path(),
+        &[
+            "add",
+            files.path().join("util.wasm").to_str().unwrap(),
+            files.path().join("math.wat").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("  util.sq (i64) -> (i64)"), "{text}");
+    assert!(text.contains("  math.quad (i64) -> (i64)"), "{text}");
+    (cache, files)
+}
+
+#[test]
+fn add_and_call_parse_arguments_from_the_signature() {
+    let (cache, _files) = filled();
+    let out = linkcache(cache.path(), &["call", "math.quad", "3"]);
+    assert_eq!(stdout(&out).trim(), "81", "{}", stderr(&out));
+    let out = linkcache(cache.path(), &["call", "util.half", "5"]);
+    assert_eq!(stdout(&out).trim(), "2.5");
+    let out = linkcache(cache.path(), &["call", "math.neg", "-7", "--stats"]);
+    assert_eq!(stdout(&out).trim(), "7");
+    let stats: serde_json::Value =
+        serde_json::from_str(&stderr(&out)).expect("--stats prints JSON");
+    assert_eq!(stats["hits"], 1);
+    assert_eq!(stats["modules_loaded"], 1, "math.neg does not need util");
+
+    let out = linkcache(cache.path(), &["call", "math.quad", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("`x` is not a i64"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_miss_exits_2_and_names_its_cause() {
+    let (cache, _files) = filled();
+    let out = linkcache(cache.path(), &["call", "math.cube", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("miss (unknown): "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_non_wasm_file_is_one_clear_error_and_the_others_are_added() {
+    let cache = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    fs::write(files.path().join("junk.wasm"), b"\x7fELF not wasm").unwrap();
+    fs::write(files.path().join("util.wat"), UTIL).unwrap();
+    let out = linkcache(
+        cache.path(),
+        &[
+            "add",
+            files.path().join("junk.wasm").to_str().unwrap(),
+            files.path().join("util.wat").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("junk.wasm"),
+        "{err}"
+    );
+    assert_eq!(
+        stdout(&linkcache(cache.path(), &["call", "util.sq", "9"])).trim(),
+        "81"
+    );
+}
+
+#[test]
+fn ls_show_stats_and_graph_describe_the_cache() {
+    let (cache, files) = filled();
+    // A duplicate of util.sq (different bytes).
+    fs::write(
+        files.path().join("dup.wat"),
+        r#"(module (func (export "util.sq") (param i64) (result i64) (i64.mul (local.get 0) (local.get 0))) (@custom "x" "y"))"#,
+    )
+    .unwrap();
+    assert!(
+        linkcache(
+            cache.path(),
+            &["add", files.path().join("dup.wat").to_str().unwrap()]
+        )
+        .status
+        .success()
+    );
+
+    let all = stdout(&linkcache(cache.path(), &["ls"]));
+    assert!(all.contains("math.neg") && all.contains("util.sq"), "{all}");
+    let dups = stdout(&linkcache(cache.path(), &["ls", "--duplicates"]));
+    assert!(
+        dups.contains("util.sq") && !dups.contains("math.neg"),
+        "{dups}"
+    );
+
+    let show = stdout(&linkcache(cache.path(), &["show", "util.sq"]));
+    assert!(show.contains("defined by 2 module(s)"), "{show}");
+    let id = all
+        .lines()
+        .find(|l| l.starts_with("math.quad"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let module = stdout(&linkcache(cache.path(), &["show", &id]));
+    assert!(module.contains("calls util.sq"), "{module}");
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&stdout(&linkcache(cache.path(), &["stats", "--json"]))).unwrap();
+    assert_eq!(stats["modules"], 3);
+    assert_eq!(stats["functions"], 4);
+    assert_eq!(stats["duplicated_functions"], 1);
+
+    let dot = stdout(&linkcache(
+        cache.path(),
+        &["graph", "math.quad", "--format", "dot"],
+    ));
+    assert!(dot.contains("\"math.quad\" -> \"util.sq\""), "{dot}");
+    assert!(
+        !dot.contains("math.neg"),
+        "the closure of math.quad only: {dot}"
+    );
+}
+
+#[test]
+fn verify_is_clean_then_names_a_corrupt_manifest() {
+    let (cache, _files) = filled();
+    let out = linkcache(cache.path(), &["verify"]);
+    assert!(
+        out.status.success() && stdout(&out).starts_with("ok: "),
+        "{}",
+        stdout(&out)
+    );
+
+    let manifests = cache.path().join("manifests");
+    let sub = fs::read_dir(&manifests)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = fs::read_dir(&sub).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&file, bytes).unwrap();
+    let out = linkcache(cache.path(), &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains(file.file_name().unwrap().to_str().unwrap()),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("checksum"), "{}", stdout(&out));
+}
+
+#[test]
+fn gc_shrinks_the_cache_and_leaves_it_sound() {
+    let (cache, files) = filled();
+    for i in 0..10 {
+        fs::write(
+            files.path().join(format!("f{i}.wat")),
+            format!(r#"(module (func (export "fill.f{i}") (result i32) (i32.const {i})))"#),
+        )
+        .unwrap();
+        linkcache(
+            cache.path(),
+            &[
+                "add",
+                files.path().join(format!("f{i}.wat")).to_str().unwrap(),
+            ],
+        );
+    }
+    // Use math.quad so that it and util are the most recently used.
+    assert_eq!(
+        stdout(&linkcache(cache.path(), &["call", "math.quad", "2"])).trim(),
+        "16"
+    );
+    let before: serde_json::Value =
+        serde_json::from_str(&stdout(&linkcache(cache.path(), &["stats", "--json"]))).unwrap();
+    let size = before["total_bytes"].as_u64().unwrap();
+    // Precompiled code makes util and math the big ones; the limit costs a few fillers.
+    let limit = size - 1000;
+    let out = linkcache(cache.path(), &["gc", "--max-size", &limit.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("evicted "), "{}", stdout(&out));
+    let after: serde_json::Value =
+        serde_json::from_str(&stdout(&linkcache(cache.path(), &["stats", "--json"]))).unwrap();
+    assert!(after["total_bytes"].as_u64().unwrap() <= limit, "{after}");
+    let left = after["modules"].as_u64().unwrap();
+    assert!(
+        (2..12).contains(&left),
+        "least recently used fillers go first: {after}"
+    );
+    assert!(linkcache(cache.path(), &["verify"]).status.success());
+    assert_eq!(
+        stdout(&linkcache(cache.path(), &["call", "math.quad", "3"])).trim(),
+        "81"
+    );
+    assert!(parse_size_rejects_garbage(cache.path()));
+}
+
+fn parse_size_rejects_garbage(dir: &Path) -> bool {
+    let out = linkcache(dir, &["gc", "--max-size", "lots"]);
+    out.status.code() == Some(2) && stderr(&out).contains("not a size")
+}
+
+#[test]
+fn export_then_import_into_a_fresh_directory() {
+    let (cache, files) = filled();
+    let bundle = files.path().join("lib.lcbundle");
+    let out = linkcache(cache.path(), &["export", bundle.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("exported 2 module(s)"),
+        "{}",
+        stderr(&out)
+    );
+    let fresh = tempfile::tempdir().unwrap();
+    let out = linkcache(fresh.path(), &["import", bundle.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("imported 2 module(s)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        stdout(&linkcache(fresh.path(), &["call", "math.quad", "2"])).trim(),
+        "16"
+    );
+
+    let mut bytes = fs::read(&bundle).unwrap();
+    bytes.truncate(bytes.len() - 10);
+    fs::write(&bundle, bytes).unwrap();
+    let out = linkcache(
+        tempfile::tempdir().unwrap().path(),
+        &["import", bundle.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("truncated"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_linkcache"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = stdout(&out);
+    assert!(
+        help.contains("Exit codes") && help.contains("2  `call`"),
+        "{help}"
+    );
+    for command in [
+        "add", "call", "ls", "show", "stats", "graph", "verify", "gc", "export", "import",
+    ] {
+        assert!(help.contains(command), "{command} missing from --help");
+    }
+}
