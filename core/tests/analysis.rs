@@ -277,3 +277,31 @@ fn a_checksummed_manifest_that_lies_is_rejected_by_check() {
     let record = linkcache_core::record::encode(linkcache_core::record::RecordKind::Manifest, &m);
     assert!(Manifest::decode(&record).is_err());
 }
+
+#[test]
+fn a_manifest_is_checked_against_the_bytes_it_claims_to_describe() {
+    let util = wat::parse_str(
+        r#"(module (func (export "util.sq") (param i64) (result i64)
+        (i64.mul (local.get 0) (local.get 0))))"#,
+    )
+    .unwrap();
+    let math = wat::parse_str(
+        r#"(module
+        (import "linkcache:fn" "util.sq" (func $sq (param i64) (result i64)))
+        (func (export "math.quad") (param i64) (result i64) (call $sq (call $sq (local.get 0)))))"#,
+    )
+    .unwrap();
+    let manifest = linkcache_core::analyze(&math).unwrap();
+    assert_eq!(manifest.check_against(&math), Ok(()));
+
+    let mut lying = manifest.clone();
+    lying.functions[0].calls.clear();
+    let err = lying.check_against(&math).unwrap_err();
+    assert!(err.contains("util.sq"), "{err}");
+
+    let other = linkcache_core::analyze(&util).unwrap();
+    assert!(
+        other.check_against(&math).is_err(),
+        "another module's manifest"
+    );
+}

@@ -114,9 +114,10 @@ impl Store for Shuffled<'_> {
     }
 }
 
-fn summary(
-    outcome: &Result<LoadPlan, Miss>,
-) -> Result<(Vec<ModuleId>, Vec<(String, ModuleId)>), Miss> {
+/// What a plan decided: the modules it loads, in order, and its bindings.
+type PlanSummary = (Vec<ModuleId>, Vec<(String, ModuleId)>);
+
+fn summary(outcome: &Result<LoadPlan, Miss>) -> Result<PlanSummary, Miss> {
     outcome
         .as_ref()
         .map(|p| {

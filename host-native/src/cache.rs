@@ -30,7 +30,7 @@ use wasmtime::{
 
 use crate::dir::{DirStore, Trust};
 use crate::error::Error;
-use crate::load::{self, Host, check_manifest, from_val, to_val};
+use crate::load::{self, Host, from_val, to_val};
 use crate::stats::Stats;
 
 /// A persistent cache of compiled WebAssembly over a directory. See the crate docs.
@@ -484,7 +484,9 @@ impl Cache {
         let bundle = Bundle::decode(bytes)?;
         let mut ids = Vec::with_capacity(bundle.modules.len());
         for (index, module) in bundle.modules.iter().enumerate() {
-            check_manifest(&module.wasm, &module.manifest)
+            module
+                .manifest
+                .check_against(&module.wasm)
                 .map_err(|reason| linkcache_core::BundleError::Mismatch { index, reason })?;
         }
         for module in &bundle.modules {

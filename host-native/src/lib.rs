@@ -58,5 +58,5 @@ pub use cache::{Cache, CacheBuilder, DynamicTarget, Target, default_dir};
 pub use dir::{ArtifactLookup, DirStore, GcReport, Problem, Trust};
 pub use error::Error;
 pub use linkcache_core as core;
-pub use load::{Host, check_manifest, from_val, to_val};
+pub use load::{Host, from_val, to_val};
 pub use stats::Stats;

@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use linkcache_core::{
-    AnalyzeOptions, Declared, FuncSig, GlobalBinding, GlobalCheck, GlobalOutcome, ImportBinding,
-    ImportKind, Linkage, LoadFailure, LoadPlan, Manifest, ModuleId, ValType, Value, analyze_with,
-    load_target,
+    FuncSig, GlobalBinding, GlobalCheck, GlobalOutcome, ImportBinding, ImportKind, Linkage,
+    LoadFailure, LoadPlan, Manifest, ModuleId, ValType, Value, load_target,
 };
 use wasmtime::{
     AsContextMut, Engine, Extern, ExternType, Func, FuncType, Global, GlobalType, Instance, Linker,
@@ -384,7 +383,7 @@ fn get_module(
     }
     let bytes = host.dir.module_bytes(id).map_err(|e| e.to_string())??;
     host.stats.bytes_read += bytes.len() as u64;
-    check_manifest(&bytes, manifest)?;
+    manifest.check_against(&bytes)?;
     let module = Module::new(&engine, &bytes).map_err(|e| format!("compilation failed: {e:#}"))?;
     host.stats.modules_compiled += 1;
     if host.precompiled {
@@ -399,47 +398,6 @@ fn get_module(
     }
     host.modules.insert(*id, module.clone());
     Ok(module)
-}
-
-/// Checks that `manifest` describes `wasm`: the analysis of the bytes, with the
-/// manifest's global definitions and its functions' dependencies as declarations, must
-/// give the manifest back. Catches a manifest that lies about its binary.
-pub fn check_manifest(wasm: &[u8], manifest: &Manifest) -> Result<(), String> {
-    let mut options = AnalyzeOptions::default();
-    for global in &manifest.globals {
-        options
-            .globals
-            .insert(global.name.clone(), global.definition.clone());
-    }
-    for function in &manifest.functions {
-        options.declared.insert(
-            function.name.clone(),
-            Declared {
-                calls: function.calls.clone(),
-                globals: function.globals.clone(),
-            },
-        );
-    }
-    let analyzed = analyze_with(wasm, &options)
-        .map_err(|e| format!("its manifest does not describe its bytes: {e}"))?;
-    if normalized(&analyzed) != normalized(manifest) {
-        return Err(
-            "its manifest does not describe its bytes (functions, imports or globals differ)"
-                .into(),
-        );
-    }
-    Ok(())
-}
-
-fn normalized(manifest: &Manifest) -> Manifest {
-    let mut m = manifest.clone();
-    m.functions.sort_by(|a, b| a.name.cmp(&b.name));
-    for f in &mut m.functions {
-        f.calls.sort();
-        f.globals.sort();
-    }
-    m.globals.sort_by(|a, b| a.name.cmp(&b.name));
-    m
 }
 
 /// Checks the compiled module's imports and exports against its manifest (cheap; runs
