@@ -1,0 +1,495 @@
+//! linkcache-web in a real headless Chromium: the scenario suite of `tests/scenarios`,
+//! persistence across a reload, and the error cases, all through the JS API on real
+//! IndexedDB and `WebAssembly`.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use linkcache_core::{ModuleId, ValType, Value};
+use linkcache_tests::{Labels, Number, Step, TargetOutcome, all, check_results, check_target};
+use linkcache_web::LinkCache;
+use linkcache_web::store::IdbStore;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn prop(object: &JsValue, key: &str) -> JsValue {
+    Reflect::get(object, &JsValue::from_str(key)).unwrap()
+}
+
+async fn wait(promise: Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(promise).await
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", js_sys::Math::random().to_bits())
+}
+
+fn ty(name: &str) -> ValType {
+    match name {
+        "i32" => ValType::I32,
+        "i64" => ValType::I64,
+        "f32" => ValType::F32,
+        "f64" => ValType::F64,
+        other => panic!("unexpected type {other}"),
+    }
+}
+
+fn value_to_js(value: Value) -> JsValue {
+    match value {
+        Value::I32(x) => x.into(),
+        Value::I64(x) => js_sys::BigInt::from(x).into(),
+        Value::F32(bits) => f32::from_bits(bits).into(),
+        Value::F64(bits) => f64::from_bits(bits).into(),
+        Value::V128(_) => JsValue::UNDEFINED,
+    }
+}
+
+fn js_to_value(ty: ValType, value: &JsValue) -> Value {
+    match ty {
+        ValType::I32 => Value::I32(value.as_f64().unwrap() as i32),
+        ValType::I64 => {
+            Value::I64(i64::try_from(value.clone().dyn_into::<js_sys::BigInt>().unwrap()).unwrap())
+        }
+        ValType::F32 => Value::from_f32(value.as_f64().unwrap() as f32),
+        ValType::F64 => Value::from_f64(value.as_f64().unwrap()),
+        _ => panic!("unsupported result type"),
+    }
+}
+
+/// `options` for LinkCache.open whose resolveGlobal follows the scenario `env` rule.
+fn options_with_env(env: &Rc<RefCell<BTreeMap<String, String>>>) -> JsValue {
+    let env = Rc::clone(env);
+    let resolve = Closure::<dyn FnMut(String, String, String) -> Result<JsValue, JsValue>>::new(
+        move |name: String, text: String, type_name: String| {
+            if let Some(current) = env.borrow().get(&name)
+                && *current != text
+            {
+                return Err(js_sys::Error::new(&format!(
+                    "definition changed: {text:?} is now {current:?}"
+                ))
+                .into());
+            }
+            let value = Value::parse_literal(ty(&type_name), &text)
+                .ok_or_else(|| JsValue::from(js_sys::Error::new("not a literal")))?;
+            Ok(value_to_js(value))
+        },
+    );
+    let options = Object::new();
+    Reflect::set(&options, &"resolveGlobal".into(), resolve.as_ref()).unwrap();
+    resolve.forget();
+    options.into()
+}
+
+async fn open(name: &str, options: &JsValue) -> LinkCache {
+    use wasm_bindgen::convert::TryFromJsValue;
+    let cache = wait(LinkCache::open(name.to_string(), options.clone()))
+        .await
+        .expect("open");
+    LinkCache::try_from_js_value(cache).expect("LinkCache.open resolves to a LinkCache")
+}
+
+/// Plays one scenario against this host; the error names the step.
+async fn run_scenario(scenario: &linkcache_tests::Scenario) -> Result<(), String> {
+    let (labels, bytes) = Labels::of(scenario)?;
+    let db = unique(&scenario.name);
+    let env = Rc::new(RefCell::new(BTreeMap::new()));
+    let options = options_with_env(&env);
+    let mut cache = open(&db, &options).await;
+    for (index, step) in scenario.steps.iter().enumerate() {
+        let at = |e: String| format!("{} step {}: {e}", scenario.name, index + 1);
+        match step {
+            Step::Add {
+                label,
+                expect_error,
+            } => {
+                let result =
+                    wait(cache.add_module(Uint8Array::from(bytes[label].as_slice()))).await;
+                match (result, expect_error) {
+                    (Ok(id), None) if id.as_string() == Some(labels.id(label).to_string()) => {}
+                    (Ok(id), None) => return Err(at(format!("adding `{label}` gave {id:?}"))),
+                    (Err(e), None) => return Err(at(format!("adding `{label}` failed: {e:?}"))),
+                    (Ok(_), Some(_)) => {
+                        return Err(at(format!("adding `{label}` should have been rejected")));
+                    }
+                    (Err(e), Some(_)) => {
+                        let name = prop(&e, "name").as_string();
+                        if name.as_deref() != Some("LinkCacheInvalidModule") {
+                            return Err(at(format!(
+                                "rejected with {name:?}, expected LinkCacheInvalidModule"
+                            )));
+                        }
+                    }
+                }
+            }
+            Step::Target(expected) => {
+                let report = wait(cache.try_target(expected.func.clone()))
+                    .await
+                    .map_err(|e| at(format!("{e:?}")))?;
+                let outcome = outcome_of(&report);
+                let bindings = cache.bindings();
+                let binding = |f: &str| {
+                    prop(&bindings, f)
+                        .as_string()
+                        .and_then(|s| s.parse::<ModuleId>().ok())
+                };
+                check_target(expected, &outcome, &labels, &binding).map_err(at)?;
+            }
+            Step::Call {
+                func,
+                args,
+                results,
+            } => {
+                let report = wait(cache.try_target(func.clone()))
+                    .await
+                    .map_err(|e| at(format!("{e:?}")))?;
+                if prop(&report, "hit") != JsValue::TRUE {
+                    return Err(at(format!(
+                        "calling `{func}`: {:?}",
+                        prop(&report, "message")
+                    )));
+                }
+                let params: Vec<ValType> = Array::from(&prop(&report, "params"))
+                    .iter()
+                    .map(|t| ty(&t.as_string().unwrap()))
+                    .collect();
+                let result_types: Vec<ValType> = Array::from(&prop(&report, "results"))
+                    .iter()
+                    .map(|t| ty(&t.as_string().unwrap()))
+                    .collect();
+                let js_args: Array = args
+                    .iter()
+                    .zip(&params)
+                    .map(|(arg, t): (&Number, &ValType)| {
+                        value_to_js(arg.to_value(*t).expect("argument fits"))
+                    })
+                    .collect();
+                let function: Function = prop(&report, "fn").unchecked_into();
+                let returned = function
+                    .apply(&JsValue::NULL, &js_args)
+                    .map_err(|e| at(format!("trapped: {e:?}")))?;
+                let actual: Vec<Value> = match result_types.len() {
+                    0 => vec![],
+                    1 => vec![js_to_value(result_types[0], &returned)],
+                    _ => Array::from(&returned)
+                        .iter()
+                        .zip(&result_types)
+                        .map(|(v, t)| js_to_value(*t, &v))
+                        .collect(),
+                };
+                check_results(func, results, &actual).map_err(at)?;
+            }
+            Step::Env(new_env) => *env.borrow_mut() = new_env.clone(),
+            Step::NewProcess => {
+                cache.close();
+                cache = open(&db, &options).await;
+            }
+            Step::Corrupt(label) => {
+                let store = IdbStore::open(&db).await.map_err(|e| at(e.message))?;
+                let mut damaged = bytes[label].clone();
+                let middle = damaged.len() / 2;
+                damaged[middle] ^= 0xff;
+                store
+                    .overwrite_module_bytes(&labels.id(label), &damaged)
+                    .await
+                    .map_err(|e| at(e.message))?;
+                store.close();
+            }
+        }
+    }
+    cache.close();
+    Ok(())
+}
+
+fn outcome_of(report: &JsValue) -> TargetOutcome {
+    let ids = |key: &str| -> Vec<ModuleId> {
+        Array::from(&prop(report, key))
+            .iter()
+            .filter_map(|v| v.as_string()?.parse().ok())
+            .collect()
+    };
+    if prop(report, "hit") == JsValue::TRUE {
+        TargetOutcome::Hit {
+            loaded: ids("loaded"),
+        }
+    } else {
+        TargetOutcome::Miss {
+            cause: prop(report, "cause").as_string().unwrap_or_default(),
+            function: prop(report, "function").as_string().unwrap_or_default(),
+            detail: prop(report, "detail").as_string(),
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn every_scenario_passes_in_the_browser() {
+    let mut failures = Vec::new();
+    for scenario in all() {
+        if let Err(e) = run_scenario(&scenario).await {
+            failures.push(e);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} scenarios failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+const UTIL: &str = r#"(module (func (export "util.sq") (param i64) (result i64) (i64.mul (local.get 0) (local.get 0))))"#;
+const MATH: &str = r#"(module
+  (import "linkcache:fn" "util.sq" (func $sq (param i64) (result i64)))
+  (func (export "math.quad") (param i64) (result i64) (call $sq (call $sq (local.get 0)))))"#;
+
+fn wasm(text: &str) -> Uint8Array {
+    Uint8Array::from(wat::parse_str(text).unwrap().as_slice())
+}
+
+async fn call_i64(cache: &LinkCache, func: &str, arg: i64) -> i64 {
+    let f: Function = wait(cache.target(func.into()))
+        .await
+        .expect("hit")
+        .unchecked_into();
+    let result = f
+        .call1(&JsValue::NULL, &js_sys::BigInt::from(arg).into())
+        .unwrap();
+    i64::try_from(result.dyn_into::<js_sys::BigInt>().unwrap()).unwrap()
+}
+
+fn stat(cache: &LinkCache, key: &str) -> f64 {
+    prop(&cache.stats(), key).as_f64().unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn modules_added_before_a_reload_load_after_it_without_a_compile_callback() {
+    let db = unique("persist");
+    let cache = open(&db, &JsValue::UNDEFINED).await;
+    wait(cache.add_module(wasm(UTIL))).await.unwrap();
+    wait(cache.add_module(wasm(MATH))).await.unwrap();
+    assert_eq!(call_i64(&cache, "math.quad", 3).await, 81);
+    cache.close();
+
+    // A reload: a new LinkCache on the same database, with a compile callback that
+    // must never run.
+    let reloaded = open(&db, &JsValue::UNDEFINED).await;
+    let compiled = Rc::new(RefCell::new(0));
+    let counter = Rc::clone(&compiled);
+    let compile = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |_miss| {
+        *counter.borrow_mut() += 1;
+        Uint8Array::new_with_length(0).into()
+    });
+    let quad: Function = wait(reloaded.get_or_compile(
+        "math.quad".into(),
+        compile.as_ref().clone().unchecked_into(),
+    ))
+    .await
+    .unwrap()
+    .unchecked_into();
+    let result = quad
+        .call1(&JsValue::NULL, &js_sys::BigInt::from(2).into())
+        .unwrap();
+    assert_eq!(
+        i64::try_from(result.dyn_into::<js_sys::BigInt>().unwrap()).unwrap(),
+        16
+    );
+    assert_eq!(*compiled.borrow(), 0, "nothing compiled by the embedder");
+    assert_eq!(stat(&reloaded, "compiles"), 0.0);
+    assert_eq!(stat(&reloaded, "modulesLoaded"), 2.0);
+    assert_eq!(stat(&reloaded, "hits"), 1.0);
+}
+
+#[wasm_bindgen_test]
+async fn non_wasm_bytes_are_a_named_error_and_the_cache_stays_usable() {
+    let cache = open(&unique("invalid"), &JsValue::UNDEFINED).await;
+    let err = wait(cache.add_module(Uint8Array::from(&b"definitely not wasm"[..])))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        prop(&err, "name").as_string().as_deref(),
+        Some("LinkCacheInvalidModule")
+    );
+    assert!(
+        prop(&err, "message")
+            .as_string()
+            .unwrap()
+            .contains("not a WebAssembly module")
+    );
+    wait(cache.add_module(wasm(UTIL))).await.unwrap();
+    assert_eq!(call_i64(&cache, "util.sq", 9).await, 81);
+}
+
+#[wasm_bindgen_test]
+async fn a_miss_is_an_error_with_its_cause() {
+    let cache = open(&unique("miss"), &JsValue::UNDEFINED).await;
+    wait(cache.add_module(wasm(MATH))).await.unwrap();
+    let err = wait(cache.target("math.quad".into())).await.unwrap_err();
+    assert_eq!(
+        prop(&err, "name").as_string().as_deref(),
+        Some("LinkCacheMiss")
+    );
+    assert_eq!(
+        prop(&err, "cause").as_string().as_deref(),
+        Some("missing_dependency")
+    );
+    assert_eq!(prop(&err, "detail").as_string().as_deref(), Some("util.sq"));
+    let misses = prop(&cache.stats(), "misses");
+    assert_eq!(prop(&misses, "missing_dependency").as_f64(), Some(1.0));
+}
+
+#[wasm_bindgen_test]
+async fn a_corrupt_manifest_record_is_a_broken_miss_and_re_adding_repairs_it() {
+    let db = unique("corrupt");
+    let cache = open(&db, &JsValue::UNDEFINED).await;
+    let id: ModuleId = wait(cache.add_module(wasm(UTIL)))
+        .await
+        .unwrap()
+        .as_string()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = IdbStore::open(&db).await.unwrap();
+    store
+        .overwrite_manifest_record(&id, b"LCMF garbage")
+        .await
+        .unwrap();
+    let err = wait(cache.target("util.sq".into())).await.unwrap_err();
+    assert_eq!(prop(&err, "cause").as_string().as_deref(), Some("broken"));
+    assert!(
+        prop(&err, "message")
+            .as_string()
+            .unwrap()
+            .contains("corrupt"),
+        "{err:?}"
+    );
+
+    // A duplicate with intact records is chosen in a new tab.
+    let dup = wat::parse_str(UTIL)
+        .unwrap()
+        .into_iter()
+        .chain([0, 4, 3, b'd', b'u', b'p'])
+        .collect::<Vec<u8>>();
+    wait(cache.add_module(Uint8Array::from(dup.as_slice())))
+        .await
+        .unwrap();
+    let fresh = open(&db, &JsValue::UNDEFINED).await;
+    assert_eq!(call_i64(&fresh, "util.sq", 5).await, 25);
+    store.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_tampered_bundle_is_rejected_and_a_good_one_imports() {
+    let source = open(&unique("bundle-src"), &JsValue::UNDEFINED).await;
+    wait(source.add_module(wasm(UTIL))).await.unwrap();
+    wait(source.add_module(wasm(MATH))).await.unwrap();
+    let bundle: Uint8Array = wait(source.export_bundle()).await.unwrap().unchecked_into();
+
+    let target = open(&unique("bundle-dst"), &JsValue::UNDEFINED).await;
+    let mut bytes = bundle.to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let err = wait(target.import_bundle(Uint8Array::from(bytes.as_slice())))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        prop(&err, "name").as_string().as_deref(),
+        Some("LinkCacheCorrupt")
+    );
+    let ids = wait(target.import_bundle(bundle)).await.unwrap();
+    assert_eq!(Array::from(&ids).length(), 2);
+    assert_eq!(call_i64(&target, "math.quad", 2).await, 16);
+}
+
+#[wasm_bindgen_test]
+async fn a_compile_callback_calling_get_or_compile_gets_reentrant() {
+    let cache = open(&unique("reentrant"), &JsValue::UNDEFINED).await;
+    let inner_result: Rc<RefCell<Option<JsValue>>> = Rc::new(RefCell::new(None));
+    let slot = Rc::clone(&inner_result);
+    let cache = Rc::new(cache);
+    let inner_cache = Rc::clone(&cache);
+    let compile = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |_miss| {
+        let noop = Function::new_no_args("return new Uint8Array(0)");
+        let promise = inner_cache.get_or_compile("util.sq".into(), noop);
+        *slot.borrow_mut() = Some(promise.clone().into());
+        wasm(UTIL).into()
+    });
+    let sq: Function =
+        wait(cache.get_or_compile("util.sq".into(), compile.as_ref().clone().unchecked_into()))
+            .await
+            .unwrap()
+            .unchecked_into();
+    let nested: Promise = inner_result.borrow().clone().unwrap().unchecked_into();
+    let err = wait(nested).await.unwrap_err();
+    assert_eq!(
+        prop(&err, "name").as_string().as_deref(),
+        Some("LinkCacheReentrant")
+    );
+    let result = sq
+        .call1(&JsValue::NULL, &js_sys::BigInt::from(7).into())
+        .unwrap();
+    assert_eq!(
+        i64::try_from(result.dyn_into::<js_sys::BigInt>().unwrap()).unwrap(),
+        49
+    );
+}
+
+#[wasm_bindgen_test]
+async fn an_upgrade_blocked_by_another_connection_is_a_named_error() {
+    let db = unique("blocked");
+    // Another "tab" holds version 1 open and ignores versionchange.
+    let opener = Function::new_with_args(
+        "name",
+        "return new Promise((resolve, reject) => { const r = indexedDB.open(name, 1); \
+         r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });",
+    );
+    let old = wait(
+        opener
+            .call1(&JsValue::NULL, &JsValue::from_str(&db))
+            .unwrap()
+            .unchecked_into(),
+    )
+    .await
+    .unwrap();
+    let options = Object::new();
+    Reflect::set(&options, &"upgradeTimeoutMs".into(), &300.into()).unwrap();
+    let err = wait(LinkCache::open(db.clone(), options.into()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        prop(&err, "name").as_string().as_deref(),
+        Some("LinkCacheUpgradeBlocked")
+    );
+    // Once the other connection closes, the cache opens and works.
+    let close: Function = prop(&old, "close").unchecked_into();
+    close.call0(&old).unwrap();
+    let cache = open(&db, &JsValue::UNDEFINED).await;
+    wait(cache.add_module(wasm(UTIL))).await.unwrap();
+    assert_eq!(call_i64(&cache, "util.sq", 3).await, 9);
+}
+
+#[wasm_bindgen_test]
+fn a_quota_exceeded_dom_exception_maps_to_a_named_error() {
+    // Filling a real quota in headless Chromium takes gigabytes; the mapping is tested on
+    // a real DOMException of that name instead.
+    let exception =
+        web_sys::DomException::new_with_message_and_name("full", "QuotaExceededError").unwrap();
+    let error = linkcache_web::errors::from_dom_exception(
+        "adding a module",
+        &exception.name(),
+        &exception.message(),
+    );
+    assert_eq!(error.name, "LinkCacheQuotaExceeded");
+    let js = error.to_js();
+    assert_eq!(
+        prop(&js, "name").as_string().as_deref(),
+        Some("LinkCacheQuotaExceeded")
+    );
+    assert!(prop(&js, "message").as_string().unwrap().contains("quota"));
+}
