@@ -1,0 +1,88 @@
+// Two tabs (pages of one browser context, one origin) share one cache: they race to
+// compile the same functions, both call the right code, the duplicates resolve to one
+// module in both, and one tab sees the other's modules without a reload.
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { serve, e2eDir, pkgDir } from "./serve.mjs";
+
+const server = await serve([["/pkg/", pkgDir], ["/", e2eDir]]);
+const url = `http://127.0.0.1:${server.address().port}/`;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+let failed = false;
+try {
+  const context = await browser.newContext();
+  const [a, b] = [await context.newPage(), await context.newPage()];
+  for (const page of [a, b]) {
+    page.on("pageerror", (e) => console.error("page error:", e.message));
+    await page.goto(url);
+    await page.evaluate(() => window.ready);
+  }
+  const db = `tabs-${Date.now()}`;
+
+  // Each tab's compiler produces its own bytes (a custom section names the tab) for the
+  // same functions, and is slow enough that both tabs miss before either commits.
+  const race = (page, tab) => page.evaluate(async ({ db, tab }) => {
+    const cache = await LinkCache.open(db, {});
+    window.cache = cache;
+    const source = {
+      "race.sq": `(module (func (export "race.sq") (param i32) (result i32) (i32.mul (local.get 0) (local.get 0))) (@custom "tab" "${tab}"))`,
+      "race.f": `(module (import "linkcache:fn" "race.sq" (func $sq (param i32) (result i32)))
+                  (func (export "race.f") (param i32) (result i32) (i32.add (call $sq (local.get 0)) (i32.const 1))) (@custom "tab" "${tab}"))`,
+    };
+    let compiles = 0;
+    const f = await cache.getOrCompile("race.f", async (miss) => {
+      compiles += 1;
+      await new Promise((r) => setTimeout(r, 300));
+      return [watToWasm(source["race.sq"]), watToWasm(source["race.f"])];
+    });
+    return { result: f(7), compiles, bindings: cache.bindings(), stats: cache.stats() };
+  }, { db, tab });
+
+  const [ra, rb] = await Promise.all([race(a, "a"), race(b, "b")]);
+  assert.equal(ra.result, 50);
+  assert.equal(rb.result, 50);
+  assert.ok(ra.compiles >= 1 && rb.compiles >= 1, "both tabs compiled: the race happened");
+  assert.deepEqual(ra.bindings, rb.bindings, "both tabs resolved the duplicates to the same modules");
+
+  const modules = await a.evaluate(() => window.cache.modules());
+  const defining = (name) => modules.filter((m) => m.functions.some((f) => f.name === name)).length;
+  assert.equal(defining("race.f"), 2, "the race left two modules defining race.f");
+  assert.equal(defining("race.sq"), 2);
+  const earliest = modules.find((m) => m.functions.some((f) => f.name === "race.f")).id;
+  assert.equal(ra.bindings["race.f"], earliest, "the earliest committed duplicate wins");
+
+  // Tab b hears about tab a's addition and uses it without reloading.
+  const heard = b.evaluate(() => new Promise((resolve) => window.cache.onChange((m) => resolve(m))));
+  const added = await a.evaluate(async () =>
+    window.cache.addModule(watToWasm(`(module (func (export "late.g") (result i32) (i32.const 42)))`)));
+  const message = await heard;
+  assert.equal(message.type, "added");
+  assert.deepEqual(message.modules, [added]);
+  const late = await b.evaluate(async () => (await window.cache.target("late.g"))());
+  assert.equal(late, 42);
+
+  // A worker of the same origin sees the same cache.
+  const fromWorker = await a.evaluate(async (db) => {
+    const code = `import init, { LinkCache } from "${location.origin}/pkg/linkcache_web.js";
+      await init();
+      const cache = await LinkCache.open(${JSON.stringify(db)}, {});
+      const f = await cache.target("race.f");
+      postMessage({ result: f(3), module: cache.bindings()["race.f"] });`;
+    const worker = new Worker(URL.createObjectURL(new Blob([code], { type: "text/javascript" })), { type: "module" });
+    return new Promise((resolve, reject) => { worker.onmessage = (e) => resolve(e.data); worker.onerror = (e) => reject(e.message); });
+  }, db);
+  assert.equal(fromWorker.result, 10);
+  assert.equal(fromWorker.module, earliest, "the worker binds the same duplicate");
+  console.log("ok: two tabs and a worker share one cache; duplicates resolve to", earliest.slice(0, 12));
+} catch (e) {
+  failed = true;
+  console.error(e);
+} finally {
+  await browser.close();
+  server.close();
+}
+process.exit(failed ? 1 : 0);
