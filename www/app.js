@@ -1,0 +1,215 @@
+// The demo page: calls functions through linkcache-web, compiling on a miss, and shows
+// what the cache did: hit or miss, what was compiled, what was loaded, the graph.
+import init, { LinkCache, watToWasm } from "/node_modules/linkcache-web/linkcache_web.js";
+import cytoscape from "/node_modules/cytoscape/dist/cytoscape.esm.min.mjs";
+import { library, sourceOf, callable } from "./samples.js";
+
+const DB = "linkcache-demo";
+const $ = (id) => document.getElementById(id);
+let cache;
+let graph;
+let lastLoaded = [];
+const timings = new Map(); // func -> {first, how, warm}
+
+function showError(error) {
+  const box = $("error");
+  box.textContent = `${error?.name ?? "Error"}: ${error?.message ?? error}`;
+  box.hidden = false;
+  console.error(error);
+}
+
+function clearError() {
+  $("error").hidden = true;
+}
+
+// Runs an action, showing any error instead of swallowing it.
+function guarded(action) {
+  return async (...args) => {
+    clearError();
+    try {
+      await action(...args);
+    } catch (e) {
+      showError(e);
+    }
+  };
+}
+
+// The compiler: compiles whatever a miss says is missing.
+async function compile(miss) {
+  const wanted = miss.cause === "missing_dependency" ? miss.detail : miss.function;
+  const source = sourceOf(wanted);
+  if (!source) throw new Error(`the demo compiler does not know \`${wanted}\``);
+  return [watToWasm(source)];
+}
+
+async function call(func) {
+  const before = cache.stats();
+  const started = performance.now();
+  let report = await cache.tryTarget(func);
+  let compiledByCompiler = 0;
+  let loaded = report.hit ? report.loaded : [];
+  if (!report.hit) {
+    // A miss: compile what it names, add it, try again (what getOrCompile does), so
+    // that the page can show each step.
+    for (let round = 0; !report.hit && round < 5; round++) {
+      if (!["unknown", "missing_dependency", "broken"].includes(report.cause)) break;
+      for (const bytes of await compile(report)) {
+        await cache.addModule(bytes);
+        compiledByCompiler += 1;
+      }
+      report = await cache.tryTarget(func);
+      if (report.hit) loaded = report.loaded;
+    }
+    if (!report.hit) throw Object.assign(new Error(report.message), { name: "LinkCacheMiss" });
+  }
+  const result = report.fn(...library[func].args);
+  const elapsed = performance.now() - started;
+  const after = cache.stats();
+
+  const outcome = compiledByCompiler > 0 ? "miss → compiled" : "hit";
+  $("outcome").textContent = outcome;
+  $("outcome").className = compiledByCompiler > 0 ? "miss" : "hit";
+  $("result").textContent = String(result);
+  $("compiled-count").textContent = String(compiledByCompiler);
+  $("loaded-list").textContent = loaded.length
+    ? `${loaded.length} (${loaded.map((id) => id.slice(0, 8)).join(", ")}), ${after.modulesCompiled - before.modulesCompiled} compiled by the browser from IndexedDB`
+    : "none (already loaded in this tab)";
+  $("call-time").textContent = `${elapsed.toFixed(2)} ms`;
+  lastLoaded = loaded;
+
+  const row = timings.get(func);
+  const how = compiledByCompiler > 0 ? "compiled, added" : loaded.length ? "loaded from IndexedDB" : "already loaded";
+  if (!row) timings.set(func, { first: elapsed, how, warm: null });
+  else row.warm = elapsed;
+  renderTimings();
+  await refresh();
+}
+
+function renderTimings() {
+  const body = $("timings").querySelector("tbody");
+  body.replaceChildren(
+    ...[...timings].map(([func, t]) => {
+      const tr = document.createElement("tr");
+      tr.innerHTML = `<td><code>${func}</code></td><td>${t.first.toFixed(2)} ms</td><td>${t.how}</td><td>${
+        t.warm == null ? "–" : `${t.warm.toFixed(3)} ms`
+      }</td>`;
+      return tr;
+    }),
+  );
+}
+
+async function refresh() {
+  const modules = await cache.modules();
+  $("module-count").textContent = String(modules.length);
+  $("stats").textContent = JSON.stringify(cache.stats(), null, 2);
+  drawGraph(modules);
+}
+
+function drawGraph(modules) {
+  const definers = new Map();
+  for (const m of modules) for (const f of m.functions) definers.set(f.name, (definers.get(f.name) ?? 0) + 1);
+  const bound = cache.bindings();
+  const elements = [];
+  for (const m of modules) {
+    if (m.functions.every((f) => f.name.startsWith("gen."))) continue; // fillers: counted, not drawn
+    elements.push({ data: { id: m.id, label: m.id.slice(0, 8) }, classes: lastLoaded.includes(m.id) ? "loaded" : "" });
+    for (const f of m.functions) {
+      const id = `${m.id}/${f.name}`;
+      const classes = [definers.get(f.name) > 1 ? "duplicate" : "", bound[f.name] === m.id ? "bound" : ""].join(" ");
+      elements.push({ data: { id, parent: m.id, label: f.name }, classes });
+    }
+  }
+  // Edges from each function to the module bound (or first defining) its callees.
+  const firstDefiner = new Map();
+  for (const m of modules) for (const f of m.functions) if (!firstDefiner.has(f.name)) firstDefiner.set(f.name, m.id);
+  for (const m of modules) {
+    for (const f of m.functions) {
+      for (const callee of f.calls) {
+        const target = bound[callee] ?? firstDefiner.get(callee);
+        if (target && elements.some((e) => e.data.id === `${target}/${callee}`)) {
+          elements.push({ data: { id: `${m.id}/${f.name}->${callee}`, source: `${m.id}/${f.name}`, target: `${target}/${callee}` } });
+        }
+      }
+    }
+  }
+  if (!graph) {
+    graph = cytoscape({
+      container: $("graph"),
+      style: [
+        { selector: "node", style: { label: "data(label)", "font-size": 11, "text-valign": "center", "background-color": "#cfe0f3", shape: "round-rectangle", width: "label", height: 22, padding: 6 } },
+        { selector: ":parent", style: { "text-valign": "top", "font-size": 9, color: "#5a6672", "background-color": "#f4f7fa", "border-color": "#8a99a8", "border-width": 1 } },
+        { selector: ".loaded", style: { "background-color": "#fff3c4", "border-color": "#c99a00", "border-width": 2 } },
+        { selector: ".duplicate", style: { "border-style": "dashed", "border-width": 2, "border-color": "#9a5b00" } },
+        { selector: ".bound", style: { "background-color": "#bfe5c9" } },
+        { selector: "edge", style: { width: 1.5, "curve-style": "bezier", "target-arrow-shape": "triangle", "line-color": "#7a8794", "target-arrow-color": "#7a8794" } },
+      ],
+    });
+  }
+  graph.elements().remove();
+  graph.add(elements);
+  graph.layout({ name: "breadthfirst", directed: true, padding: 10, spacingFactor: 1.3 }).run();
+}
+
+async function race() {
+  const db = `${DB}-race-${Date.now()}`;
+  const startAt = Date.now() + 400;
+  const run = (worker) =>
+    new Promise((resolve, reject) => {
+      const w = new Worker("race-worker.js", { type: "module" });
+      w.onmessage = (e) => (e.data.error ? reject(new Error(e.data.error)) : resolve(e.data));
+      w.onerror = (e) => reject(new Error(e.message));
+      w.postMessage({ db, worker, startAt });
+    });
+  $("race-result").textContent = "racing…";
+  const results = await Promise.all([run("A"), run("B")]);
+  const raceCache = await LinkCache.open(db, {});
+  const modules = await raceCache.modules();
+  raceCache.close();
+  const defining = modules.filter((m) => m.functions.some((f) => f.name === "race.f"));
+  const agree = results.every((r) => r.bindings["race.f"] === results[0].bindings["race.f"]);
+  $("race-result").innerHTML = `
+    <p>${results.map((r) => `worker ${r.worker}: compiled ${r.compiled}×, race.f(6) = ${r.result}, bound to <code>${r.bindings["race.f"].slice(0, 12)}</code>`).join("<br>")}</p>
+    <p id="race-summary">${defining.length} modules define <code>race.f</code> (duplicates);
+    ${agree ? "both workers are bound to the same one: the earliest committed" : "the workers disagree"}.</p>`;
+  $("race-result").dataset.duplicates = String(defining.length);
+  $("race-result").dataset.agree = String(agree);
+}
+
+async function main() {
+  await init();
+  cache = await LinkCache.open(DB, {});
+  cache.onChange(guarded(() => refresh()));
+  for (const func of callable) {
+    const button = document.createElement("button");
+    button.id = `call-${func}`;
+    button.textContent = `${func}(${library[func].args.join(", ")})`;
+    button.onclick = guarded(() => call(func));
+    $("call-buttons").append(button);
+  }
+  for (const name of Object.keys(library)) $("editor-source").append(new Option(name, name));
+  $("editor-source").onchange = () => ($("editor").value = library[$("editor-source").value].wat);
+  $("editor").value = library["util.add"].wat;
+  $("add-module").onclick = guarded(async () => {
+    $("add-result").textContent = "";
+    const id = await cache.addModule(watToWasm($("editor").value));
+    $("add-result").textContent = `added module ${id.slice(0, 12)}`;
+    await refresh();
+  });
+  $("race-button").onclick = guarded(race);
+  $("fill").onclick = guarded(async () => {
+    const start = (await cache.modules()).length;
+    for (let i = start; i < start + 50; i++) await cache.addModule(watToWasm(sourceOf(`gen.f${i}`)));
+    await refresh();
+  });
+  $("clear").onclick = guarded(async () => {
+    await cache.clear();
+    timings.clear();
+    lastLoaded = [];
+    renderTimings();
+    await refresh();
+  });
+  await refresh();
+  document.body.dataset.ready = "true";
+}
+
+main().catch(showError);

@@ -1,0 +1,21 @@
+// A worker that compiles the race functions into its own modules when the cache misses.
+import init, { LinkCache, watToWasm } from "/node_modules/linkcache-web/linkcache_web.js";
+import { raceSources } from "./samples.js";
+
+self.onmessage = async ({ data: { db, worker, startAt } }) => {
+  try {
+    await init();
+    const cache = await LinkCache.open(db, {});
+    await new Promise((r) => setTimeout(r, Math.max(0, startAt - Date.now()))); // start together
+    let compiled = 0;
+    const f = await cache.getOrCompile("race.f", async () => {
+      compiled += 1;
+      await new Promise((r) => setTimeout(r, 200)); // a slow compiler: both workers miss
+      return raceSources(worker).map(watToWasm);
+    });
+    postMessage({ worker, result: f(6), compiled, bindings: cache.bindings() });
+    cache.close();
+  } catch (e) {
+    postMessage({ worker, error: `${e.name}: ${e.message}` });
+  }
+};
