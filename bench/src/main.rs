@@ -1,0 +1,714 @@
+//! linkcache's benchmark suite: what the cache saves and how it scales, each comparison
+//! measured in one run, ratios printed beside the times (this machine is noisy).
+//!
+//! ```text
+//! cargo run --release -p linkcache-bench -- [--quick] [--only SECTION] [--runs N]
+//! ```
+//!
+//! Sections: `target` (warm target() + first call in a fresh process), `partial`
+//! (partial load against loading every module), `large` (a second process's load of a
+//! large module: linkcache against Module::new and wasmtime's own cache), `open`
+//! (Cache::open against cache size), `add` (add_module throughput, 8 processes at once),
+//! `browser` (headless Chromium: IndexedDB against compiling from memory). The report
+//! goes to stdout and to `<target>/bench-report.md`. `--quick` uses small sizes and a
+//! synthetic large module; CI runs it as a smoke test, never asserting times.
+//!
+//! Fresh-process measurements re-execute this binary with `--role NAME ...` (see
+//! [`roles`]); the child times itself and prints JSON.
+
+mod browser;
+mod large;
+mod report;
+mod roles;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use linkcache_native::{Cache, DirStore};
+use serde_json::Value as Json;
+use wasmtime::error::Context as _;
+use wasmtime::{Result, bail};
+
+use crate::large::{ImportStubs, LargeModule};
+use crate::report::{Table, count, median, ms, ratio};
+use crate::workload::{Params, Prepared};
+
+/// One section of the report: its tables.
+type Section = fn(&mut Bench) -> Result<Vec<Table>>;
+
+const SECTIONS: [&str; 6] = ["target", "partial", "large", "open", "add", "browser"];
+
+struct Options {
+    quick: bool,
+    only: Option<String>,
+    runs: Option<usize>,
+}
+
+impl Options {
+    fn wants(&self, section: &str) -> bool {
+        match &self.only {
+            Some(only) => only == section,
+            None => section != "browser" || !self.quick,
+        }
+    }
+
+    fn runs(&self, full: usize) -> usize {
+        self.runs.unwrap_or(if self.quick { 3 } else { full })
+    }
+
+    fn sizes(&self) -> Vec<usize> {
+        if self.quick {
+            vec![10, 100]
+        } else {
+            vec![10, 100, 1_000, 10_000]
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--role") {
+        return match roles::run(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match parse_options(&args).and_then(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("linkcache-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_options(args: &[String]) -> Result<Options> {
+    let mut options = Options {
+        quick: false,
+        only: None,
+        runs: None,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--only" => {
+                let section = args.next().context("--only needs a section name")?;
+                if !SECTIONS.contains(&section.as_str()) {
+                    bail!("unknown section `{section}`; one of {SECTIONS:?}");
+                }
+                options.only = Some(section.clone());
+            }
+            "--runs" => {
+                options.runs = Some(args.next().context("--runs needs a number")?.parse()?);
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: linkcache-bench [--quick] [--only {}] [--runs N]",
+                    SECTIONS.join("|")
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument `{other}` (try --help)"),
+        }
+    }
+    Ok(options)
+}
+
+/// The workspace's target directory.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+    }
+}
+
+fn run(options: Options) -> Result<()> {
+    let started = Instant::now();
+    let target = target_dir();
+    let target = target.canonicalize().unwrap_or(target);
+    let caches = target.join("bench-caches");
+    std::fs::create_dir_all(&caches)?;
+    if cfg!(debug_assertions) && !options.quick {
+        eprintln!("warning: a debug build; timings are meaningless (use --release)");
+    }
+
+    let mut out = String::from("# linkcache benchmarks\n\n");
+    out.push_str(&report::machine());
+    out.push_str(&format!(
+        "- command: `cargo run --release -p linkcache-bench --{}{}`\n\n",
+        if options.quick { " --quick" } else { "" },
+        options
+            .only
+            .as_ref()
+            .map(|s| format!(" --only {s}"))
+            .unwrap_or_default()
+    ));
+    if cfg!(debug_assertions) {
+        out.push_str("**Debug build: the times below mean nothing.**\n\n");
+    }
+    print!("{out}");
+
+    let mut bench = Bench {
+        options,
+        target,
+        caches,
+        prepared: BTreeMap::new(),
+        fresh: None,
+    };
+    let sections: [(&str, Section); 6] = [
+        ("target", Bench::section_target),
+        ("partial", Bench::section_partial),
+        ("large", Bench::section_large),
+        ("open", Bench::section_open),
+        ("add", Bench::section_add),
+        ("browser", Bench::section_browser),
+    ];
+    let mut failed = Vec::new();
+    for (name, section) in sections {
+        if !bench.options.wants(name) {
+            continue;
+        }
+        eprintln!("==> {name}");
+        let text = match section(&mut bench) {
+            Ok(tables) => tables.iter().map(Table::render).collect::<String>(),
+            Err(e) => {
+                failed.push(name);
+                format!("### {name}\n\n**Failed:** {e:#}\n\n")
+            }
+        };
+        print!("{text}");
+        out.push_str(&text);
+    }
+    out.push_str(&format!(
+        "_Whole run: {:.0} s._\n",
+        started.elapsed().as_secs_f64()
+    ));
+    let path = bench.target.join("bench-report.md");
+    std::fs::write(&path, &out)?;
+    eprintln!("report written to {}", path.display());
+    if !failed.is_empty() {
+        bail!("sections failed: {failed:?}");
+    }
+    Ok(())
+}
+
+/// Medians of one fresh-process measurement per (cache size, closure).
+#[derive(Clone, Debug, Default)]
+struct Fresh {
+    target: f64,
+    call: f64,
+    target_call: f64,
+    wall: f64,
+    loaded: u64,
+}
+
+struct Bench {
+    options: Options,
+    target: PathBuf,
+    caches: PathBuf,
+    prepared: BTreeMap<usize, Prepared>,
+    fresh: Option<BTreeMap<(usize, usize), Fresh>>,
+}
+
+/// The closures measured: one module, and a chain of ten.
+const CLOSURES: [usize; 2] = [1, 10];
+/// The budget every synthetic call runs with: 2^10 calls, through the whole closure.
+const CALL_ARG: i32 = 10;
+
+fn field(json: &Json, key: &str) -> f64 {
+    json[key].as_f64().unwrap_or(f64::NAN)
+}
+
+fn medians(runs: &[Json], key: &str) -> f64 {
+    median(&runs.iter().map(|r| field(r, key)).collect::<Vec<_>>())
+}
+
+impl Bench {
+    fn prepare(&mut self, size: usize) -> Result<Prepared> {
+        if let Some(prepared) = self.prepared.get(&size) {
+            return Ok(prepared.clone());
+        }
+        let params = Params::sized(size);
+        eprintln!("  cache of {} modules ({})", count(size), params.key());
+        let prepared = workload::prepare(&self.caches, params)?;
+        self.prepared.insert(size, prepared.clone());
+        Ok(prepared)
+    }
+
+    /// The arguments of a `warm-target` or `load-all` child for a closure.
+    fn target_args(prepared: &Prepared, closure: usize) -> Result<Vec<String>> {
+        let (func, k) = prepared
+            .params
+            .target_with_closure(closure)
+            .with_context(|| format!("no closure of {closure} modules"))?;
+        Ok(vec![
+            prepared.dir.display().to_string(),
+            func,
+            CALL_ARG.to_string(),
+            prepared.params.expected(k, 0, CALL_ARG).to_string(),
+        ])
+    }
+
+    /// Runs every warm-target child once per round, interleaved, and keeps medians.
+    fn fresh(&mut self) -> Result<BTreeMap<(usize, usize), Fresh>> {
+        if let Some(fresh) = &self.fresh {
+            return Ok(fresh.clone());
+        }
+        let mut jobs = Vec::new();
+        for size in self.options.sizes() {
+            let prepared = self.prepare(size)?;
+            for closure in CLOSURES {
+                let args = Bench::target_args(&prepared, closure)?;
+                // Warm the page cache (and check the result) before measuring.
+                roles::spawn("warm-target", &args)?;
+                jobs.push(((size, closure), args));
+            }
+        }
+        let runs = self.options.runs(11);
+        let mut results: BTreeMap<(usize, usize), Vec<Json>> = BTreeMap::new();
+        for round in 0..runs {
+            eprintln!("  fresh-process targets, round {}/{runs}", round + 1);
+            for (key, args) in &jobs {
+                let mut json = roles::spawn("warm-target", args)?;
+                json["target_call_ms"] =
+                    (field(&json, "target_ms") + field(&json, "call_ms")).into();
+                results.entry(*key).or_default().push(json);
+            }
+        }
+        let fresh: BTreeMap<_, _> = results
+            .into_iter()
+            .map(|(key, runs)| {
+                let fresh = Fresh {
+                    target: medians(&runs, "target_ms"),
+                    call: medians(&runs, "call_ms"),
+                    target_call: medians(&runs, "target_call_ms"),
+                    wall: medians(&runs, "wall_ms"),
+                    loaded: runs[0]["modules_loaded"].as_u64().unwrap_or(0),
+                };
+                (key, fresh)
+            })
+            .collect();
+        self.fresh = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    fn section_target(&mut self) -> Result<Vec<Table>> {
+        let fresh = self.fresh()?;
+        let runs = self.options.runs(11);
+        let mut table = Table::new(
+            "(1) Warm `target()` + first call, in a fresh process",
+            &[
+                "cache (modules)",
+                "closure",
+                "target()",
+                "first call",
+                "target + call",
+                "vs 10-module cache",
+                "modules loaded",
+                "process, spawn to exit",
+            ],
+        );
+        let smallest = self.options.sizes()[0];
+        for ((size, closure), f) in &fresh {
+            let total = self.prepared[size].total_modules;
+            let base = &fresh[&(smallest, *closure)];
+            table.row(vec![
+                format!("{} ({})", count(*size), count(total)),
+                closure.to_string(),
+                ms(f.target),
+                ms(f.call),
+                ms(f.target_call),
+                ratio(f.target_call, base.target_call),
+                f.loaded.to_string(),
+                ms(f.wall),
+            ]);
+        }
+        table.note(format!(
+            "Medians of {runs} processes. Each child opens the cache (`Engine::new` and \
+             `Cache::open`, not included above: see (4)), then times `target::<(i32,), i64>` \
+             and one call with a budget of {CALL_ARG} ({} calls through the whole closure). \
+             Cache size: distinct modules (with the duplicates in parentheses); {} functions \
+             per module, fan-out {}, chains of {} modules, one global per function. The \
+             warm cache holds every module's precompiled artifact.",
+            1u64 << CALL_ARG,
+            Params::sized(1).funcs,
+            Params::sized(1).fan_out,
+            Params::sized(1).depth
+        ));
+        Ok(vec![table])
+    }
+
+    fn section_partial(&mut self) -> Result<Vec<Table>> {
+        let fresh = self.fresh()?;
+        let mut table = Table::new(
+            "(2) Partial load against loading every module of the cache",
+            &[
+                "cache (modules)",
+                "linkcache, closure 1",
+                "linkcache, closure 10",
+                "load everything",
+                "modules loaded",
+                "everything ÷ closure 10",
+                "everything ÷ closure 1",
+            ],
+        );
+        let mut notes = Vec::new();
+        for size in self.options.sizes() {
+            let prepared = self.prepare(size)?;
+            let args = Bench::target_args(&prepared, 10)?;
+            roles::spawn("load-all", &args)?;
+            let runs = self.options.runs(if size >= 10_000 { 3 } else { 5 });
+            let mut all = Vec::new();
+            for _ in 0..runs {
+                let mut json = roles::spawn("load-all", &args)?;
+                json["total_ms"] = (field(&json, "list_ms")
+                    + field(&json, "load_ms")
+                    + field(&json, "instantiate_ms")
+                    + field(&json, "call_ms"))
+                .into();
+                all.push(json);
+            }
+            let everything = medians(&all, "total_ms");
+            let one = fresh[&(size, 1)].target_call;
+            let ten = fresh[&(size, 10)].target_call;
+            table.row(vec![
+                format!("{} ({})", count(size), count(prepared.total_modules)),
+                ms(one),
+                ms(ten),
+                ms(everything),
+                count(all[0]["modules_loaded"].as_u64().unwrap_or(0) as usize),
+                ratio(everything, ten),
+                ratio(everything, one),
+            ]);
+            notes.push(format!(
+                "{}: list {}, read manifests + checked artifacts + deserialize {}, instantiate {}, call {} ({runs} runs)",
+                count(size),
+                ms(medians(&all, "list_ms")),
+                ms(medians(&all, "load_ms")),
+                ms(medians(&all, "instantiate_ms")),
+                ms(medians(&all, "call_ms")),
+            ));
+        }
+        table.note(
+            "Both in a fresh process, without `Engine::new`. \"Load everything\" is what a cache \
+             without a dependency graph does: list the modules, read each one's manifest (for \
+             its globals) and its checksummed artifact from the same directory, \
+             `Module::deserialize_file`, instantiate all of them in import order, call the \
+             function. Its phases, medians:",
+        );
+        for note in notes {
+            table.note(format!("- {note}"));
+        }
+        Ok(vec![table])
+    }
+
+    fn large_modules(&self) -> Result<Vec<(LargeModule, Vec<u8>)>> {
+        let modules = if self.options.quick {
+            let path = self.caches.join("synthetic-large.wasm");
+            std::fs::write(&path, workload::synthetic_large(200))?;
+            vec![LargeModule {
+                name: "synthetic, 200 functions (--quick stand-in)".into(),
+                wasm: path,
+                func: Params::func_name(0, 0),
+            }]
+        } else {
+            eprintln!("  building bench/payload for wasm32 (regex)");
+            let regex = large::regex_payload(&self.target)?;
+            eprintln!("  fetching sql.js with npm");
+            let mut sqljs = large::sqljs(&self.target)?;
+            if let Some(version) = large::sqljs_version(&self.target) {
+                sqljs.name = format!("sql.js {version} sql-wasm.wasm");
+            }
+            vec![regex, sqljs]
+        };
+        modules
+            .into_iter()
+            .map(|m| {
+                let bytes = std::fs::read(&m.wasm)
+                    .with_context(|| format!("reading {}", m.wasm.display()))?;
+                Ok((m, bytes))
+            })
+            .collect()
+    }
+
+    fn section_large(&mut self) -> Result<Vec<Table>> {
+        let runs = self.options.runs(7);
+        let mut cold = Table::new(
+            "(3) A second process loads a large module",
+            &[
+                "module",
+                "size",
+                "`Module::new` (Cranelift)",
+                "wasmtime cache",
+                "linkcache `target()`",
+                "`deserialize_file`, unchecked",
+                "Module::new ÷ linkcache",
+                "wasmtime cache ÷ linkcache",
+            ],
+        );
+        let mut warm = Table::new(
+            "(3b) The same load again in the same process (a warm process)",
+            &[
+                "module",
+                "wasmtime cache",
+                "linkcache, second `Cache` on the directory",
+                "wasmtime cache ÷ linkcache",
+            ],
+        );
+        let mut notes = Vec::new();
+        for (module, bytes) in self.large_modules()? {
+            let id = linkcache_core::ModuleId::of(&bytes);
+            let base = self.caches.join(format!("large-{}", &id.to_string()[..16]));
+            let dir = base.join("cache");
+            let wt_cache = base.join("wasmtime-cache");
+            eprintln!("  {}: {} bytes", module.name, count(bytes.len()));
+            match linkcache_core::analyze(&bytes) {
+                Ok(manifest) => notes.push(format!(
+                    "- {}: `analyze` accepts it: {} exported functions become func_names, {} imports \
+                     go to the embedder (stub host functions returning zeros); non-function \
+                     exports are ignored.",
+                    module.name,
+                    manifest.functions.len(),
+                    manifest.embedder_imports().count()
+                )),
+                Err(e) => bail!("analyze rejects {}: {e}", module.name),
+            }
+            let stubs = ImportStubs::of(&bytes)?;
+            {
+                let stubs = stubs.clone();
+                let cache = Cache::builder(&dir)
+                    .linker(move |linker| stubs.define(linker))
+                    .open()?;
+                cache.add_module(&bytes)?;
+                let t = Instant::now();
+                cache.target_dynamic(&module.func)?;
+                eprintln!(
+                    "  {}: first load (compiles, stores the artifact) {}",
+                    module.name,
+                    ms(t.elapsed().as_secs_f64() * 1000.0)
+                );
+            }
+            let artifact = roles::artifact_of(&dir, &bytes)?;
+            let wasm = module.wasm.display().to_string();
+            let lc_args = vec![dir.display().to_string(), wasm.clone(), module.func.clone()];
+            let wt_args = vec![wasm.clone(), wt_cache.display().to_string()];
+            let mmap_args = vec![wasm.clone(), artifact.display().to_string()];
+            // Warm-ups: fill wasmtime's cache, the page cache.
+            roles::spawn("large-wasmtime-cache", &wt_args)?;
+            roles::spawn("large-wasmtime-cache", &wt_args)?;
+            roles::spawn("large-linkcache", &lc_args)?;
+            let mut results: BTreeMap<&str, Vec<Json>> = BTreeMap::new();
+            for round in 0..runs {
+                eprintln!("  {}: round {}/{runs}", module.name, round + 1);
+                for (role, args) in [
+                    ("large-compile", vec![wasm.clone()]),
+                    ("large-wasmtime-cache", wt_args.clone()),
+                    ("large-linkcache", lc_args.clone()),
+                    ("large-mmap", mmap_args.clone()),
+                ] {
+                    results
+                        .entry(role)
+                        .or_default()
+                        .push(roles::spawn(role, &args)?);
+                }
+            }
+            let load = |role: &str| medians(&results[role], "load_ms");
+            let (compile, wasmtime, linkcache, mmap) = (
+                load("large-compile"),
+                load("large-wasmtime-cache"),
+                load("large-linkcache"),
+                load("large-mmap"),
+            );
+            cold.row(vec![
+                module.name.clone(),
+                format!("{} KB", bytes.len() / 1000),
+                ms(compile),
+                ms(wasmtime),
+                ms(linkcache),
+                ms(mmap),
+                ratio(compile, linkcache),
+                ratio(wasmtime, linkcache),
+            ]);
+            let (wt_warm, lc_warm) = (
+                medians(&results["large-wasmtime-cache"], "warm_ms"),
+                medians(&results["large-linkcache"], "warm_ms"),
+            );
+            warm.row(vec![
+                module.name.clone(),
+                ms(wt_warm),
+                ms(lc_warm),
+                ratio(wt_warm, lc_warm),
+            ]);
+            notes.push(format!(
+                "- {}: artifact {} KB; linkcache reads {} KB per load; Module::new alone {}, \
+                 instantiation {}; Engine::new with wasmtime's cache {}, without {}.",
+                module.name,
+                std::fs::metadata(&artifact)?.len() / 1000,
+                results["large-linkcache"][0]["bytes_read"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    / 1000,
+                ms(medians(&results["large-compile"], "compile_ms")),
+                ms(medians(&results["large-compile"], "instantiate_ms")),
+                ms(medians(&results["large-wasmtime-cache"], "engine_ms")),
+                ms(medians(&results["large-linkcache"], "engine_ms")),
+            ));
+        }
+        cold.note(format!(
+            "Medians of {runs} fresh processes, each timing one load from the inside: get a \
+             compiled module and instantiate it (the embedder's imports are stub host \
+             functions). linkcache: `Cache::target_dynamic` of one export, which plans, checks \
+             the artifact's XXH3-128 checksum, memory-maps it (`Module::deserialize_file`) and \
+             instantiates. wasmtime cache: `Config::cache` on a directory filled by an \
+             earlier process, then `Module::new` on the same bytes. `deserialize_file`, \
+             unchecked: the artifact mapped with no checksum and no planning, for reference. \
+             Engine creation is outside every timing."
+        ));
+        for note in notes {
+            cold.note(note);
+        }
+        warm.note(
+            "wasmtime's cache has no in-memory layer: a second `Module::new` in the same \
+             process reads and decompresses the file again. linkcache's second `Cache` shares \
+             the engine but not the first cache's modules, so it checks and maps the artifact again.",
+        );
+        Ok(vec![cold, warm])
+    }
+
+    fn section_open(&mut self) -> Result<Vec<Table>> {
+        let runs = self.options.runs(11);
+        let mut table = Table::new(
+            "(4a) `Cache::open` against cache size",
+            &[
+                "cache (modules)",
+                "`Cache::open`, fresh process",
+                "`Engine::new`, fresh process",
+                "`Cache::open`, warm process",
+                "vs 10-module cache (fresh)",
+            ],
+        );
+        let mut first = None;
+        for size in self.options.sizes() {
+            let prepared = self.prepare(size)?;
+            let args = vec![prepared.dir.display().to_string()];
+            let results: Vec<Json> = (0..runs)
+                .map(|_| roles::spawn("open", &args))
+                .collect::<Result<_>>()?;
+            let engine = wasmtime::Engine::default();
+            let mut warm = Vec::new();
+            for _ in 0..50 {
+                let t = Instant::now();
+                let cache = Cache::builder(&prepared.dir)
+                    .engine(engine.clone())
+                    .open()?;
+                warm.push(t.elapsed().as_secs_f64() * 1000.0);
+                drop(cache);
+            }
+            let open = medians(&results, "open_ms");
+            let base = *first.get_or_insert(open);
+            table.row(vec![
+                format!("{} ({})", count(size), count(prepared.total_modules)),
+                ms(open),
+                ms(medians(&results, "engine_ms")),
+                ms(median(&warm)),
+                ratio(open, base),
+            ]);
+        }
+        table.note(format!(
+            "`Cache::open` with an engine passed in (`CacheBuilder::engine`); `Engine::new` is \
+             the default engine's creation, which `Cache::open(dir)` adds. Fresh process: \
+             medians of {runs}; warm process: median of 50 opens."
+        ));
+        Ok(vec![table])
+    }
+
+    fn section_add(&mut self) -> Result<Vec<Table>> {
+        let (per_process, shared) = if self.options.quick { (4, 2) } else { (40, 10) };
+        let writers = 8;
+        let total = writers * per_process + shared;
+        let mut table = Table::new(
+            "(4b) `add_module` throughput",
+            &[
+                "writers",
+                "modules added (distinct)",
+                "wall time",
+                "modules/s",
+                "ms per module per writer",
+                "vs 1 writer",
+            ],
+        );
+        let mut single = None;
+        for n in [1, writers] {
+            let dir = self.caches.join(format!("add-{n}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let per = if n == 1 { total - shared } else { per_process };
+            let (results, wall) = roles::race_adders(&dir, n, per, shared)?;
+            let added: u64 = results.iter().filter_map(|r| r["added"].as_u64()).sum();
+            let store = DirStore::open(&dir)?;
+            let distinct = store.modules()?.len();
+            if distinct != total {
+                bail!("{n} writers left {distinct} modules, expected {total}");
+            }
+            let problems = store.verify(|_| {})?;
+            if !problems.is_empty() {
+                bail!("{n} writers left a cache with problems: {problems:?}");
+            }
+            let rate = added as f64 / (wall / 1000.0);
+            let base = *single.get_or_insert(rate);
+            table.row(vec![
+                n.to_string(),
+                format!("{} ({})", count(added as usize), count(distinct)),
+                ms(wall),
+                format!("{rate:.0}"),
+                ms(medians(&results, "add_ms") / (added as f64 / n as f64)),
+                ratio(rate, base),
+            ]);
+            std::fs::remove_dir_all(&dir)?;
+        }
+        table.note(format!(
+            "Each writer is a process adding new modules ({} functions each); with {writers} \
+             writers, each adds {per_process} of its own plus the same {shared} shared ones \
+             (racing on the same files). Modules are generated before the start signal; \
+             `verify` finds no problem afterwards. Every commit writes the bytes, the \
+             manifest and one index entry per function, each through a temporary file, \
+             fsync and rename.",
+            Params::sized(1).funcs
+        ));
+        let t = Instant::now();
+        let fsync = measure_fsync(&self.caches)?;
+        table.note(format!(
+            "One 300-byte write + fsync + rename on this disk: {} (median of 20, {}).",
+            ms(fsync),
+            ms(t.elapsed().as_secs_f64() * 1000.0)
+        ));
+        Ok(vec![table])
+    }
+
+    fn section_browser(&mut self) -> Result<Vec<Table>> {
+        browser::run(&self.target, self.options.quick, self.options.runs(7))
+    }
+}
+
+/// The cost of one small durable write on the disk of the target directory.
+fn measure_fsync(dir: &Path) -> Result<f64> {
+    use std::io::Write;
+    let mut times = Vec::new();
+    for i in 0..20 {
+        let path = dir.join(format!("fsync-probe-{i}"));
+        let t = Instant::now();
+        let mut file = std::fs::File::create(&path)?;
+        file.write_all(&[0u8; 300])?;
+        file.sync_all()?;
+        std::fs::rename(&path, dir.join("fsync-probe"))?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = std::fs::remove_file(dir.join("fsync-probe"));
+    Ok(median(&times))
+}
