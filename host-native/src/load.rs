@@ -11,7 +11,7 @@
 //! instantiates it. Lazy stubs run this same code from inside a call, through the
 //! `Caller`, so they need no lock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -239,6 +239,8 @@ fn instantiate(
     cx.data_mut()
         .instances
         .extend(fresh.iter().map(|(id, instance)| (*id, *instance)));
+    // The use marker is per module: touch each bound module once, not once per function.
+    let mut touched: HashSet<ModuleId> = HashSet::new();
     for (func_name, module) in &plan.bindings {
         let instance = cx
             .data()
@@ -257,7 +259,9 @@ fn instantiate(
             })?;
         let host = cx.data_mut();
         host.funcs.insert(func_name.clone(), func);
-        host.dir.touch(module);
+        if touched.insert(*module) {
+            host.dir.touch(module);
+        }
     }
     Ok(())
 }
