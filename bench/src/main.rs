@@ -342,7 +342,61 @@ impl Bench {
             Params::sized(1).fan_out,
             Params::sized(1).depth
         ));
-        Ok(vec![table])
+
+        let size = *self.options.sizes().last().expect("sizes");
+        let prepared = self.prepare(size)?;
+        let mut phases = Table::new(
+            format!(
+                "(1b) Where a warm `target()` spends its time ({} modules, fresh process)",
+                count(size)
+            ),
+            &[
+                "closure",
+                "store questions",
+                "plan, with index and manifest reads",
+                "plan, answers from memory",
+                "artifact checksums",
+                "`deserialize_file`",
+                "use markers, per module / per binding",
+                "whole `target()`",
+            ],
+        );
+        for closure in CLOSURES {
+            let (func, _) = prepared
+                .params
+                .target_with_closure(closure)
+                .context("closure")?;
+            let args = vec![prepared.dir.display().to_string(), func];
+            let results: Vec<Json> = (0..runs)
+                .map(|_| roles::spawn("phases", &args))
+                .collect::<Result<_>>()?;
+            phases.row(vec![
+                closure.to_string(),
+                format!(
+                    "{} ({} functions bound)",
+                    results[0]["questions"], results[0]["bindings"]
+                ),
+                ms(medians(&results, "plan_io_ms")),
+                ms(medians(&results, "plan_cpu_ms")),
+                ms(medians(&results, "artifacts_ms")),
+                ms(medians(&results, "deserialize_ms")),
+                format!(
+                    "{} / {}",
+                    ms(medians(&results, "touch_once_ms")),
+                    ms(medians(&results, "touch_per_binding_ms"))
+                ),
+                ms(medians(&results, "target_ms")),
+            ]);
+        }
+        phases.note(format!(
+            "Each phase timed on its own with the public APIs, medians of {runs} processes: \
+             `linkcache_core::plan` over the `DirStore` (store questions: candidate lists and \
+             manifests it asked for, one planner round each), the same plan again answered \
+             from memory (the planner's own CPU time), `DirStore::artifact` (read + XXH3-128) \
+             and `Module::deserialize_file` for each planned module, `DirStore::touch`; then \
+             a real `target_dynamic` on a new `Cache` in the same process."
+        ));
+        Ok(vec![table, phases])
     }
 
     fn section_partial(&mut self) -> Result<Vec<Table>> {

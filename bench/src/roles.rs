@@ -46,6 +46,7 @@ pub fn run(args: &[String]) -> Result<()> {
             arg(3)?.parse()?,
         )?,
         "open" => open(Path::new(arg(0)?))?,
+        "phases" => phases(Path::new(arg(0)?), arg(1)?)?,
         "large-linkcache" => large_linkcache(Path::new(arg(0)?), Path::new(arg(1)?), arg(2)?)?,
         "large-compile" => large_compile(Path::new(arg(0)?))?,
         "large-wasmtime-cache" => large_wasmtime_cache(Path::new(arg(0)?), Path::new(arg(1)?))?,
@@ -165,7 +166,12 @@ fn load_all(root: &Path, func: &str, arg: i32, expected: i64) -> Result<Json> {
             provider.entry(function.name.as_str()).or_insert(i);
         }
     }
-    let mut store = Store::new(&engine, ());
+    // wasmtime allows 10,000 instances per store by default; the baseline needs more.
+    let limits = wasmtime::StoreLimitsBuilder::new()
+        .instances(loaded.len() + 16)
+        .build();
+    let mut store = Store::new(&engine, limits);
+    store.limiter(|limits| limits);
     let mut globals: HashMap<String, Global> = HashMap::new();
     let mut instances: Vec<Option<Instance>> = vec![None; loaded.len()];
     // Instantiate in import order (iterative depth-first; the workloads have no cycles).
@@ -246,6 +252,128 @@ fn load_all(root: &Path, func: &str, arg: i32, expected: i64) -> Result<Json> {
         "instantiate_ms": instantiate_ms,
         "call_ms": call_ms,
         "modules_loaded": loaded.len(),
+    }))
+}
+
+/// A store that answers from memory what a first run read from a [`DirStore`], and
+/// counts the questions: to time the planner alone and to count its rounds.
+#[derive(Default)]
+struct Recorded {
+    candidates: HashMap<String, Vec<linkcache_core::Candidate>>,
+    manifests: HashMap<ModuleId, Result<std::sync::Arc<linkcache_core::Manifest>, String>>,
+    dir: Option<DirStore>,
+    questions: usize,
+}
+
+impl linkcache_core::Store for Recorded {
+    type Error = linkcache_native::Error;
+
+    fn candidates(
+        &mut self,
+        func_name: &str,
+    ) -> Result<Vec<linkcache_core::Candidate>, Self::Error> {
+        self.questions += 1;
+        if let Some(dir) = &self.dir {
+            let found = dir.candidates(func_name)?;
+            self.candidates.insert(func_name.into(), found.clone());
+            return Ok(found);
+        }
+        Ok(self.candidates.get(func_name).cloned().unwrap_or_default())
+    }
+
+    fn manifest(
+        &mut self,
+        module: &ModuleId,
+    ) -> Result<Result<std::sync::Arc<linkcache_core::Manifest>, String>, Self::Error> {
+        self.questions += 1;
+        if let Some(dir) = &self.dir {
+            let found = dir.manifest(module)?.map(std::sync::Arc::new);
+            self.manifests.insert(*module, found.clone());
+            return Ok(found);
+        }
+        Ok(self
+            .manifests
+            .get(module)
+            .cloned()
+            .unwrap_or_else(|| Err("not recorded".into())))
+    }
+}
+
+/// (1b) Where the time of a warm `target()` goes, in a fresh process: the planner with
+/// its reads of the index and manifests, the planner alone (answers from memory), the
+/// artifacts' checksums, `deserialize_file`, the use markers; then the real `target()`.
+fn phases(root: &Path, func: &str) -> Result<Json> {
+    let engine = Engine::new(&Config::new())?;
+    let dir = DirStore::open(root)?;
+    let mut recorded = Recorded {
+        dir: Some(dir.clone()),
+        ..Recorded::default()
+    };
+    let t = Instant::now();
+    let plan = linkcache_core::plan(
+        &mut recorded,
+        &mut linkcache_core::Linkage::new(),
+        func,
+        None,
+        &mut linkcache_core::literal_global,
+    )?
+    .map_err(|miss| wasmtime::format_err!("{miss}"))?;
+    let plan_io_ms = ms_since(t);
+    let questions = recorded.questions;
+    recorded.dir = None;
+    let t = Instant::now();
+    linkcache_core::plan(
+        &mut recorded,
+        &mut linkcache_core::Linkage::new(),
+        func,
+        None,
+        &mut linkcache_core::literal_global,
+    )?
+    .map_err(|miss| wasmtime::format_err!("{miss}"))?;
+    let plan_cpu_ms = ms_since(t);
+
+    let key = workload::engine_key(root)?;
+    let t = Instant::now();
+    let mut paths = Vec::new();
+    for planned in &plan.modules {
+        match dir.artifact(&key, &planned.module)? {
+            ArtifactLookup::Found { path, .. } => paths.push(path),
+            other => bail!("no artifact: {other:?}"),
+        }
+    }
+    let artifacts_ms = ms_since(t);
+    let t = Instant::now();
+    for path in &paths {
+        // SAFETY: checked just now, as linkcache does.
+        unsafe { Module::deserialize_file(&engine, path)? };
+    }
+    let deserialize_ms = ms_since(t);
+    let t = Instant::now();
+    for planned in &plan.modules {
+        dir.touch(&planned.module);
+    }
+    let touch_once_ms = ms_since(t);
+    let t = Instant::now();
+    for (_, module) in &plan.bindings {
+        dir.touch(module);
+    }
+    let touch_per_binding_ms = ms_since(t);
+
+    let cache = Cache::builder(root).engine(engine).open()?;
+    let t = Instant::now();
+    cache.target_dynamic(func)?;
+    let target_ms = ms_since(t);
+    Ok(json!({
+        "modules": plan.modules.len(),
+        "bindings": plan.bindings.len(),
+        "questions": questions,
+        "plan_io_ms": plan_io_ms,
+        "plan_cpu_ms": plan_cpu_ms,
+        "artifacts_ms": artifacts_ms,
+        "deserialize_ms": deserialize_ms,
+        "touch_once_ms": touch_once_ms,
+        "touch_per_binding_ms": touch_per_binding_ms,
+        "target_ms": target_ms,
     }))
 }
 
