@@ -1,12 +1,342 @@
-//! (5) The browser: headless Chromium through playwright-core.
+//! (5) The browser: warm `target()` from IndexedDB against compiling the same bytes from
+//! memory, in Debian's headless Chromium driven by bench/browser/bench.mjs
+//! (playwright-core, installed from its lock file; no browser download).
+//!
+//! The npm package is built here in release mode into `<target>/bench-browser/pkg`, the
+//! same commands as `cargo xtask web-pkg --release` but another output directory, so the
+//! benchmark never changes `host-web/pkg` under the other tests.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
+use serde_json::{Value as Json, json};
+use wasmtime::error::Context as _;
 use wasmtime::{Result, bail};
 
-use crate::report::Table;
+use crate::large::{self, LargeModule};
+use crate::report::{Table, count, median, ms, ratio};
+use crate::workload::Params;
 
-/// Runs the browser benchmark.
-pub fn run(_target: &Path, _quick: bool, _runs: usize) -> Result<Vec<Table>> {
-    bail!("not written yet")
+const BENCH_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/browser");
+
+/// Builds linkcache-web for wasm32 in release mode and runs wasm-bindgen on it.
+fn build_package(target: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "linkcache-web",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--lib",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .context("running cargo to build linkcache-web")?;
+    if !status.success() {
+        bail!("building linkcache-web for wasm32 failed ({status})");
+    }
+    let wasm = target.join("wasm32-unknown-unknown/release/linkcache_web.wasm");
+    let out = target.join("bench-browser/pkg");
+    let status = Command::new("wasm-bindgen")
+        .args([
+            "--target",
+            "web",
+            "--out-name",
+            "linkcache_web",
+            "--out-dir",
+        ])
+        .arg(&out)
+        .arg(&wasm)
+        .status()
+        .context("running wasm-bindgen (install it with `cargo xtask web-pkg`)")?;
+    if !status.success() {
+        bail!("wasm-bindgen failed ({status})");
+    }
+    Ok(out)
+}
+
+/// Installs playwright-core from bench/browser's lock file when it is missing.
+fn ensure_playwright() -> Result<()> {
+    if Path::new(BENCH_DIR)
+        .join("node_modules/playwright-core")
+        .exists()
+    {
+        return Ok(());
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(BENCH_DIR)
+        .status()
+        .context("running npm ci in bench/browser")?;
+    if !status.success() {
+        bail!("`npm ci` in bench/browser failed ({status})");
+    }
+    Ok(())
+}
+
+/// One row of the browser table, as the harness wants it.
+struct Row<'a> {
+    name: &'a str,
+    target: String,
+    /// The argument of the first call (none: no call).
+    arg: Option<i32>,
+    expected: Option<String>,
+    /// Modules to add to IndexedDB for this row.
+    files: &'a [PathBuf],
+    /// The modules compiled from memory, in instantiation order.
+    closure: Vec<PathBuf>,
+    /// `linkcache:global` values for the hand-linked side.
+    globals: BTreeMap<String, String>,
+    /// Embedder import namespaces to fill with stubs.
+    stubs: &'a [&'a str],
+}
+
+impl Row<'_> {
+    fn json(&self) -> Json {
+        json!({
+            "name": self.name,
+            "target": self.target,
+            "arg": self.arg,
+            "expected": self.expected,
+            "files": self.files,
+            "closure": self.closure,
+            "globals": self.globals,
+            "stubs": self.stubs,
+        })
+    }
+}
+
+/// Runs the browser benchmark and returns its table.
+pub fn run(target: &Path, quick: bool, runs: usize) -> Result<Vec<Table>> {
+    let work = target.join("bench-browser");
+    std::fs::create_dir_all(&work)?;
+    eprintln!("  building the linkcache-web package (release)");
+    let pkg = build_package(target)?;
+    ensure_playwright()?;
+
+    // A chain of 10 synthetic modules: its last module is a closure of 1, its first a
+    // closure of 10.
+    let params = Params {
+        dup_permille: 0,
+        ..Params::sized(10)
+    };
+    let mut files = Vec::new();
+    for k in 0..params.modules {
+        let path = work.join(format!("m{k}.wasm"));
+        std::fs::write(&path, params.module_bytes(k, 0))?;
+        files.push(path);
+    }
+    let globals = |from: usize| -> Result<BTreeMap<String, String>> {
+        let mut globals = BTreeMap::new();
+        for k in from..params.modules {
+            let manifest = linkcache_core::analyze(&params.module_bytes(k, 0))?;
+            for global in manifest.globals {
+                globals.insert(
+                    global.name,
+                    String::from_utf8_lossy(&global.definition).into_owned(),
+                );
+            }
+        }
+        Ok(globals)
+    };
+    let arg = 10;
+    let last = params.modules - 1;
+    let mut rows = vec![
+        Row {
+            name: "synthetic, closure 1",
+            target: Params::func_name(last, 0),
+            arg: Some(arg),
+            expected: Some(params.expected(last, 0, arg).to_string()),
+            files: &files,
+            closure: files[last..].to_vec(),
+            globals: globals(last)?,
+            stubs: &[],
+        }
+        .json(),
+        Row {
+            name: "synthetic, closure 10",
+            target: Params::func_name(0, 0),
+            arg: Some(arg),
+            expected: Some(params.expected(0, 0, arg).to_string()),
+            files: &[],
+            closure: files.iter().rev().cloned().collect(),
+            globals: globals(0)?,
+            stubs: &[],
+        }
+        .json(),
+    ];
+    let mut sizes = BTreeMap::new();
+    sizes.insert(
+        "synthetic, closure 1".to_string(),
+        std::fs::metadata(&files[last])?.len(),
+    );
+    sizes.insert(
+        "synthetic, closure 10".to_string(),
+        files
+            .iter()
+            .map(|f| std::fs::metadata(f).map(|m| m.len()))
+            .sum::<std::io::Result<u64>>()?,
+    );
+    if !quick {
+        eprintln!("  large modules");
+        let regex: LargeModule = large::regex_payload(target)?;
+        let sqljs = large::sqljs(target)?;
+        for (module, arg, expected, stubs) in [
+            (&regex, Some(7), Some("23".to_string()), vec![]),
+            (&sqljs, None, None, vec!["a"]),
+        ] {
+            let name = module.name.clone();
+            sizes.insert(name.clone(), std::fs::metadata(&module.wasm)?.len());
+            rows.push(
+                Row {
+                    name: &name,
+                    target: module.func.clone(),
+                    arg,
+                    expected,
+                    files: std::slice::from_ref(&module.wasm),
+                    closure: vec![module.wasm.clone()],
+                    globals: BTreeMap::new(),
+                    stubs: &stubs,
+                }
+                .json(),
+            );
+        }
+    }
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let profile = work.join("profile");
+    let spec = json!({
+        "pkgDir": pkg,
+        "profileDir": profile,
+        "runs": runs,
+        "database": "linkcache-bench",
+        "rows": rows,
+    });
+    let spec_path = work.join("spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec_pretty(&spec)?)?;
+    let output = Command::new("node")
+        .arg(Path::new(BENCH_DIR).join("bench.mjs"))
+        .arg(&spec_path)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running node bench/browser/bench.mjs")?;
+    if !output.status.success() {
+        bail!("the browser harness failed ({})", output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result: Json = serde_json::from_str(
+        stdout
+            .lines()
+            .last()
+            .context("the browser harness printed nothing")?,
+    )?;
+
+    let lc = |name: &str, key: &str| -> f64 {
+        let values: Vec<f64> = result["linkcache"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|session| session["rows"][name][key].as_f64())
+            .collect();
+        median(&values)
+    };
+    let lc_total = |name: &str| -> f64 {
+        let values: Vec<f64> = result["linkcache"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|session| {
+                let r = &session["rows"][name];
+                Some(r["openMs"].as_f64()? + r["targetMs"].as_f64()? + r["callMs"].as_f64()?)
+            })
+            .collect();
+        median(&values)
+    };
+    let mem = |name: &str, key: &str| -> f64 {
+        let values: Vec<f64> = result["memory"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|session| session["rows"][name][key].as_f64())
+            .collect();
+        median(&values)
+    };
+    let mem_total = |name: &str| -> f64 {
+        let values: Vec<f64> = result["memory"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|session| {
+                let r = &session["rows"][name];
+                Some(r["loadMs"].as_f64()? + r["callMs"].as_f64()?)
+            })
+            .collect();
+        median(&values)
+    };
+
+    let mut table = Table::new(
+        "(5) Browser: warm `target()` from IndexedDB against compiling from memory",
+        &[
+            "module",
+            "bytes",
+            "`LinkCache.open`",
+            "`target()`",
+            "first call",
+            "linkcache total",
+            "compile + instantiate from memory (+ call)",
+            "of which `WebAssembly.compile`",
+            "linkcache ÷ memory",
+        ],
+    );
+    for name in &names {
+        let total = lc_total(name);
+        let memory = mem_total(name);
+        table.row(vec![
+            name.clone(),
+            count(sizes.get(name).copied().unwrap_or(0) as usize),
+            ms(lc(name, "openMs")),
+            ms(lc(name, "targetMs")),
+            ms(lc(name, "callMs")),
+            ms(total),
+            ms(memory),
+            ms(mem(name, "compileMs")),
+            ratio(total, memory),
+        ]);
+    }
+    let init: Vec<f64> = result["linkcache"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["initMs"].as_f64())
+        .collect();
+    let pkg_size = std::fs::metadata(pkg.join("linkcache_web_bg.wasm"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    table.note(format!(
+        "{} (playwright-core), medians of {runs} runs; every measurement is a fresh browser \
+         process on one persistent profile, one row per process. linkcache-web side: \
+         `LinkCache.open`, `target()`, one call (IndexedDB filled by an earlier session; \
+         the package compiles the closure from its stored bytes). Memory side: the same \
+         bytes, fetched before the clock starts, compiled with `WebAssembly.compile`, \
+         instantiated and linked by hand, one call. The sides alternate. Timings are \
+         `performance.now()` in a cross-origin-isolated page. Loading the linkcache-web \
+         package itself (a {} KB release wasm, `init()`) takes {} per fresh tab and is not \
+         in the table.",
+        result["browserVersion"]
+            .as_str()
+            .map(|v| format!("Chromium {v}"))
+            .unwrap_or_else(|| "Chromium".into()),
+        pkg_size / 1000,
+        ms(median(&init))
+    ));
+    Ok(vec![table])
 }

@@ -1,0 +1,211 @@
+// linkcache's browser benchmark, driven by `linkcache-bench` (bench/src/browser.rs):
+// warm `target()` from IndexedDB against compiling the same bytes from memory, in
+// Debian's headless Chromium through playwright-core (no browser download).
+//
+//   node bench.mjs SPEC.json   → prints one line of JSON with every session's timings
+//
+// SPEC: { pkgDir, profileDir, runs, database, rows: [{ name, target, arg, expected,
+//   files: [paths to add], closure: [paths in instantiation order], globals: {name: value},
+//   stubs: [namespaces of embedder imports to stub] }] }
+//
+// Every measurement runs in a fresh browser (a new process on a persistent profile, so
+// IndexedDB survives and nothing compiled does), one row per session: one session times
+// linkcache-web, another compiles and instantiates the same bytes from memory; their
+// order alternates between runs. Page timings use performance.now() in a cross-origin
+// isolated page (5 µs resolution instead of 100 µs).
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { extname, join, normalize } from "node:path";
+import { chromium } from "playwright-core";
+
+const spec = JSON.parse(await readFile(process.argv[2], "utf8"));
+const files = [...new Set(spec.rows.flatMap((row) => [...row.files, ...row.closure]))];
+
+const types = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
+const page = `<!doctype html><meta charset="utf-8"><title>linkcache bench</title><body>bench</body>`;
+const server = createServer(async (req, res) => {
+  const path = decodeURIComponent(new URL(req.url, "http://localhost").pathname);
+  const headers = {
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-embedder-policy": "require-corp",
+    "cache-control": "no-store",
+  };
+  try {
+    let body;
+    let type = "text/html";
+    if (path === "/") {
+      body = page;
+    } else if (path.startsWith("/pkg/")) {
+      const file = join(spec.pkgDir, normalize(path.slice(5)).replace(/^(\.\.[/\\])+/, ""));
+      body = await readFile(file);
+      type = types[extname(file)] ?? "application/octet-stream";
+    } else if (path.startsWith("/wasm/")) {
+      body = await readFile(files[Number(path.slice(6))]);
+      type = "application/wasm";
+    } else {
+      return res.writeHead(404).end();
+    }
+    res.writeHead(200, { ...headers, "content-type": type });
+    res.end(body);
+  } catch (e) {
+    res.writeHead(500).end(String(e));
+  }
+});
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const url = `http://127.0.0.1:${server.address().port}/`;
+
+const launchOptions = {
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+};
+
+// Runs `body(arg)` in a page of a fresh browser on the persistent profile.
+async function session(body, arg) {
+  const context = await chromium.launchPersistentContext(spec.profileDir, launchOptions);
+  try {
+    const tab = context.pages()[0] ?? (await context.newPage());
+    const errors = [];
+    tab.on("pageerror", (e) => errors.push(e.message));
+    await tab.goto(url);
+    const result = await tab.evaluate(body, arg);
+    if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
+    return result;
+  } finally {
+    await context.close();
+  }
+}
+
+const rows = spec.rows.map((row) => ({
+  ...row,
+  fileIndex: row.files.map((f) => files.indexOf(f)),
+  closureIndex: row.closure.map((f) => files.indexOf(f)),
+}));
+
+// Fills IndexedDB: clears the database, adds every row's modules.
+async function setup({ rows, database }) {
+  const { default: init, LinkCache } = await import("/pkg/linkcache_web.js");
+  await init({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
+  const stub = () => new Proxy({}, { get: () => () => 0 });
+  const cache = await LinkCache.open(database, {});
+  await cache.clear();
+  const added = [];
+  for (const row of rows) {
+    for (const index of row.fileIndex) {
+      const bytes = new Uint8Array(await (await fetch(`/wasm/${index}`)).arrayBuffer());
+      const t = performance.now();
+      await cache.addModule(bytes);
+      added.push({ row: row.name, bytes: bytes.length, ms: performance.now() - t });
+    }
+  }
+  cache.close();
+  // One warm-up target per row, as a later tab would do.
+  for (const row of rows) {
+    const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
+    const warm = await LinkCache.open(database, { imports });
+    await warm.target(row.target);
+    warm.close();
+  }
+  return added;
+}
+
+// linkcache-web in a fresh tab: load the package, open the cache, target, call.
+async function withLinkcache({ row, database }) {
+  const t0 = performance.now();
+  const { default: init, LinkCache } = await import("/pkg/linkcache_web.js");
+  await init({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
+  const initMs = performance.now() - t0;
+  const stub = () => new Proxy({}, { get: () => () => 0 });
+  const out = { initMs, rows: {} };
+  {
+    const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
+    let t = performance.now();
+    const cache = await LinkCache.open(database, { imports });
+    const openMs = performance.now() - t;
+    t = performance.now();
+    const f = await cache.target(row.target);
+    const targetMs = performance.now() - t;
+    t = performance.now();
+    let result = null;
+    if (row.arg !== null) result = String(f(row.arg));
+    const callMs = performance.now() - t;
+    if (row.expected !== null && result !== row.expected) {
+      throw new Error(`${row.target}(${row.arg}) returned ${result}, expected ${row.expected}`);
+    }
+    const stats = cache.stats();
+    cache.close();
+    out.rows[row.name] = { openMs, targetMs, callMs, modulesLoaded: stats.modulesLoaded };
+  }
+  return out;
+}
+
+// The same bytes compiled from memory in a fresh tab: fetched first (not timed), then
+// WebAssembly.compile + instantiate of the closure in order, linked by hand, and a call.
+async function fromMemory({ row }) {
+  const stub = () => new Proxy({}, { get: () => () => 0 });
+  const out = { rows: {} };
+  {
+    const all = [];
+    for (const index of row.closureIndex) {
+      all.push(new Uint8Array(await (await fetch(`/wasm/${index}`)).arrayBuffer()));
+    }
+    const t = performance.now();
+    const fns = {};
+    const globals = {};
+    for (const [name, value] of Object.entries(row.globals)) {
+      globals[name] = new WebAssembly.Global({ value: "i64", mutable: false }, BigInt(value));
+    }
+    const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
+    imports["linkcache:fn"] = fns;
+    imports["linkcache:global"] = globals;
+    let compileMs = 0;
+    for (const bytes of all) {
+      const c = performance.now();
+      const module = await WebAssembly.compile(bytes);
+      compileMs += performance.now() - c;
+      const instance = await WebAssembly.instantiate(module, imports);
+      for (const [name, value] of Object.entries(instance.exports)) {
+        if (typeof value === "function") fns[name] = value;
+      }
+    }
+    const loadMs = performance.now() - t;
+    const c = performance.now();
+    let result = null;
+    if (row.arg !== null) result = String(fns[row.target](row.arg));
+    const callMs = performance.now() - c;
+    if (row.expected !== null && result !== row.expected) {
+      throw new Error(`${row.target}(${row.arg}) returned ${result}, expected ${row.expected}`);
+    }
+    out.rows[row.name] = { loadMs, compileMs, callMs };
+  }
+  return out;
+}
+
+try {
+  const browserVersion = await (async () => {
+    const browser = await chromium.launch(launchOptions);
+    const version = browser.version();
+    await browser.close();
+    return version;
+  })();
+  const added = await session(setup, { rows, database: spec.database });
+  const linkcache = [];
+  const memory = [];
+  for (let run = 0; run < spec.runs; run++) {
+    process.stderr.write(`    browser round ${run + 1}/${spec.runs}\n`);
+    for (const row of rows) {
+      const arg = { row, database: spec.database };
+      if (run % 2 === 0) {
+        linkcache.push(await session(withLinkcache, arg));
+        memory.push(await session(fromMemory, arg));
+      } else {
+        memory.push(await session(fromMemory, arg));
+        linkcache.push(await session(withLinkcache, arg));
+      }
+    }
+  }
+  console.log(JSON.stringify({ browserVersion, added, linkcache, memory }));
+} finally {
+  server.close();
+}
