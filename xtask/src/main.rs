@@ -1,26 +1,31 @@
 //! Developer commands for the linkcache workspace: `cargo xtask <command>`.
 //!
 //! - `demo`: the native demo (a cache in the default directory, cold then warm), then
-//!   the web demo page served on localhost.
+//!   the web demo page served on localhost until Ctrl-C (`--no-serve` stops before).
 //! - `test`: every check CI runs: formatting, clippy, native tests, the core on wasm32,
-//!   browser tests in headless Chromium, the page's end-to-end tests.
+//!   the benchmarks' quick smoke run, browser tests in headless Chromium, the npm
+//!   package and the end-to-end page tests (`--skip-browser` skips the browser steps).
 //! - `web-pkg`: builds the npm package of `linkcache-web` into `host-web/pkg`.
-//! - `bench`: the benchmark suite.
+//! - `bench`: the benchmark suite (`--quick` for small sizes).
 //!
 //! Every command installs what it needs when it is missing (the wasm32 target,
 //! wasm-bindgen-cli at the version in Cargo.lock, Chromium and ChromeDriver from
 //! Debian's packages, npm packages) and skips what is already there.
+//!
+//! Each step prints a header (`==> clippy`) and its duration; the first failing step
+//! stops the command with an error naming the step and its command line.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     about = "Developer commands for linkcache",
-    after_help = "Run `cargo xtask test` before pushing; CI runs exactly that."
+    after_help = "Run `cargo xtask test` before pushing; CI (.ci/run) runs exactly that."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,7 +45,7 @@ enum Task {
     },
     /// Run every check: fmt, clippy, native tests, wasm32 build, browser and page tests.
     Test {
-        /// Skip the browser steps (browser tests, npm package, page tests).
+        /// Skip the browser steps (browser tests, npm package, page tests) for a fast local run.
         #[arg(long)]
         skip_browser: bool,
     },
@@ -55,6 +60,9 @@ enum Task {
         /// Small sizes only: a smoke test that the benchmarks build and run.
         #[arg(long)]
         quick: bool,
+        /// Further arguments for linkcache-bench (for example `--only target`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -65,14 +73,14 @@ type Outcome = Result<(), Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let root = workspace_root();
-    std::env::set_current_dir(&root).expect("the workspace root exists");
+    std::env::set_current_dir(workspace_root()).expect("the workspace root exists");
+    put_cargo_bin_on_path();
     let started = Instant::now();
     let outcome = match cli.command {
         Task::Demo { no_serve, reset } => demo(no_serve, reset),
         Task::Test { skip_browser } => test(skip_browser),
         Task::WebPkg { release } => web_pkg(release),
-        Task::Bench { quick } => bench(quick),
+        Task::Bench { quick, args } => bench(quick, &args),
     };
     match outcome {
         Ok(()) => {
@@ -86,143 +94,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
+// ---------------------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------------------
 
-/// Runs one step: prints a header and its duration, fails with the command line.
-fn step(name: &str, command: &mut Command) -> Outcome {
-    eprintln!("==> {name}");
-    let started = Instant::now();
-    let status = command
-        .status()
-        .map_err(|e| Failure(format!("{name}: cannot start `{}`: {e}", describe(command))))?;
-    eprintln!("    {name}: {:.1}s", started.elapsed().as_secs_f64());
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Failure(format!(
-            "{name}: `{}` exited with {status}",
-            describe(command)
-        )))
-    }
-}
-
-fn describe(command: &Command) -> String {
-    let mut parts = vec![command.get_program().to_string_lossy().into_owned()];
-    parts.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));
-    parts.join(" ")
-}
-
-fn cargo(args: &[&str]) -> Command {
-    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.args(args);
-    command
-}
-
-/// The output of a command, if it ran and succeeded.
-fn output_of(program: &str, args: &[&str]) -> Option<String> {
-    let output = Command::new(program).args(args).output().ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-fn ensure_wasm_target() -> Outcome {
-    let installed = output_of("rustup", &["target", "list", "--installed"]).unwrap_or_default();
-    if installed
-        .lines()
-        .any(|l| l.trim() == "wasm32-unknown-unknown")
-    {
-        return Ok(());
-    }
-    step(
-        "install the wasm32 target",
-        Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]),
-    )
-}
-
-/// The exact version of the `wasm-bindgen` crate in Cargo.lock.
-fn locked_wasm_bindgen_version() -> Result<String, Failure> {
-    let lock = std::fs::read_to_string("Cargo.lock")
-        .map_err(|e| Failure(format!("reading Cargo.lock: {e}")))?;
-    let mut lines = lock.lines();
-    while let Some(line) = lines.next() {
-        if line.trim() == "name = \"wasm-bindgen\""
-            && let Some(version) = lines
-                .next()
-                .and_then(|l| l.trim().strip_prefix("version = \""))
-        {
-            return Ok(version.trim_end_matches('"').to_string());
-        }
-    }
-    Err(Failure("Cargo.lock has no wasm-bindgen package".into()))
-}
-
-fn ensure_wasm_bindgen_cli() -> Outcome {
-    let version = locked_wasm_bindgen_version()?;
-    let installed = output_of("wasm-bindgen", &["--version"]).unwrap_or_default();
-    if installed.split_whitespace().nth(1) == Some(version.as_str()) {
-        return Ok(());
-    }
-    // Not `--locked`: its lock file names a crate version the registry no longer serves.
-    step(
-        &format!("install wasm-bindgen-cli {version} (several minutes, once)"),
-        &mut cargo(&["install", "wasm-bindgen-cli", "--version", &version]),
-    )
-}
-
-fn ensure_chromium() -> Outcome {
-    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
-        return Ok(());
-    }
-    let root = output_of("id", &["-u"]).is_some_and(|uid| uid.trim() == "0");
-    let apt = |args: &[&str]| {
-        let mut command = if root {
-            Command::new("apt-get")
-        } else {
-            let mut sudo = Command::new("sudo");
-            sudo.arg("apt-get");
-            sudo
-        };
-        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        command
-    };
-    step("apt-get update", &mut apt(&["update"]))?;
-    step(
-        "install chromium and chromium-driver",
-        &mut apt(&["install", "-y", "chromium", "chromium-driver"]),
-    )
-}
-
-/// `npm ci` (or `npm install` without a lock file) unless node_modules is up to date.
-fn ensure_npm_deps(dir: &str) -> Outcome {
-    let dir = Path::new(dir);
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let lock = dir.join("package-lock.json");
-    let installed = modified(&dir.join("node_modules/.package-lock.json"));
-    let newest_input = [modified(&dir.join("package.json")), modified(&lock)]
-        .into_iter()
-        .flatten()
-        .max();
-    if installed.is_some() && installed >= newest_input {
-        return Ok(());
-    }
-    let verb = if lock.exists() { "ci" } else { "install" };
-    step(
-        &format!("npm {verb} in {}", dir.display()),
-        Command::new("npm")
-            .arg(verb)
-            .arg("--no-audit")
-            .arg("--no-fund")
-            .current_dir(dir),
-    )
-}
-
+/// `cargo xtask test`: every check, in the order CI runs them.
 fn test(skip_browser: bool) -> Outcome {
     step("rustfmt", &mut cargo(&["fmt", "--all", "--", "--check"]))?;
     step(
@@ -263,74 +139,29 @@ fn test(skip_browser: bool) -> Outcome {
         ]),
     )?;
     if Path::new("bench/Cargo.toml").exists() {
+        // A smoke test that the benchmarks build and run; never a timed assertion.
         step(
             "benchmarks, quick smoke run",
             &mut cargo(&["run", "-p", "linkcache-bench", "--", "--quick"]),
         )?;
     }
     if skip_browser {
-        eprintln!("==> browser steps skipped (--skip-browser)");
+        eprintln!("==> browser steps: skipped (--skip-browser)");
         return Ok(());
     }
     browser_tests()?;
-    if Path::new("host-web/e2e/package.json").exists() {
-        web_pkg(false)?;
-        ensure_npm_deps("host-web/e2e")?;
-        step(
-            "tabs and workers (host-web/e2e)",
-            Command::new("npm").arg("test").current_dir("host-web/e2e"),
-        )?;
-    }
-    if Path::new("www/package.json").exists() {
-        web_pkg(false)?;
-        ensure_npm_deps("www")?;
-        step(
-            "page end-to-end tests (www)",
-            Command::new("npm").arg("test").current_dir("www"),
-        )?;
-    }
-    Ok(())
+    web_pkg(false)?;
+    npm_tests("host-web/e2e", "tabs and workers (host-web/e2e)")?;
+    npm_tests("www", "page end-to-end tests (www)")
 }
 
-fn has_browser_tests() -> bool {
-    std::fs::read_dir("host-web/tests")
-        .map(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.path().extension().is_some_and(|x| x == "rs"))
-        })
-        .unwrap_or(false)
-}
-
-fn browser_tests() -> Outcome {
-    if !has_browser_tests() {
-        eprintln!("==> browser tests: skipped, host-web/tests has none yet");
-        return Ok(());
-    }
-    ensure_wasm_bindgen_cli()?;
-    ensure_chromium()?;
-    step(
-        "browser tests (headless Chromium)",
-        cargo(&[
-            "test",
-            "-p",
-            "linkcache-web",
-            "--target",
-            "wasm32-unknown-unknown",
-        ])
-        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
-        .env(
-            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-            "wasm-bindgen-test-runner",
-        )
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "300"),
-    )
-}
-
+/// `cargo xtask web-pkg`: the npm package of linkcache-web, in host-web/pkg.
 fn web_pkg(release: bool) -> Outcome {
-    let manifest = std::fs::read_to_string("host-web/Cargo.toml").unwrap_or_default();
-    if !manifest.contains("cdylib") {
-        eprintln!("==> web-pkg: skipped, host-web is not a cdylib yet");
+    if !host_web_is_cdylib() {
+        eprintln!(
+            "==> web-pkg: skipped, host-web/Cargo.toml has no \
+             `crate-type = [\"cdylib\", \"rlib\"]` under [lib] yet"
+        );
         return Ok(());
     }
     ensure_wasm_target()?;
@@ -366,44 +197,368 @@ fn web_pkg(release: bool) -> Outcome {
         let from = Path::new("host-web/npm").join(file);
         if from.exists() {
             std::fs::copy(&from, Path::new("host-web/pkg").join(file))
-                .map_err(|e| Failure(format!("copying {}: {e}", from.display())))?;
+                .map_err(|e| Failure(format!("web-pkg: copying {}: {e}", from.display())))?;
         }
     }
+    eprintln!("    npm package in host-web/pkg");
     Ok(())
 }
 
+/// `cargo xtask demo`: the native demo, then the web demo page until Ctrl-C.
 fn demo(no_serve: bool, reset: bool) -> Outcome {
-    let mut run = cargo(&[
-        "run",
-        "--release",
-        "-p",
-        "linkcache-native",
-        "--example",
-        "demo",
-        "--",
-    ]);
-    if reset {
-        run.arg("--reset");
+    if Path::new("host-native/examples/demo.rs").exists() {
+        let mut run = cargo(&[
+            "run",
+            "--release",
+            "-p",
+            "linkcache-native",
+            "--example",
+            "demo",
+            "--",
+        ]);
+        if reset {
+            run.arg("--reset");
+        }
+        step("native demo", &mut run)?;
+    } else {
+        eprintln!(
+            "==> native demo: host-native/examples/demo.rs does not exist yet; \
+             running the scenario suite instead"
+        );
+        step(
+            "scenario suite (interim demo)",
+            &mut cargo(&[
+                "test",
+                "-p",
+                "linkcache-tests",
+                "--test",
+                "core_scenarios",
+                "--",
+                "--nocapture",
+            ]),
+        )?;
     }
-    step("native demo", &mut run)?;
-    if no_serve || !Path::new("www/package.json").exists() {
+    if no_serve {
+        return Ok(());
+    }
+    if !Path::new("www/package.json").exists() {
+        eprintln!("==> web demo: skipped, www/package.json does not exist yet");
         return Ok(());
     }
     web_pkg(true)?;
     ensure_npm_deps("www")?;
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
+    eprintln!("    serving the demo page at http://127.0.0.1:{port}/ (Ctrl-C to stop)");
     step(
         "web demo (Ctrl-C to stop)",
         Command::new("node").arg("www/serve.mjs"),
     )
 }
 
-fn bench(quick: bool) -> Outcome {
+/// `cargo xtask bench`: the benchmark suite in release mode.
+fn bench(quick: bool, args: &[String]) -> Outcome {
     if !Path::new("bench/Cargo.toml").exists() {
-        return Err(Failure("the bench crate does not exist yet".into()));
+        eprintln!("==> bench: the bench/ crate does not exist yet; nothing to run");
+        return Ok(());
+    }
+    // The full run includes the browser section, which needs wasm-bindgen and Chromium.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1));
+    if !quick && only.is_none_or(|section| section == "browser") {
+        ensure_wasm_target()?;
+        ensure_wasm_bindgen_cli()?;
+        ensure_chromium()?;
+        if Path::new("bench/browser/package.json").exists() {
+            ensure_npm_deps("bench/browser")?;
+        }
     }
     let mut run = cargo(&["run", "--release", "-p", "linkcache-bench", "--"]);
     if quick {
         run.arg("--quick");
     }
+    run.args(args);
     step("benchmarks", &mut run)
+}
+
+// ---------------------------------------------------------------------------------------
+// Steps of `test`
+// ---------------------------------------------------------------------------------------
+
+/// wasm-bindgen-test in headless Chromium, when host-web has browser tests.
+fn browser_tests() -> Outcome {
+    if !has_rs_file("host-web/tests") {
+        eprintln!("==> browser tests: skipped: no browser tests yet");
+        return Ok(());
+    }
+    ensure_wasm_bindgen_cli()?;
+    ensure_chromium()?;
+    step(
+        "browser tests (headless Chromium)",
+        cargo(&[
+            "test",
+            "-p",
+            "linkcache-web",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        )
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "300"),
+    )
+}
+
+/// `npm test` in `dir` after installing its packages, when `dir` has a package.json.
+fn npm_tests(dir: &str, name: &str) -> Outcome {
+    if !Path::new(dir).join("package.json").exists() {
+        eprintln!("==> {name}: skipped, {dir}/package.json does not exist yet");
+        return Ok(());
+    }
+    ensure_npm_deps(dir)?;
+    step(name, Command::new("npm").arg("test").current_dir(dir))
+}
+
+fn has_rs_file(dir: &str) -> bool {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "rs"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether host-web's `[lib]` declares a `cdylib` crate type (wasm-bindgen needs it).
+fn host_web_is_cdylib() -> bool {
+    std::fs::read_to_string("host-web/Cargo.toml")
+        .unwrap_or_default()
+        .lines()
+        .any(|line| {
+            let line = line.trim();
+            line.starts_with("crate-type") && line.contains("\"cdylib\"")
+        })
+}
+
+// ---------------------------------------------------------------------------------------
+// Installers: each one checks first and returns at once when there is nothing to do.
+// ---------------------------------------------------------------------------------------
+
+/// `rustup target add wasm32-unknown-unknown` unless it is installed.
+fn ensure_wasm_target() -> Outcome {
+    let installed = output_of("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if installed
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
+        return Ok(());
+    }
+    step(
+        "install the wasm32 target",
+        Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]),
+    )
+}
+
+/// The exact version of the `wasm-bindgen` crate in Cargo.lock.
+fn locked_wasm_bindgen_version() -> Result<String, Failure> {
+    let lock = std::fs::read_to_string("Cargo.lock")
+        .map_err(|e| Failure(format!("reading Cargo.lock: {e}")))?;
+    // Each `[[package]]` block starts with `name = "..."` followed by `version = "..."`.
+    for block in lock.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            block.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix(key)
+                    .and_then(|rest| rest.trim().strip_prefix('='))
+                    .map(|value| value.trim().trim_matches('"').to_string())
+            })
+        };
+        if field("name").as_deref() == Some("wasm-bindgen")
+            && let Some(version) = field("version")
+        {
+            return Ok(version);
+        }
+    }
+    Err(Failure("Cargo.lock has no wasm-bindgen package".into()))
+}
+
+/// wasm-bindgen-cli at exactly the Cargo.lock version of the `wasm-bindgen` crate.
+fn ensure_wasm_bindgen_cli() -> Outcome {
+    let version = locked_wasm_bindgen_version()?;
+    let installed = output_of("wasm-bindgen", &["--version"]).unwrap_or_default();
+    if installed.split_whitespace().nth(1) == Some(version.as_str()) {
+        return Ok(());
+    }
+    // Not `--locked`: its lock file names a crate version the registry no longer serves.
+    step(
+        &format!("install wasm-bindgen-cli {version} (several minutes, once)"),
+        &mut cargo(&["install", "wasm-bindgen-cli", "--version", &version]),
+    )
+}
+
+/// Chromium and ChromeDriver from Debian's packages, unless both are there.
+fn ensure_chromium() -> Outcome {
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+        return Ok(());
+    }
+    let root = output_of("id", &["-u"]).is_some_and(|uid| uid.trim() == "0");
+    let use_sudo = !root && output_of("sudo", &["--version"]).is_some();
+    let apt = |args: &[&str]| {
+        let mut command = if use_sudo {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+            sudo
+        } else {
+            Command::new("apt-get")
+        };
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        command
+    };
+    step("apt-get update", &mut apt(&["update"]))?;
+    step(
+        "install chromium and chromium-driver",
+        &mut apt(&["install", "-y", "chromium", "chromium-driver"]),
+    )
+}
+
+/// `npm ci` (or `npm install` without a lock file) in `dir`, unless node_modules is
+/// newer than package.json and package-lock.json.
+fn ensure_npm_deps(dir: &str) -> Outcome {
+    let dir = Path::new(dir);
+    let modified = |p: &Path| -> Option<SystemTime> { std::fs::metadata(p).ok()?.modified().ok() };
+    let lock = dir.join("package-lock.json");
+    let node_modules = dir.join("node_modules");
+    // npm rewrites node_modules/.package-lock.json on every install; the directory's own
+    // time only changes when an entry is added or removed.
+    let installed = [
+        modified(&node_modules),
+        modified(&node_modules.join(".package-lock.json")),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    let newest_input = [modified(&dir.join("package.json")), modified(&lock)]
+        .into_iter()
+        .flatten()
+        .max();
+    if installed.is_some() && installed >= newest_input {
+        return Ok(());
+    }
+    let verb = if lock.exists() { "ci" } else { "install" };
+    step(
+        &format!("npm {verb} in {}", dir.display()),
+        Command::new("npm")
+            .args([verb, "--no-audit", "--no-fund"])
+            .current_dir(dir),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// The step runner
+// ---------------------------------------------------------------------------------------
+
+/// Runs one step: prints a header and its duration; a failure names the step and the
+/// command line (and the directory it ran in, when not the workspace root).
+fn step(name: &str, command: &mut Command) -> Outcome {
+    eprintln!("==> {name}");
+    let started = Instant::now();
+    let status = command
+        .status()
+        .map_err(|e| Failure(format!("{name}: cannot start `{}`: {e}", describe(command))))?;
+    eprintln!("    {name}: {:.1}s", started.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure(format!(
+            "{name}: `{}` exited with {status}",
+            describe(command)
+        )))
+    }
+}
+
+fn describe(command: &Command) -> String {
+    let mut parts = vec![command.get_program().to_string_lossy().into_owned()];
+    parts.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));
+    let line = parts.join(" ");
+    match command.get_current_dir() {
+        Some(dir) => format!("{line}` in `{}", dir.display()),
+        None => line,
+    }
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(args);
+    command
+}
+
+/// The standard output of a command, if it ran and succeeded.
+fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new(program).args(args).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Puts cargo's bin directory on PATH, so that a tool `cargo install` just installed
+/// (wasm-bindgen, wasm-bindgen-test-runner) is found by the steps after it.
+fn put_cargo_bin_on_path() {
+    let bin = match std::env::var_os("CARGO_HOME") {
+        Some(home) => PathBuf::from(home).join("bin"),
+        None => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".cargo/bin"),
+            None => return,
+        },
+    };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|p| p == bin) {
+        return;
+    }
+    let joined: Result<OsString, _> =
+        std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path)));
+    if let Ok(joined) = joined {
+        // SAFETY: called once at start-up, before any other thread exists.
+        unsafe { std::env::set_var("PATH", joined) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_passes_further_arguments_through() {
+        let cli = Cli::try_parse_from(["xtask", "bench", "--quick", "--only", "target"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Task::Bench { quick, args } = cli.command else {
+            panic!("not bench")
+        };
+        assert!(quick);
+        assert_eq!(args, ["--only", "target"]);
+        let cli = Cli::try_parse_from(["xtask", "bench", "--only", "open", "--runs", "3"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Task::Bench { quick, args } = cli.command else {
+            panic!("not bench")
+        };
+        assert!(!quick);
+        assert_eq!(args, ["--only", "open", "--runs", "3"]);
+    }
+
+    #[test]
+    fn reads_the_locked_wasm_bindgen_version() {
+        std::env::set_current_dir(workspace_root()).unwrap();
+        let version = locked_wasm_bindgen_version().unwrap_or_else(|Failure(e)| panic!("{e}"));
+        assert!(version.starts_with("0.2."), "{version}");
+    }
 }
