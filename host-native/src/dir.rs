@@ -38,7 +38,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -311,16 +311,13 @@ impl DirStore {
             else {
                 continue;
             };
-            let bytes = match fs::read(&path) {
-                Ok(bytes) => bytes,
+            let (sum, len) = match xxh3_128_of_file(&path) {
+                Ok(checked) => checked,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(&path, e)),
             };
-            if xxhash_rust::xxh3::xxh3_128(&bytes) == expected {
-                return Ok(ArtifactLookup::Found {
-                    path,
-                    len: bytes.len() as u64,
-                });
+            if sum == expected {
+                return Ok(ArtifactLookup::Found { path, len });
             }
             let _ = fs::remove_file(&path);
             rejected = Some(format!(
@@ -635,6 +632,28 @@ fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The XXH3-128 and length of a file, read through a 64 KiB buffer. Reading a large
+/// artifact whole into a fresh allocation cost 5-10x more than the hash itself in a
+/// fresh process (2.6-6 ms instead of 0.5 ms for a 2.6 MB artifact): page faults on the
+/// new buffer, not the checksum.
+fn xxh3_128_of_file(path: &Path) -> io::Result<(u128, u64)> {
+    let mut file = File::open(path)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok((hasher.digest128(), len)),
+            Ok(n) => {
+                hasher.update(&buffer[..n]);
+                len += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn file_len(path: &Path) -> u64 {
