@@ -157,7 +157,8 @@ fn test(skip_browser: bool) -> Outcome {
 
 /// `cargo xtask web-pkg`: the npm package of linkcache-web, in host-web/pkg.
 fn web_pkg(release: bool) -> Outcome {
-    if !host_web_is_cdylib() {
+    let manifest = std::fs::read_to_string("host-web/Cargo.toml").unwrap_or_default();
+    if !declares_cdylib(&manifest) {
         eprintln!(
             "==> web-pkg: skipped, host-web/Cargo.toml has no \
              `crate-type = [\"cdylib\", \"rlib\"]` under [lib] yet"
@@ -332,15 +333,12 @@ fn has_rs_file(dir: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether host-web's `[lib]` declares a `cdylib` crate type (wasm-bindgen needs it).
-fn host_web_is_cdylib() -> bool {
-    std::fs::read_to_string("host-web/Cargo.toml")
-        .unwrap_or_default()
-        .lines()
-        .any(|line| {
-            let line = line.trim();
-            line.starts_with("crate-type") && line.contains("\"cdylib\"")
-        })
+/// Whether a Cargo.toml declares a `cdylib` crate type (wasm-bindgen needs one).
+fn declares_cdylib(manifest: &str) -> bool {
+    manifest.lines().any(|line| {
+        let line = line.trim();
+        line.starts_with("crate-type") && line.contains("\"cdylib\"")
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -553,6 +551,15 @@ mod tests {
         };
         assert!(!quick);
         assert_eq!(args, ["--only", "open", "--runs", "3"]);
+    }
+
+    #[test]
+    fn web_pkg_needs_a_cdylib() {
+        assert!(declares_cdylib(
+            "[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n"
+        ));
+        assert!(!declares_cdylib("[lib]\npath = \"src/lib.rs\"\n"));
+        assert!(!declares_cdylib("# crate-type = [\"cdylib\"]\n"));
     }
 
     #[test]
