@@ -312,6 +312,27 @@ pub fn synthetic_large(funcs: usize) -> Vec<u8> {
     .module_bytes(0, 0)
 }
 
+/// A module of one exported function `() -> i32` named `func_name` returning `value`.
+pub fn tiny_module(func_name: &str, value: i32) -> Vec<u8> {
+    let mut types = TypeSection::new();
+    types.ty().function([], [ValType::I32]);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    let mut exports = ExportSection::new();
+    exports.export(func_name, ExportKind::Func, 0);
+    let mut code = CodeSection::new();
+    let mut body = Function::new([]);
+    body.instructions().i32_const(value).end();
+    code.function(&body);
+    let mut module = Module::new();
+    module
+        .section(&types)
+        .section(&functions)
+        .section(&exports)
+        .section(&code);
+    module.finish()
+}
+
 /// A cache of some [`Params`], filled and precompiled.
 #[derive(Clone, Debug)]
 pub struct Prepared {
