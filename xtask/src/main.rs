@@ -138,13 +138,8 @@ fn test(skip_browser: bool) -> Outcome {
             "wasm32-unknown-unknown",
         ]),
     )?;
-    if Path::new("bench/Cargo.toml").exists() {
-        // A smoke test that the benchmarks build and run; never a timed assertion.
-        step(
-            "benchmarks, quick smoke run",
-            &mut cargo(&["run", "-p", "linkcache-bench", "--", "--quick"]),
-        )?;
-    }
+    // The benchmarks' quick smoke run is bench/tests/smoke.rs, part of the native tests
+    // (so that it shares their build instead of rebuilding wasmtime with other features).
     if skip_browser {
         eprintln!("==> browser steps: skipped (--skip-browser)");
         return Ok(());
