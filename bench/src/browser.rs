@@ -259,7 +259,8 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<Vec<Table>> {
             .flatten()
             .filter_map(|session| {
                 let r = &session["rows"][name];
-                Some(r["openMs"].as_f64()? + r["targetMs"].as_f64()? + r["callMs"].as_f64()?)
+                let call = r["callMs"].as_f64().unwrap_or(0.0);
+                Some(r["openMs"].as_f64()? + r["targetMs"].as_f64()? + call)
             })
             .collect();
         median(&values)
@@ -280,7 +281,7 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<Vec<Table>> {
             .flatten()
             .filter_map(|session| {
                 let r = &session["rows"][name];
-                Some(r["loadMs"].as_f64()? + r["callMs"].as_f64()?)
+                Some(r["loadMs"].as_f64()? + r["callMs"].as_f64().unwrap_or(0.0))
             })
             .collect();
         median(&values)

@@ -79,15 +79,15 @@ pub fn sqljs(target_dir: &Path) -> Result<LargeModule> {
         .into_iter()
         .next()
         .context("sql-wasm.wasm exports no function")?;
-    Ok(LargeModule {
-        name: "sql.js sql-wasm.wasm".into(),
-        wasm,
-        func,
-    })
+    let name = match sqljs_version(target_dir) {
+        Some(version) => format!("sql.js {version} sql-wasm.wasm"),
+        None => "sql.js sql-wasm.wasm".into(),
+    };
+    Ok(LargeModule { name, wasm, func })
 }
 
 /// The version of the sql.js package fetched, for the report.
-pub fn sqljs_version(target_dir: &Path) -> Option<String> {
+fn sqljs_version(target_dir: &Path) -> Option<String> {
     let text =
         std::fs::read_to_string(target_dir.join("bench-npm/node_modules/sql.js/package.json"))
             .ok()?;

@@ -476,10 +476,7 @@ impl Bench {
             eprintln!("  building bench/payload for wasm32 (regex)");
             let regex = large::regex_payload(&self.target)?;
             eprintln!("  fetching sql.js with npm");
-            let mut sqljs = large::sqljs(&self.target)?;
-            if let Some(version) = large::sqljs_version(&self.target) {
-                sqljs.name = format!("sql.js {version} sql-wasm.wasm");
-            }
+            let sqljs = large::sqljs(&self.target)?;
             vec![regex, sqljs]
         };
         modules

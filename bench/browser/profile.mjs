@@ -1,0 +1,89 @@
+// A CPU profile of one linkcache-web `target()` in headless Chromium, by function (self
+// time), to see where the browser side of the benchmarks spends its time:
+//
+//   node bench/browser/profile.mjs MODULE.wasm FUNC_NAME [STUB_NAMESPACE]
+//
+// Uses the release package the benchmarks built (target/bench-browser/pkg; run
+// `cargo run --release -p linkcache-bench -- --only browser` once first). Adds the module
+// to a fresh database, then profiles `LinkCache.open` + `target(FUNC_NAME)` in the same
+// tab through the DevTools protocol's sampling profiler (100 µs).
+import { readFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const [wasmPath, target, stubNamespace] = process.argv.slice(2);
+if (!wasmPath || !target) {
+  console.error("usage: node profile.mjs MODULE.wasm FUNC_NAME [STUB_NAMESPACE]");
+  process.exit(2);
+}
+const pkgDir = fileURLToPath(new URL("../../target/bench-browser/pkg/", import.meta.url));
+const headers = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" };
+const server = createServer(async (req, res) => {
+  const path = new URL(req.url, "http://localhost").pathname;
+  try {
+    if (path === "/") {
+      return res.writeHead(200, { ...headers, "content-type": "text/html" }).end("<!doctype html><body>profile</body>");
+    }
+    if (path === "/module.wasm") {
+      return res.writeHead(200, { ...headers, "content-type": "application/wasm" }).end(await readFile(wasmPath));
+    }
+    if (path.startsWith("/pkg/") && !path.includes("..")) {
+      const type = path.endsWith(".js") ? "text/javascript" : "application/wasm";
+      return res.writeHead(200, { ...headers, "content-type": type }).end(await readFile(join(pkgDir, path.slice(5))));
+    }
+    res.writeHead(404).end();
+  } catch (e) {
+    res.writeHead(500).end(String(e));
+  }
+});
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage();
+  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  await page.evaluate(async () => {
+    const lc = await import("/pkg/linkcache_web.js");
+    await lc.default({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
+    window.lc = lc;
+    const cache = await lc.LinkCache.open("linkcache-profile", {});
+    await cache.clear();
+    await cache.addModule(new Uint8Array(await (await fetch("/module.wasm")).arrayBuffer()));
+    cache.close();
+  });
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Profiler.enable");
+  await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
+  await cdp.send("Profiler.start");
+  const ms = await page.evaluate(async ({ target, stubNamespace }) => {
+    const stub = new Proxy({}, { get: () => () => 0 });
+    const imports = stubNamespace ? { [stubNamespace]: stub } : {};
+    const t = performance.now();
+    const cache = await window.lc.LinkCache.open("linkcache-profile", { imports });
+    await cache.target(target);
+    return performance.now() - t;
+  }, { target, stubNamespace });
+  const { profile } = await cdp.send("Profiler.stop");
+  const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  let sampled = 0;
+  profile.samples.forEach((id, i) => {
+    const frame = nodes.get(id).callFrame;
+    const name = frame.functionName || `(${frame.url.split("/").pop() || "native"})`;
+    const ms = profile.timeDeltas[i] / 1000;
+    self.set(name, (self.get(name) ?? 0) + ms);
+    sampled += ms;
+  });
+  console.log(`open + target(${target}): ${ms.toFixed(1)} ms (${sampled.toFixed(1)} ms sampled); self time:`);
+  for (const [name, ms] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 20)) {
+    console.log(`${ms.toFixed(1).padStart(8)} ms  ${name.slice(0, 120)}`);
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
