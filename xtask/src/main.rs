@@ -2,9 +2,10 @@
 //!
 //! - `demo`: the native demo (a cache in the default directory, cold then warm), then
 //!   the web demo page served on localhost until Ctrl-C (`--no-serve` stops before).
-//! - `test`: every check CI runs: formatting, clippy, native tests, the core on wasm32,
-//!   the benchmarks' quick smoke run, browser tests in headless Chromium, the npm
-//!   package and the end-to-end page tests (`--skip-browser` skips the browser steps).
+//! - `test`: every check CI runs: formatting, clippy, native tests (the benchmarks'
+//!   quick smoke run among them), the core on wasm32, browser tests in headless
+//!   Chromium, the npm package and the end-to-end page tests (`--skip-browser` skips
+//!   the browser steps).
 //! - `web-pkg`: builds the npm package of `linkcache-web` into `host-web/pkg`.
 //! - `bench`: the benchmark suite (`--quick` for small sizes).
 //!
