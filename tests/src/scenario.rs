@@ -67,6 +67,16 @@ pub static ALL: &[(&str, &str)] = &[
     scenario!("18_lazy_edge_outside_closure.toml"),
     scenario!("19_corruption_after_load_next_process.toml"),
     scenario!("20_internal_calls_and_many_exports.toml"),
+    scenario!("21_mutable_global_linked_lazily.toml"),
+    scenario!("22_stale_global_prefers_current_duplicate.toml"),
+    scenario!("23_dependency_signature_mismatch.toml"),
+    scenario!("24_duplicate_in_plan_preferred.toml"),
+    scenario!("25_corrupt_dependency_repaired.toml"),
+    scenario!("26_self_recursion_through_the_cache.toml"),
+    scenario!("27_three_module_cycle_with_outside_dependency.toml"),
+    scenario!("28_conflicting_mutable_global_across_targets.toml"),
+    scenario!("29_conflicting_mutable_global_in_one_plan.toml"),
+    scenario!("30_indirect_calls_through_a_table.toml"),
 ];
 
 /// One parsed scenario.
