@@ -33,7 +33,14 @@ fn modules(n: u64) -> [Vec<u8>; 2] {
 fn crash_writer() {
     let dir = std::env::var("CRASH_DIR").expect("CRASH_DIR");
     let first: u64 = std::env::var("CRASH_FIRST").unwrap().parse().unwrap();
-    let cache = Cache::open(dir).unwrap();
+    let cache = Cache::open(&dir).unwrap();
+    // Tell the parent that writing starts now, so that its kill lands mid-write however
+    // slowly this process started.
+    std::fs::write(
+        std::path::Path::new(&dir).join(format!("ready-{first}")),
+        b"",
+    )
+    .unwrap();
     for n in first.. {
         let [f, g] = modules(n);
         // Odd n: the caller first, so that a kill can leave it without its dependency.
@@ -78,7 +85,13 @@ fn a_writer_killed_at_random_points_leaves_no_torn_record() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_micros(5_000 + next(&mut rng) % 60_000));
+        let ready = dir.path().join(format!("ready-{}", trial * 1_000_000));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !ready.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(ready.exists(), "trial {trial}: the writer never started");
+        std::thread::sleep(Duration::from_micros(next(&mut rng) % 40_000));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
@@ -114,9 +127,12 @@ fn a_writer_killed_at_random_points_leaves_no_torn_record() {
         checked.len(),
         dangling.len()
     );
+    // Kills land anywhere from the first write on; across the trials some modules must
+    // have been committed, or nothing was tested.
     assert!(
-        checked.len() as u64 > TRIALS,
-        "the writer committed too little to test anything"
+        checked.len() >= 10,
+        "only {} functions committed in {TRIALS} trials",
+        checked.len()
     );
 
     // gc over what the crashes left, then everything is still sound.
