@@ -68,7 +68,7 @@ pub enum AnalysisError {
     UnsupportedType {
         /// The exported function.
         function: String,
-        /// Which type.
+        /// The unsupported type, as the parser describes it.
         reason: String,
     },
     /// An export re-exports an imported function; func_names must be defined where they

@@ -133,15 +133,19 @@ pub enum Miss {
     /// load): compile it again.
     #[error("every module defining `{function}` is broken: {}", describe_broken(.modules))]
     Broken {
-        /// The function.
+        /// The func_name whose every candidate module is broken.
         function: String,
         /// Each broken candidate with the reason.
         modules: Vec<(ModuleId, String)>,
     },
-    /// The function exists with another signature than the caller expects.
+    /// The function exists with another signature than the caller expects: fix the
+    /// caller's expectation, or compile a function with the expected signature (usually
+    /// under a func_name that includes the signature, e.g. `math.fib(i64)->i64`).
     #[error("`{function}` has signature {found}, but {expected} was expected")]
     SignatureMismatch {
-        /// The function.
+        /// The func_name whose signature does not match: the target itself, or a
+        /// function it calls that a module imports with another type than it is cached
+        /// with.
         function: String,
         /// The signature the caller expected.
         expected: FuncSig,

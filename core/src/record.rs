@@ -209,7 +209,7 @@ impl Manifest {
 /// `committed_at` (a host clock reading; earlier wins among duplicates).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexEntry {
-    /// The function.
+    /// The func_name the module defines and exports.
     pub func_name: String,
     /// The module defining it.
     pub module: ModuleId,
