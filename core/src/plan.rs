@@ -458,6 +458,23 @@ impl Search<'_> {
         }
     }
 
+    /// The value of the mutable global `name` that a function already chosen in this
+    /// plan was compiled against, and that function: one process has one instance of a
+    /// mutable global, so a plan must not bind functions compiled against two values.
+    fn chosen_mutable_value(&self, name: &str) -> Option<(Value, String)> {
+        self.chosen.iter().find_map(|(func, module)| {
+            let manifest = self.manifest(module)?.ok()?;
+            if !manifest.function(func)?.globals.iter().any(|g| g == name) {
+                return None;
+            }
+            let def = manifest.global(name).filter(|d| d.mutable)?;
+            match self.global_outcome(def)? {
+                Ok(value) => Some((*value, func.clone())),
+                Err(_) => None,
+            }
+        })
+    }
+
     fn choose(&mut self, func: &str, module: ModuleId) {
         self.chosen.insert(func.into(), module);
         self.journal.push(Journal::Chose(func.into()));
@@ -615,7 +632,16 @@ impl Search<'_> {
             let def = manifest
                 .global(global)
                 .expect("checked manifests define their globals");
-            if let Some(Err(reason)) = self.check_global(module, def) {
+            let outcome = match self.check_global(module, def) {
+                Some(Ok(value)) if def.mutable => match self.chosen_mutable_value(&def.name) {
+                    Some((other, user)) if other != value => Some(Err(format!(
+                        "it defines {value}, but `{user}`, also in this plan, was compiled against {other}"
+                    ))),
+                    _ => Some(Ok(value)),
+                },
+                outcome => outcome,
+            };
+            if let Some(Err(reason)) = outcome {
                 return Ok(Err(Rejection::Miss(Miss::StaleGlobal {
                     function: func.into(),
                     global: global.clone(),
