@@ -9,8 +9,10 @@
 pub mod runner;
 pub mod scenario;
 
-pub use runner::{Labels, ScenarioHost, TargetOutcome, check_results, check_target, run};
+pub use runner::{
+    Labels, ScenarioHost, TargetOutcome, check_call_types, check_results, check_target, run,
+};
 pub use scenario::{
-    ALL, ModuleSpec, Number, Scenario, ScenarioError, Step, TargetExpectation, all, env_outcome,
-    parse,
+    ALL, MISS_CAUSES, ModuleSpec, Number, Scenario, ScenarioError, Step, TargetExpectation, all,
+    env_outcome, env_resolver, parse,
 };

@@ -1,13 +1,26 @@
 //! Playing a scenario against a host: the checks every host shares.
 //!
-//! A synchronous host implements [`ScenarioHost`] and calls [`run`]. An asynchronous
-//! host (the browser) walks [`Scenario::steps`] itself, awaiting its own operations, and
-//! checks each outcome with [`check_target`] and [`check_results`], so that both hosts
-//! judge the same files by the same rules.
+//! A synchronous host (the core's in-memory runner, the native host) implements
+//! [`ScenarioHost`] and calls [`run`], which reports the first step that differs as
+//! `"<file> step <n>: <what differed>"`.
+//!
+//! An asynchronous host (the browser, whose every operation is a promise) cannot
+//! implement a synchronous trait. It walks [`Scenario::steps`] itself, awaiting its own
+//! operations, and judges each outcome with the same plain functions [`run`] uses:
+//!
+//! - [`Labels::of`] once, for every module's bytes and id;
+//! - after a `target` step, [`check_target`] with the [`TargetOutcome`] it built and a
+//!   lookup of its bindings;
+//! - after a `call` step, [`check_results`] with the values it got back (or
+//!   [`check_call_types`] with the signature, if it cannot execute);
+//! - for `add` steps, compare the id it got with [`Labels::id`].
+//!
+//! So both kinds of host judge the same files by the same rules; only the driving loop
+//! is written twice.
 
 use std::collections::BTreeMap;
 
-use linkcache_core::{ModuleId, Value};
+use linkcache_core::{FuncSig, ModuleId, Value};
 
 use crate::scenario::{Number, Scenario, Step, TargetExpectation};
 
@@ -39,8 +52,16 @@ pub trait ScenarioHost {
     /// The module `func` is bound to in the current process.
     fn binding(&self, func: &str) -> Option<ModuleId>;
     /// Targets and calls `func`, converting `args` to its parameter types; `Ok(None)`
-    /// when the host cannot execute code (the core runner).
+    /// when the host cannot execute code (the core runner), which then must give
+    /// [`ScenarioHost::signature`].
     fn call(&mut self, func: &str, args: &[Number]) -> Result<Option<Vec<Value>>, String>;
+    /// The signature of `func` as bound in the current process. Only a host whose
+    /// [`ScenarioHost::call`] cannot execute needs it: [`run`] then checks the call
+    /// step's arguments and results against it with [`check_call_types`].
+    fn signature(&self, func: &str) -> Option<FuncSig> {
+        let _ = func;
+        None
+    }
     /// The embedder's current global definitions (see [`crate::scenario::env_outcome`]).
     fn set_env(&mut self, env: BTreeMap<String, String>);
     /// Starts a new process on the same cache.
@@ -189,6 +210,38 @@ pub fn check_results(func: &str, expected: &[Number], actual: &[Value]) -> Resul
     }
 }
 
+/// Checks that a call step's arguments and expected results fit `signature` in number
+/// and type: what a host that cannot execute verifies instead of the results.
+pub fn check_call_types(
+    func: &str,
+    args: &[Number],
+    results: &[Number],
+    signature: &FuncSig,
+) -> Result<(), String> {
+    for (what, numbers, types) in [
+        ("arguments", args, &signature.params),
+        ("results", results, &signature.results),
+    ] {
+        if numbers.len() != types.len() {
+            return Err(format!(
+                "`{func}` has {} {what} ({signature}), the scenario gives {}",
+                types.len(),
+                numbers.len()
+            ));
+        }
+        if let Some((number, ty)) = numbers
+            .iter()
+            .zip(types.iter())
+            .find(|(number, ty)| number.to_value(**ty).is_none())
+        {
+            return Err(format!(
+                "`{func}`: {number} is not a {ty} ({what} of {signature})"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Plays `scenario` against `host`; the error names the step and what differed.
 pub fn run(scenario: &Scenario, host: &mut dyn ScenarioHost) -> Result<(), String> {
     let (labels, bytes) = Labels::of(scenario)?;
@@ -217,11 +270,17 @@ pub fn run(scenario: &Scenario, host: &mut dyn ScenarioHost) -> Result<(), Strin
                 func,
                 args,
                 results,
-            } => {
-                if let Some(actual) = host.call(func, args).map_err(at)? {
-                    check_results(func, results, &actual).map_err(at)?;
+            } => match host.call(func, args).map_err(at)? {
+                Some(actual) => check_results(func, results, &actual).map_err(at)?,
+                None => {
+                    let signature = host.signature(func).ok_or_else(|| {
+                        at(format!(
+                            "the host neither ran `{func}` nor gave its signature"
+                        ))
+                    })?;
+                    check_call_types(func, args, results, &signature).map_err(at)?;
                 }
-            }
+            },
             Step::Env(env) => host.set_env(env.clone()),
             Step::NewProcess => host.new_process(),
             Step::Corrupt(label) => host.corrupt(&labels.id(label)),

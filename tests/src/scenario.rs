@@ -30,7 +30,12 @@
 //! ```
 //!
 //! Under the `env` rule a global's definition is current when the environment has no
-//! entry for its name or an entry equal to the definition's text; otherwise it is stale.
+//! entry for its name or an entry equal to the definition's text; otherwise it is stale
+//! ([`env_outcome`], [`env_resolver`]).
+//!
+//! [`parse`] is strict so that a typo cannot turn a check off: unknown keys, a field that
+//! belongs to another kind of step (`results` on a `target`), a miss cause outside
+//! [`MISS_CAUSES`] and a label no `[modules.*]` defines are errors naming the step.
 //! The files are embedded with `include_str!`, so the suite also runs in a browser.
 
 use std::collections::BTreeMap;
@@ -240,21 +245,49 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario, ScenarioError> {
     })
 }
 
+/// The causes `Miss::cause` can name.
+pub const MISS_CAUSES: &[&str] = &[
+    "unknown",
+    "missing_dependency",
+    "stale_global",
+    "broken",
+    "signature_mismatch",
+];
+
 fn convert(raw: RawStep) -> Result<Step, String> {
     let kinds = [
-        raw.add.is_some(),
-        raw.target.is_some(),
-        raw.call.is_some(),
-        raw.env.is_some(),
-        raw.new_process.is_some(),
-        raw.corrupt.is_some(),
+        ("add", raw.add.is_some()),
+        ("target", raw.target.is_some()),
+        ("call", raw.call.is_some()),
+        ("env", raw.env.is_some()),
+        ("new_process", raw.new_process.is_some()),
+        ("corrupt", raw.corrupt.is_some()),
     ];
-    if kinds.iter().filter(|k| **k).count() != 1 {
+    let mut present = kinds.iter().filter(|(_, set)| *set).map(|(k, _)| *k);
+    let (Some(kind), None) = (present.next(), present.next()) else {
         return Err(
             "a step has exactly one of add, target, call, env, new_process, corrupt".into(),
         );
+    };
+    // A field of another kind of step is a mistake in the file, not something to ignore.
+    let fields = [
+        ("expect_error", raw.expect_error.is_some(), "add"),
+        ("expect", raw.expect.is_some(), "target"),
+        ("loads", raw.loads.is_some(), "target"),
+        ("bound", !raw.bound.is_empty(), "target"),
+        ("miss", raw.miss.is_some(), "target"),
+        ("miss_function", raw.miss_function.is_some(), "target"),
+        ("miss_detail", raw.miss_detail.is_some(), "target"),
+        ("args", raw.args.is_some(), "call"),
+        ("results", raw.results.is_some(), "call"),
+    ];
+    if let Some((field, ..)) = fields.iter().find(|(_, set, owner)| *set && *owner != kind) {
+        return Err(format!("`{field}` does not belong to a `{kind}` step"));
     }
     if let Some(label) = raw.add {
+        if let Some(error) = raw.expect_error.as_deref().filter(|e| *e != "analysis") {
+            return Err(format!("expect_error must be \"analysis\", not {error:?}"));
+        }
         return Ok(Step::Add {
             label,
             expect_error: raw.expect_error,
@@ -266,8 +299,21 @@ fn convert(raw: RawStep) -> Result<Step, String> {
             Some("miss") => false,
             other => return Err(format!("expect must be \"hit\" or \"miss\", not {other:?}")),
         };
-        if !hit && raw.miss.is_none() {
-            return Err("a miss must name its cause (miss = ...)".into());
+        let miss_fields = raw.miss.is_some() || raw.miss_function.is_some();
+        if hit && (miss_fields || raw.miss_detail.is_some()) {
+            return Err("a hit has no miss, miss_function or miss_detail".into());
+        }
+        if !hit && (raw.loads.is_some() || !raw.bound.is_empty()) {
+            return Err("a miss has no loads or bound".into());
+        }
+        match raw.miss.as_deref() {
+            None if !hit => return Err("a miss must name its cause (miss = ...)".into()),
+            Some(cause) if !MISS_CAUSES.contains(&cause) => {
+                return Err(format!(
+                    "miss must be one of {MISS_CAUSES:?}, not {cause:?}"
+                ));
+            }
+            _ => {}
         }
         return Ok(Step::Target(TargetExpectation {
             func,
@@ -376,4 +422,12 @@ pub fn env_outcome(env: &BTreeMap<String, String>, check: &GlobalCheck) -> Globa
         _ => Value::parse_literal(check.global.ty, &text)
             .ok_or_else(|| format!("definition {text:?} is not a {} literal", check.global.ty)),
     }
+}
+
+/// [`env_outcome`] as a global resolver over `env`, to hand to
+/// `linkcache_core::load_target` or a host's resolver option.
+pub fn env_resolver(
+    env: &BTreeMap<String, String>,
+) -> impl FnMut(&GlobalCheck) -> GlobalOutcome + '_ {
+    move |check| env_outcome(env, check)
 }
