@@ -82,6 +82,10 @@ pub static ALL: &[(&str, &str)] = &[
     scenario!("28_conflicting_mutable_global_across_targets.toml"),
     scenario!("29_conflicting_mutable_global_in_one_plan.toml"),
     scenario!("30_indirect_calls_through_a_table.toml"),
+    scenario!("31_lazy_edge_dependency_added_later.toml"),
+    scenario!("32_global_reached_indirectly.toml"),
+    scenario!("33_start_function_calls_an_import.toml"),
+    scenario!("34_one_function_two_names.toml"),
 ];
 
 /// One parsed scenario.

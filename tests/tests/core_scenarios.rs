@@ -154,6 +154,25 @@ fn mutations_fail(needle: &str, mutate: impl Fn(&mut Step) -> bool) -> usize {
 }
 
 #[test]
+fn every_file_under_scenarios_is_in_the_suite() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".toml"))
+        .collect();
+    on_disk.sort();
+    let listed: Vec<String> = linkcache_tests::ALL
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    assert_eq!(
+        listed, on_disk,
+        "scenario::ALL must list every file, sorted"
+    );
+}
+
+#[test]
 fn the_runner_reports_a_wrong_expectation() {
     // One module too few in `loads`.
     let n = mutations_fail("loaded", |step| match step {
