@@ -373,8 +373,9 @@ impl Bench {
             phases.row(vec![
                 closure.to_string(),
                 format!(
-                    "{} ({} functions bound)",
-                    results[0]["questions"], results[0]["bindings"]
+                    "{} ({} bound)",
+                    results[0]["questions"],
+                    plural(results[0]["bindings"].as_u64().unwrap_or(0), "function")
                 ),
                 ms(medians(&results, "plan_io_ms")),
                 ms(medians(&results, "plan_cpu_ms")),
@@ -522,9 +523,9 @@ impl Bench {
             eprintln!("  {}: {} bytes", module.name, count(bytes.len()));
             match linkcache_core::analyze(&bytes) {
                 Ok(manifest) => notes.push(format!(
-                    "- {}: `analyze` accepts it: {} exported functions become func_names, {} imports \
-                     go to the embedder (stub host functions returning zeros); non-function \
-                     exports are ignored.",
+                    "- {}: `analyze` accepts it as it is: func_names: {} (its exported \
+                     functions; non-function exports are ignored); embedder imports: {} (stub \
+                     host functions returning zeros).",
                     module.name,
                     manifest.functions.len(),
                     manifest.embedder_imports().count()
@@ -744,6 +745,15 @@ impl Bench {
 
     fn section_browser(&mut self) -> Result<Vec<Table>> {
         browser::run(&self.target, self.options.quick, self.options.runs(7))
+    }
+}
+
+/// `1 function`, `2 functions`.
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
     }
 }
 
