@@ -467,7 +467,11 @@ impl Bench {
     fn large_modules(&self) -> Result<Vec<(LargeModule, Vec<u8>)>> {
         let modules = if self.options.quick {
             let path = self.caches.join("synthetic-large.wasm");
-            std::fs::write(&path, workload::synthetic_large(200))?;
+            let tmp = self
+                .caches
+                .join(format!("synthetic-large.wasm.{}", std::process::id()));
+            std::fs::write(&tmp, workload::synthetic_large(200))?;
+            std::fs::rename(&tmp, &path)?;
             vec![LargeModule {
                 name: "synthetic, 200 functions (--quick stand-in)".into(),
                 wasm: path,

@@ -362,11 +362,14 @@ pub fn prepare(root: &Path, params: Params) -> Result<Prepared> {
     if ready.exists() {
         return Ok(prepared);
     }
-    if base.exists() {
-        fs::remove_dir_all(&base).with_context(|| format!("removing {}", base.display()))?;
+    // Fill a private directory and rename it into place, so that two bench runs at once
+    // (a CI smoke test beside a developer's run) never see each other's half-filled cache.
+    let building = root.join(format!("{}.building-{}", params.key(), std::process::id()));
+    if building.exists() {
+        fs::remove_dir_all(&building)?;
     }
-    fs::create_dir_all(&base)?;
-    let cache = Cache::open(&dir)?;
+    fs::create_dir_all(&building)?;
+    let cache = Cache::open(building.join("cache"))?;
 
     let started = Instant::now();
     let next = AtomicUsize::new(0);
@@ -412,7 +415,19 @@ pub fn prepare(root: &Path, params: Params) -> Result<Prepared> {
         params.key(),
         started.elapsed().as_secs_f64()
     );
-    fs::write(&ready, format!("{params:?}\n"))?;
+    drop(cache);
+    fs::write(building.join("ready"), format!("{params:?}\n"))?;
+    // Renaming onto a non-empty directory fails: then either another run finished first
+    // (use its cache) or an interrupted run left one without `ready` (replace it).
+    if fs::rename(&building, &base).is_err() {
+        if ready.exists() {
+            fs::remove_dir_all(&building)?;
+            return Ok(prepared);
+        }
+        fs::remove_dir_all(&base).with_context(|| format!("removing {}", base.display()))?;
+        fs::rename(&building, &base)
+            .with_context(|| format!("renaming {} into place", building.display()))?;
+    }
     Ok(prepared)
 }
 
