@@ -325,6 +325,16 @@ impl Planner {
         self.candidates.insert(func_name.into(), candidates);
     }
 
+    /// Whether the candidates of `func_name` were answered already.
+    pub fn has_candidates(&self, func_name: &str) -> bool {
+        self.candidates.contains_key(func_name)
+    }
+
+    /// The manifest of `module` as answered, if it was.
+    pub fn answered_manifest(&self, module: &ModuleId) -> Option<&Result<Arc<Manifest>, String>> {
+        self.manifests.get(module)
+    }
+
     /// The manifest of `module`, or why it is broken (unreadable, corrupt, lying about
     /// its bytes).
     pub fn answer_manifest(&mut self, module: ModuleId, manifest: Result<Arc<Manifest>, String>) {

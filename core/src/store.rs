@@ -74,8 +74,7 @@ pub fn plan<S: Store + ?Sized>(
             Progress::Ready(plan) => break Ok(plan),
             Progress::Miss(miss) => break Err(miss),
             Progress::Need(Need::Candidates(func)) => {
-                let candidates = store.candidates(&func)?;
-                planner.answer_candidates(&func, candidates);
+                answer_closure(store, &mut planner, linkage, func)?;
             }
             Progress::Need(Need::Manifest(module)) => {
                 let manifest = store.manifest(&module)?;
@@ -91,6 +90,52 @@ pub fn plan<S: Store + ?Sized>(
     };
     linkage.learn(&planner);
     Ok(outcome)
+}
+
+/// Answers the candidates of `func_name` together with what the search will ask next:
+/// each candidate's manifest, the candidates of the functions it calls, their manifests,
+/// transitively. [`Planner::next`] restarts its search after every answer, so answering
+/// one question per round costs rounds × closure; answers are facts, so answering ahead
+/// changes no decision. Only the calls of the function a candidate is listed for are
+/// followed, so the work stays within the closure (plus the manifests of duplicates).
+fn answer_closure<S: Store + ?Sized>(
+    store: &mut S,
+    planner: &mut Planner,
+    linkage: &Linkage,
+    func_name: String,
+) -> Result<(), S::Error> {
+    let mut work = alloc::vec![func_name];
+    while let Some(func) = work.pop() {
+        if planner.has_candidates(&func) {
+            continue;
+        }
+        let candidates = store.candidates(&func)?;
+        for candidate in &candidates {
+            let manifest = if let Some(loaded) = linkage.loaded_manifest(&candidate.module) {
+                Arc::clone(loaded)
+            } else if linkage.broken_reason(&candidate.module).is_some() {
+                continue;
+            } else {
+                if planner.answered_manifest(&candidate.module).is_none() {
+                    let answer = store.manifest(&candidate.module)?;
+                    planner.answer_manifest(candidate.module, answer);
+                }
+                match planner.answered_manifest(&candidate.module) {
+                    Some(Ok(manifest)) => Arc::clone(manifest),
+                    _ => continue,
+                }
+            };
+            if let Some(function) = manifest.function(&func) {
+                for callee in &function.calls {
+                    if linkage.binding(callee).is_none() && !planner.has_candidates(callee) {
+                        work.push(callee.clone());
+                    }
+                }
+            }
+        }
+        planner.answer_candidates(&func, candidates);
+    }
+    Ok(())
 }
 
 /// A module of a plan could not be loaded; the cause is remembered and the planner
