@@ -49,6 +49,7 @@ export function new_global(type, mutable, value) {
 export function set_global(global, value) { global.value = value; }
 export function now() { return performance.now(); }
 export function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
+export function to_text(x) { try { return String(x); } catch { return typeof x; } }
 "#)]
 extern "C" {
     fn make_forwarder(funcs: &Map, name: &str, lazy: bool) -> Function;
@@ -58,6 +59,7 @@ extern "C" {
     fn set_global(global: &JsValue, value: &JsValue) -> Result<(), JsValue>;
     fn now() -> f64;
     fn sleep(ms: u32) -> Promise;
+    fn to_text(value: &JsValue) -> String;
 }
 
 /// Statistics of one `LinkCache` (one tab or worker) since it was opened.
@@ -100,6 +102,9 @@ struct Inner {
     imports: JsValue,
     resolve_global: Option<Function>,
     stats: Stats,
+    /// Counts `forget`s: a plan made before one is never committed after it.
+    epoch: u64,
+    /// The func_name whose compile callback is running synchronously right now.
     compiling: Option<String>,
     channel: Option<BroadcastChannel>,
     on_change: Vec<Function>,
@@ -141,12 +146,24 @@ fn to_js(value: Value) -> JsValue {
 
 /// A JS value as a core value of type `ty`.
 fn from_js(ty: ValType, value: &JsValue) -> Option<Value> {
+    /// An integral number in `[min, max]`.
+    fn integer(value: &JsValue, min: f64, max: f64) -> Option<f64> {
+        value
+            .as_f64()
+            .filter(|x| x.fract() == 0.0 && (min..=max).contains(x))
+    }
     Some(match ty {
-        ValType::I32 => Value::I32(value.as_f64()? as i32),
-        ValType::I64 => {
-            let big = value.clone().dyn_into::<js_sys::BigInt>().ok()?;
-            Value::I64(i64::try_from(big).ok()?)
+        // -2^31 ..= 2^32 - 1: unsigned values wrap, as WebAssembly.Global's do.
+        ValType::I32 => {
+            Value::I32(integer(value, -2_147_483_648.0, 4_294_967_295.0)? as i64 as i32)
         }
+        ValType::I64 => match value.dyn_ref::<js_sys::BigInt>() {
+            Some(big) => Value::I64(i64::try_from(big.clone()).ok()?),
+            // A safe integer given as a number.
+            None => Value::I64(
+                integer(value, -9_007_199_254_740_991.0, 9_007_199_254_740_991.0)? as i64,
+            ),
+        },
         ValType::F32 => Value::from_f32(value.as_f64()? as f32),
         ValType::F64 => Value::from_f64(value.as_f64()?),
         _ => return None,
@@ -195,6 +212,7 @@ impl LinkCache {
                     },
                     resolve_global,
                     stats: Stats::default(),
+                    epoch: 0,
                     compiling: None,
                     channel: None,
                     on_change: Vec::new(),
@@ -362,24 +380,38 @@ impl LinkCache {
         })
     }
 
-    /// Targets `funcName`; on a miss calls `compile(miss)` (which resolves to a
-    /// `Uint8Array` or an array of them), adds the modules and tries again. A compile
-    /// callback that calls `getOrCompile` on this cache gets `LinkCacheReentrant`.
-    #[wasm_bindgen(js_name = getOrCompile)]
-    pub fn get_or_compile(&self, func_name: String, compile: Function) -> Promise {
+    /// Targets `funcName`; on a miss calls `compile(miss)` (`miss` is the
+    /// `LinkCacheMiss` error, with `cause`, `function` and `detail`), which returns or
+    /// resolves to a `Uint8Array` or an array of them; adds those modules and tries
+    /// again, up to 5 rounds, stopping early when a round leaves the same miss
+    /// (`LinkCacheCompileFailed`).
+    ///
+    /// A compile callback that calls `getOrCompile` on this cache (before its first
+    /// `await`) gets `LinkCacheReentrant`: it should return every module the function
+    /// needs instead. Independent `getOrCompile` calls may run concurrently.
+    #[wasm_bindgen(js_name = getOrCompile, unchecked_return_type = "Promise<Function>")]
+    pub fn get_or_compile(
+        &self,
+        #[wasm_bindgen(js_name = funcName)] func_name: String,
+        #[wasm_bindgen(
+            unchecked_param_type = "(miss: LinkCacheMissError) => Uint8Array | Uint8Array[] | Promise<Uint8Array | Uint8Array[]>"
+        )]
+        compile: Function,
+    ) -> Promise {
         let this = self.handle();
-        // Checked now, synchronously: the callback that calls us is still on the stack.
+        // A compile callback of this cache is running synchronously: it called us.
         if let Some(current) = this.inner.borrow().compiling.clone() {
             let error = WebError::new(
                 "LinkCacheReentrant",
                 format!(
-                    "getOrCompile(\"{func_name}\") was called while the compile callback for `{current}` runs; \
+                    "getOrCompile(\"{func_name}\") was called from the compile callback for `{current}`; \
                      return every module the function needs from that callback instead"
                 ),
             );
             return Promise::reject(&error.to_js());
         }
         future_to_promise(async move {
+            let failed = |m: String| WebError::new("LinkCacheCompileFailed", m).to_js();
             let mut last: Option<(String, String, Option<String>)> = None;
             for _ in 0..5 {
                 let error = match this.target_inner(&func_name).await {
@@ -392,56 +424,46 @@ impl LinkCache {
                 }
                 last = error.miss.clone();
                 this.inner.borrow_mut().compiling = Some(func_name.clone());
-                let result = async {
-                    let returned = compile.call1(&JsValue::NULL, &error.to_js())?;
-                    let value = match returned.dyn_ref::<Promise>() {
-                        Some(promise) => JsFuture::from(promise.clone()).await?,
-                        None => returned,
-                    };
-                    Ok::<JsValue, JsValue>(value)
-                }
-                .await;
+                let returned = compile.call1(&JsValue::NULL, &error.to_js());
                 this.inner.borrow_mut().compiling = None;
                 this.inner.borrow_mut().stats.compiles += 1;
-                let value = result.map_err(|e| {
-                    WebError::new(
-                        "LinkCacheCompileFailed",
-                        format!(
-                            "the compile callback for `{func_name}` failed: {}",
-                            describe(&e)
-                        ),
-                    )
-                    .to_js()
+                let value = match returned {
+                    Ok(value) => match value.dyn_ref::<Promise>() {
+                        Some(promise) => JsFuture::from(promise.clone()).await,
+                        None => Ok(value),
+                    },
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| {
+                    failed(format!(
+                        "the compile callback for `{func_name}` failed: {}",
+                        describe(&e)
+                    ))
                 })?;
-                let modules: Vec<Uint8Array> = if Array::is_array(&value) {
-                    Array::from(&value)
-                        .iter()
-                        .filter_map(|v| v.dyn_into().ok())
-                        .collect()
-                } else {
-                    value.dyn_into::<Uint8Array>().into_iter().collect()
-                };
+                let modules = compiled_modules(&value).ok_or_else(|| {
+                    failed(format!(
+                        "the compile callback for `{func_name}` returned {}, not a Uint8Array or an array of them",
+                        describe(&value)
+                    ))
+                })?;
                 let mut added = Vec::new();
                 for module in modules {
                     added.push(this.add(&module.to_vec()).await.map_err(js_err)?);
                 }
                 this.broadcast("added", &added);
             }
-            let (cause, function, _) = last.unwrap_or_default();
-            Err(WebError::new(
-                "LinkCacheCompileFailed",
-                format!("the compile callback's modules did not make `{func_name}` targetable ({cause} `{function}`)"),
-            )
-            .to_js())
+            let (cause, function, detail) = last.unwrap_or_default();
+            let detail = detail.map(|d| format!(" `{d}`")).unwrap_or_default();
+            Err(failed(format!(
+                "the compile callback's modules did not make `{func_name}` targetable: still {cause} at `{function}`{detail}"
+            )))
         })
     }
 
     /// This tab's statistics (a plain object; see the README for the fields).
+    #[wasm_bindgen(unchecked_return_type = "LinkCacheStats")]
     pub fn stats(&self) -> JsValue {
-        let stats = self.inner.borrow().stats.clone();
-        stats
-            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-            .unwrap_or(JsValue::NULL)
+        to_plain(&self.inner.borrow().stats)
     }
 
     /// func_name -> ModuleId for every function bound in this tab.
@@ -453,52 +475,61 @@ impl LinkCache {
         object.into()
     }
 
-    /// Every module of the cache: `[{id, committedAt, byteLen, broken, functions:
-    /// [{name, signature, calls, globals}]}]`, in commit order; for drawing the graph.
+    /// Every module of the cache, in commit order (the order duplicates are preferred
+    /// in): `[{id, committedAt, byteLen, loaded, broken?, functions: [{name, signature,
+    /// calls, globals}]}]`. `loaded`: instantiated in this tab; `broken`: why its
+    /// manifest cannot be read.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ModuleInfo[]>")]
     pub fn modules(&self) -> Promise {
-        let store = Rc::clone(&self.inner.borrow().store);
+        let this = self.handle();
         future_to_promise(async move {
-            let all = store.all().await.map_err(js_err)?;
-            let list = Array::new();
-            for stored in all {
-                let entry = Object::new();
-                set(&entry, "id", &JsValue::from_str(&stored.id.to_string()));
-                set(
-                    &entry,
-                    "committedAt",
-                    &JsValue::from_f64(stored.committed_at as f64),
-                );
-                let functions = Array::new();
-                match &stored.manifest {
-                    Ok(manifest) => {
-                        set(
-                            &entry,
-                            "byteLen",
-                            &JsValue::from_f64(manifest.byte_len as f64),
-                        );
-                        for f in &manifest.functions {
-                            let item = Object::new();
-                            set(&item, "name", &JsValue::from_str(&f.name));
-                            set(
-                                &item,
-                                "signature",
-                                &JsValue::from_str(&f.signature.to_string()),
-                            );
-                            let calls: Array =
-                                f.calls.iter().map(|c| JsValue::from_str(c)).collect();
-                            set(&item, "calls", &calls);
-                            let globals: Array =
-                                f.globals.iter().map(|g| JsValue::from_str(g)).collect();
-                            set(&item, "globals", &globals);
-                            functions.push(&item);
-                        }
+            let modules = this.module_infos().await.map_err(js_err)?;
+            Ok(to_plain(&modules))
+        })
+    }
+
+    /// The cache as a graph, for drawing it: `{modules, functions, edges}`.
+    /// `modules` as [`modules`](LinkCache::modules); `functions`: every func_name with
+    /// the modules defining it (`definedIn`, in the order duplicates are preferred; more
+    /// than one is a duplicate) and the one it is bound to in this tab (`boundTo`);
+    /// `edges`: `{module, function, calls}` for every call of a function of a module to
+    /// a func_name of another module.
+    #[wasm_bindgen(unchecked_return_type = "Promise<CacheGraph>")]
+    pub fn graph(&self) -> Promise {
+        let this = self.handle();
+        future_to_promise(async move {
+            let modules = this.module_infos().await.map_err(js_err)?;
+            let mut defined: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            let mut edges = Vec::new();
+            for module in &modules {
+                for function in &module.functions {
+                    defined
+                        .entry(&function.name)
+                        .or_default()
+                        .push(&module.id);
+                    for call in &function.calls {
+                        edges.push(GraphEdge {
+                            module: &module.id,
+                            function: &function.name,
+                            calls: call,
+                        });
                     }
-                    Err(reason) => set(&entry, "broken", &JsValue::from_str(reason)),
                 }
-                set(&entry, "functions", &functions);
-                list.push(&entry);
             }
-            Ok(list.into())
+            let inner = this.inner.borrow();
+            let functions: Vec<FunctionNode> = defined
+                .into_iter()
+                .map(|(name, defined_in)| FunctionNode {
+                    name,
+                    defined_in,
+                    bound_to: inner.linkage.binding(name).map(|m| m.to_string()),
+                })
+                .collect();
+            Ok(to_plain(&Graph {
+                modules: &modules,
+                functions,
+                edges,
+            }))
         })
     }
 
@@ -571,6 +602,7 @@ impl LinkCache {
     /// would; the database is untouched.
     pub fn forget(&self) {
         let mut inner = self.inner.borrow_mut();
+        inner.epoch += 1;
         inner.linkage = Linkage::new();
         inner.modules.clear();
         inner.instances.clear();
@@ -578,14 +610,76 @@ impl LinkCache {
         inner.shared_globals.clear();
     }
 
-    /// Closes the database connection and the change channel.
+    /// Closes the database connection (once its running transactions finish) and the
+    /// change channel. Functions already returned keep working; later calls that need
+    /// the database reject with `LinkCacheClosed`.
     pub fn close(&self) {
         let mut inner = self.inner.borrow_mut();
+        inner.store.close();
         if let Some(channel) = inner.channel.take() {
             channel.close();
         }
         inner._listener = None;
     }
+}
+
+/// One module as `modules()` describes it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModuleInfo {
+    id: String,
+    committed_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    byte_len: Option<u64>,
+    loaded: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broken: Option<String>,
+    functions: Vec<FunctionInfo>,
+}
+
+#[derive(Serialize)]
+struct FunctionInfo {
+    name: String,
+    signature: String,
+    calls: Vec<String>,
+    globals: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Graph<'a> {
+    modules: &'a [ModuleInfo],
+    functions: Vec<FunctionNode<'a>>,
+    edges: Vec<GraphEdge<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionNode<'a> {
+    name: &'a str,
+    defined_in: Vec<&'a str>,
+    bound_to: Option<String>,
+}
+
+#[derive(Serialize)]
+struct GraphEdge<'a> {
+    module: &'a str,
+    function: &'a str,
+    calls: &'a str,
+}
+
+/// A value as a plain JS object (maps as objects, `None` as `null`).
+fn to_plain<T: Serialize + ?Sized>(value: &T) -> JsValue {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap_or(JsValue::NULL)
+}
+
+/// Why a plan could not be instantiated.
+enum LoadError {
+    /// This module cannot be loaded: mark it broken and plan again.
+    Broken(ModuleId, String),
+    /// IndexedDB failed: give up this target.
+    Storage(WebError),
 }
 
 /// What one load did.
@@ -595,12 +689,25 @@ struct LoadReport {
     compiled: Vec<ModuleId>,
 }
 
+/// What a compile callback returned, as modules: a `Uint8Array` or an array of them.
+fn compiled_modules(value: &JsValue) -> Option<Vec<Uint8Array>> {
+    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
+        return Some(vec![bytes.clone()]);
+    }
+    if !Array::is_array(value) {
+        return None;
+    }
+    Array::from(value)
+        .iter()
+        .map(|v| v.dyn_into::<Uint8Array>().ok())
+        .collect()
+}
+
 fn describe(error: &JsValue) -> String {
     error
         .dyn_ref::<js_sys::Error>()
         .map(|e| String::from(e.message()))
-        .or_else(|| error.as_string())
-        .unwrap_or_else(|| format!("{error:?}"))
+        .unwrap_or_else(|| to_text(error))
 }
 
 /// Opens the store, failing with `LinkCacheUpgradeBlocked` when another tab or worker
@@ -608,15 +715,23 @@ fn describe(error: &JsValue) -> String {
 /// for it forever).
 async fn open_with_timeout(name: &str, timeout_ms: u32) -> Result<IdbStore, WebError> {
     let opened: Rc<RefCell<Option<Result<IdbStore, WebError>>>> = Rc::new(RefCell::new(None));
-    let slot = Rc::clone(&opened);
+    let abandoned = Rc::new(std::cell::Cell::new(false));
+    let (slot, gave_up) = (Rc::clone(&opened), Rc::clone(&abandoned));
     let db_name = name.to_string();
     let open = future_to_promise(async move {
-        *slot.borrow_mut() = Some(IdbStore::open(&db_name).await);
+        let result = IdbStore::open(&db_name).await;
+        match result {
+            // The caller got its error already; a connection nobody holds would block
+            // the next upgrade.
+            Ok(store) if gave_up.get() => store.close(),
+            result => *slot.borrow_mut() = Some(result),
+        }
         Ok(JsValue::TRUE)
     });
     let race = Promise::race(&Array::of2(&open, &sleep(timeout_ms)));
     let _ = JsFuture::from(race).await;
     let result = opened.borrow_mut().take();
+    abandoned.set(result.is_none());
     result.unwrap_or_else(|| {
         Err(WebError::new(
             "LinkCacheUpgradeBlocked",
@@ -652,44 +767,88 @@ impl LinkCache {
             if let Some(func) = self.bound(func_name) {
                 return Ok((func, LoadReport::default()));
             }
+            let epoch = self.inner.borrow().epoch;
             let plan = self.plan(func_name).await?;
             let mut report = LoadReport::default();
-            match self.instantiate(&plan, &mut report).await {
-                Ok(instances) => {
-                    let mut inner = self.inner.borrow_mut();
-                    if inner.linkage.commit(&plan).is_err() {
-                        continue; // another target of this tab committed first: plan again
-                    }
-                    inner.instances.extend(instances);
-                    for (func, module) in &plan.bindings {
-                        let exports = inner.instances.get(module).cloned().unwrap_or_default();
-                        inner
-                            .funcs
-                            .set(&JsValue::from_str(func), &prop(&exports, func));
-                    }
-                    for (name, ty, value) in &plan.set_globals {
-                        if let Some(global) = inner.shared_globals.get(name) {
-                            set_global(global, &to_js(*value)).map_err(|e| {
-                                WebError::new(
-                                    "LinkCacheStorage",
-                                    format!("setting global `{name}` ({ty}): {}", describe(&e)),
-                                )
-                            })?;
-                        }
-                    }
-                    drop(inner);
-                    let func = self
-                        .bound(func_name)
-                        .expect("a committed plan binds its target");
-                    return Ok((func, report));
-                }
-                Err((module, reason)) => {
+            let instances = match self.instantiate(&plan, &mut report).await {
+                Ok(instances) => instances,
+                Err(LoadError::Broken(module, reason)) => {
                     let mut inner = self.inner.borrow_mut();
                     inner.linkage.mark_broken(module, reason);
                     inner.stats.broken_skipped += 1;
+                    continue;
+                }
+                Err(LoadError::Storage(e)) => return Err(e),
+            };
+            let mut inner = self.inner.borrow_mut();
+            // Another target of this tab committed first, or the tab forgot its state:
+            // plan again against what is bound now.
+            if inner.epoch != epoch || inner.linkage.commit(&plan).is_err() {
+                continue;
+            }
+            inner.instances.extend(instances);
+            for (func, module) in &plan.bindings {
+                let exports = inner.instances.get(module).cloned().unwrap_or_default();
+                inner
+                    .funcs
+                    .set(&JsValue::from_str(func), &prop(&exports, func));
+            }
+            for (name, ty, value) in &plan.set_globals {
+                if let Some(global) = inner.shared_globals.get(name) {
+                    set_global(global, &to_js(*value)).map_err(|e| {
+                        WebError::new(
+                            "LinkCacheStorage",
+                            format!("setting global `{name}` ({ty}): {}", describe(&e)),
+                        )
+                    })?;
                 }
             }
+            drop(inner);
+            return match self.bound(func_name) {
+                Some(func) => Ok((func, report)),
+                None => Err(WebError::new(
+                    "LinkCacheStorage",
+                    format!("`{func_name}` was bound but its module does not export it"),
+                )),
+            };
         }
+    }
+
+    /// Every module of the store, described for `modules()` and `graph()`.
+    async fn module_infos(&self) -> Result<Vec<ModuleInfo>, WebError> {
+        let store = Rc::clone(&self.inner.borrow().store);
+        let all = store.all().await?;
+        let inner = self.inner.borrow();
+        Ok(all
+            .into_iter()
+            .map(|stored| {
+                let (byte_len, broken, functions) = match stored.manifest {
+                    Ok(manifest) => (
+                        Some(manifest.byte_len),
+                        None,
+                        manifest
+                            .functions
+                            .iter()
+                            .map(|f| FunctionInfo {
+                                name: f.name.clone(),
+                                signature: f.signature.to_string(),
+                                calls: f.calls.clone(),
+                                globals: f.globals.clone(),
+                            })
+                            .collect(),
+                    ),
+                    Err(reason) => (None, Some(reason), Vec::new()),
+                };
+                ModuleInfo {
+                    id: stored.id.to_string(),
+                    committed_at: stored.committed_at,
+                    byte_len,
+                    loaded: inner.linkage.is_loaded(&stored.id),
+                    broken,
+                    functions,
+                }
+            })
+            .collect())
     }
 
     fn bound(&self, func_name: &str) -> Option<Function> {
@@ -712,8 +871,7 @@ impl LinkCache {
                 Progress::Ready(plan) => break Ok(plan),
                 Progress::Miss(miss) => break Err(miss),
                 Progress::Need(Need::Candidates(func)) => {
-                    let candidates = store.candidates(&func).await?;
-                    planner.answer_candidates(&func, candidates);
+                    self.answer_closure(&store, &mut planner, func).await?;
                 }
                 Progress::Need(Need::Manifest(module)) => {
                     let manifest = store.manifest(&module).await?;
@@ -735,6 +893,67 @@ impl LinkCache {
         outcome.map_err(|miss: Miss| WebError::miss(&miss))
     }
 
+    /// Answers the candidates of `func_name` together with the rest of its closure
+    /// (candidates and manifests, transitively), as `linkcache_core::plan` does: the
+    /// planner restarts its search after every answer, and here every question is an
+    /// IndexedDB transaction.
+    async fn answer_closure(
+        &self,
+        store: &IdbStore,
+        planner: &mut Planner,
+        func_name: String,
+    ) -> Result<(), WebError> {
+        let mut work = vec![func_name];
+        while let Some(func) = work.pop() {
+            if planner.has_candidates(&func) {
+                continue;
+            }
+            let candidates = store.candidates(&func).await?;
+            for candidate in &candidates {
+                let loaded = self
+                    .inner
+                    .borrow()
+                    .linkage
+                    .loaded_manifest(&candidate.module)
+                    .cloned();
+                let manifest = match loaded {
+                    Some(manifest) => manifest,
+                    None if self
+                        .inner
+                        .borrow()
+                        .linkage
+                        .broken_reason(&candidate.module)
+                        .is_some() =>
+                    {
+                        continue;
+                    }
+                    None => {
+                        if planner.answered_manifest(&candidate.module).is_none() {
+                            let answer = store.manifest(&candidate.module).await?;
+                            planner.answer_manifest(candidate.module, answer);
+                        }
+                        match planner.answered_manifest(&candidate.module) {
+                            Some(Ok(manifest)) => manifest.clone(),
+                            _ => continue,
+                        }
+                    }
+                };
+                if let Some(function) = manifest.function(&func) {
+                    let inner = self.inner.borrow();
+                    for callee in &function.calls {
+                        if inner.linkage.binding(callee).is_none()
+                            && !planner.has_candidates(callee)
+                        {
+                            work.push(callee.clone());
+                        }
+                    }
+                }
+            }
+            planner.answer_candidates(&func, candidates);
+        }
+        Ok(())
+    }
+
     fn resolve_global(&self, check: &GlobalCheck) -> GlobalOutcome {
         let resolver = self.inner.borrow().resolve_global.clone();
         let outcome = match resolver {
@@ -742,14 +961,32 @@ impl LinkCache {
             Some(resolve) => {
                 let text = String::from_utf8_lossy(&check.global.definition).into_owned();
                 let ty = check.global.ty;
-                match resolve.call3(
-                    &JsValue::NULL,
+                let args = Array::of4(
                     &JsValue::from_str(&check.global.name),
                     &JsValue::from_str(&text),
                     &JsValue::from_str(val_type_name(ty)),
-                ) {
-                    Ok(value) => from_js(ty, &value)
-                        .ok_or_else(|| format!("resolveGlobal returned no {ty} value")),
+                    &Uint8Array::from(check.global.definition.as_slice()),
+                );
+                match resolve.apply(&JsValue::NULL, &args) {
+                    Ok(value) => {
+                        let stale = prop(&value, "stale");
+                        if value.is_object() && !stale.is_undefined() {
+                            Err(stale.as_string().unwrap_or_else(|| to_text(&stale)))
+                        } else {
+                            from_js(ty, &value).ok_or_else(|| {
+                                format!(
+                                    "resolveGlobal(\"{}\") returned {}, not a {ty} value{}",
+                                    check.global.name,
+                                    to_text(&value),
+                                    if ty == ValType::I64 {
+                                        " (a BigInt)"
+                                    } else {
+                                        ""
+                                    }
+                                )
+                            })
+                        }
+                    }
                     Err(e) => Err(describe(&e)),
                 }
             }
@@ -768,12 +1005,12 @@ impl LinkCache {
         &self,
         plan: &LoadPlan,
         report: &mut LoadReport,
-    ) -> Result<HashMap<ModuleId, Object>, (ModuleId, String)> {
+    ) -> Result<HashMap<ModuleId, Object>, LoadError> {
         let store = Rc::clone(&self.inner.borrow().store);
         let mut fresh: HashMap<ModuleId, Object> = HashMap::new();
         for planned in &plan.modules {
             let id = planned.module;
-            let fail = |reason: String| (id, reason);
+            let fail = |reason: String| LoadError::Broken(id, reason);
             let cached = self.inner.borrow().modules.get(&id).cloned();
             let module = match cached {
                 Some(module) => module,
@@ -781,7 +1018,7 @@ impl LinkCache {
                     let bytes = store
                         .module_bytes(&id)
                         .await
-                        .map_err(|e| fail(e.message))?
+                        .map_err(LoadError::Storage)?
                         .map_err(fail)?;
                     planned.manifest.check_against(&bytes).map_err(fail)?;
                     let buffer = Uint8Array::from(bytes.as_slice());
