@@ -62,6 +62,84 @@ extern "C" {
     fn to_text(value: &JsValue) -> String;
 }
 
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** The options of `LinkCache.open`. */
+export interface LinkCacheOptions {
+  /** Your import object, for every import namespace other than `linkcache:fn` and `linkcache:global`. */
+  imports?: WebAssembly.Imports;
+  /**
+   * The value of a global definition (the text the module was compiled against; `bytes` holds it raw):
+   * a number for i32, f32 and f64, a BigInt for i64. Throw, or return `{ stale: reason }`, when the
+   * definition is outdated: the functions that use it become `stale_global` misses.
+   * Default: the definition is the text of a literal of the global's type.
+   */
+  resolveGlobal?: (name: string, definition: string, type: ValueType, bytes: Uint8Array) => number | bigint | { stale: string };
+  /** How long to wait for another tab that holds an older version of the database open (default 5000). */
+  upgradeTimeoutMs?: number;
+}
+
+export type ValueType = "i32" | "i64" | "f32" | "f64";
+
+/** Why `target` cannot return a function. */
+export type MissCause = "unknown" | "missing_dependency" | "stale_global" | "broken" | "signature_mismatch";
+
+/** The error `target` rejects with on a miss (`name` is "LinkCacheMiss"). */
+export interface LinkCacheMissError extends Error {
+  cause: MissCause;
+  /** The function the miss is about: the target, or a function it reaches. */
+  function: string;
+  /** The missing dependency or the stale global, if any. */
+  detail: string | null;
+}
+
+/** What `tryTarget` resolves to. */
+export type TargetReport =
+  | { hit: true; fn: Function; module: string; signature: string; params: ValueType[]; results: ValueType[];
+      /** Modules this call instantiated (the partial load), compiled or not. */
+      loaded: string[];
+      /** Modules this call compiled from IndexedDB bytes. */
+      compiled: string[]; timeMs: number }
+  | { hit: false; cause: MissCause; function: string; detail: string | null; message: string; timeMs: number };
+
+/** What one tab or worker did since it opened the cache. */
+export interface LinkCacheStats {
+  hits: number;
+  misses: Partial<Record<MissCause, number>>;
+  modulesLoaded: number;
+  modulesCompiled: number;
+  globalsValidated: number;
+  globalsStale: number;
+  brokenSkipped: number;
+  bytesRead: number;
+  modulesAdded: number;
+  compiles: number;
+  timeMs: number;
+}
+
+export interface FunctionInfo { name: string; signature: string; calls: string[]; globals: string[] }
+
+export interface ModuleInfo {
+  id: string;
+  committedAt: number;
+  byteLen?: number;
+  /** Instantiated in this tab. */
+  loaded: boolean;
+  /** Why its manifest cannot be read. */
+  broken?: string;
+  functions: FunctionInfo[];
+}
+
+export interface CacheGraph {
+  modules: ModuleInfo[];
+  functions: { name: string; definedIn: string[]; boundTo: string | null }[];
+  edges: { module: string; function: string; calls: string }[];
+}
+
+/** A message of `onChange`: another tab or worker added modules or cleared the cache. */
+export type ChangeMessage = { type: "added"; modules: string[] } | { type: "cleared"; modules: [] };
+"#;
+
 /// Statistics of one `LinkCache` (one tab or worker) since it was opened.
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -188,7 +266,11 @@ impl LinkCache {
     /// throws to declare it stale; by default the definition is a literal of the type.
     /// `options.upgradeTimeoutMs` (default 5000): how long to wait for other tabs to let
     /// a schema upgrade through before failing with `LinkCacheUpgradeBlocked`.
-    pub fn open(name: String, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<LinkCache>")]
+    pub fn open(
+        name: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "LinkCacheOptions")] options: JsValue,
+    ) -> Promise {
         future_to_promise(async move {
             let imports = prop(&options, "imports");
             let resolve_global = prop(&options, "resolveGlobal").dyn_into::<Function>().ok();
@@ -272,13 +354,17 @@ impl LinkCache {
     /// Calls `callback(message)` when another tab or worker of this origin adds modules
     /// (`{type: "added", modules: [ids]}`) or clears the cache (`{type: "cleared"}`).
     #[wasm_bindgen(js_name = onChange)]
-    pub fn on_change(&self, callback: Function) {
+    pub fn on_change(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(message: ChangeMessage) => void")]
+        callback: Function,
+    ) {
         self.inner.borrow_mut().on_change.push(callback);
     }
 
     /// Analyzes and commits a module; resolves to its ModuleId (hex). Rejects with
     /// `LinkCacheInvalidModule` for bytes linkcache does not accept.
-    #[wasm_bindgen(js_name = addModule)]
+    #[wasm_bindgen(js_name = addModule, unchecked_return_type = "Promise<string>")]
     pub fn add_module(&self, bytes: Uint8Array) -> Promise {
         let this = self.handle();
         future_to_promise(async move {
@@ -299,7 +385,8 @@ impl LinkCache {
 
     /// Resolves to the function `funcName` (a WebAssembly export, called directly), or
     /// rejects with a `LinkCacheMiss` whose `cause`, `function` and `detail` say why.
-    pub fn target(&self, func_name: String) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Function>")]
+    pub fn target(&self, #[wasm_bindgen(js_name = funcName)] func_name: String) -> Promise {
         let this = self.handle();
         future_to_promise(async move {
             let (func, _) = this.target_inner(&func_name).await.map_err(js_err)?;
@@ -311,8 +398,8 @@ impl LinkCache {
     /// `{hit: true, fn, module, signature, params, results, loaded: [ids], compiled: [ids],
     /// timeMs}` or
     /// `{hit: false, cause, function, detail, message, timeMs}`.
-    #[wasm_bindgen(js_name = tryTarget)]
-    pub fn try_target(&self, func_name: String) -> Promise {
+    #[wasm_bindgen(js_name = tryTarget, unchecked_return_type = "Promise<TargetReport>")]
+    pub fn try_target(&self, #[wasm_bindgen(js_name = funcName)] func_name: String) -> Promise {
         let this = self.handle();
         future_to_promise(async move {
             let started = now();
@@ -467,6 +554,7 @@ impl LinkCache {
     }
 
     /// func_name -> ModuleId for every function bound in this tab.
+    #[wasm_bindgen(unchecked_return_type = "Record<string, string>")]
     pub fn bindings(&self) -> JsValue {
         let object = Object::new();
         for (func, module) in self.inner.borrow().linkage.bindings() {
@@ -503,10 +591,7 @@ impl LinkCache {
             let mut edges = Vec::new();
             for module in &modules {
                 for function in &module.functions {
-                    defined
-                        .entry(&function.name)
-                        .or_default()
-                        .push(&module.id);
+                    defined.entry(&function.name).or_default().push(&module.id);
                     for call in &function.calls {
                         edges.push(GraphEdge {
                             module: &module.id,
@@ -535,7 +620,7 @@ impl LinkCache {
 
     /// Imports a bundle (from `linkcache export` or `exportBundle`); resolves to the
     /// ids. Rejects with `LinkCacheCorrupt` when the bundle or a module fails its checks.
-    #[wasm_bindgen(js_name = importBundle)]
+    #[wasm_bindgen(js_name = importBundle, unchecked_return_type = "Promise<string[]>")]
     pub fn import_bundle(&self, bytes: Uint8Array) -> Promise {
         let this = self.handle();
         future_to_promise(async move {
@@ -567,7 +652,7 @@ impl LinkCache {
     }
 
     /// Every intact module as a bundle (`Uint8Array`), importable by either host.
-    #[wasm_bindgen(js_name = exportBundle)]
+    #[wasm_bindgen(js_name = exportBundle, unchecked_return_type = "Promise<Uint8Array>")]
     pub fn export_bundle(&self) -> Promise {
         let store = Rc::clone(&self.inner.borrow().store);
         future_to_promise(async move {
@@ -587,6 +672,7 @@ impl LinkCache {
 
     /// Removes every module from the database, and forgets this tab's bindings (functions
     /// already returned keep working). Other tabs get an `onChange` message.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn clear(&self) -> Promise {
         let this = self.handle();
         future_to_promise(async move {

@@ -8,6 +8,8 @@
 //! | `LinkCacheCorrupt` | a bundle or record failed its checks |
 //! | `LinkCacheQuotaExceeded` | the origin's storage quota is full; nothing was half-written |
 //! | `LinkCacheUpgradeBlocked` | another tab holds an older version of the database open |
+//! | `LinkCacheSchemaTooNew` | the database was written by a newer linkcache-web |
+//! | `LinkCacheClosed` | the cache was closed, or another tab upgraded or deleted the database |
 //! | `LinkCacheReentrant` | `getOrCompile` was called from inside a compile callback |
 //! | `LinkCacheCompileFailed` | a compile callback threw or returned no module that helps |
 //! | `LinkCacheStorage` | any other IndexedDB failure |
@@ -16,6 +18,7 @@
 use js_sys::{Object, Reflect};
 use linkcache_core::Miss;
 use wasm_bindgen::JsValue;
+use web_sys::DomException;
 
 /// An error on its way to JavaScript.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,35 +86,81 @@ pub fn from_dom_exception(doing: &str, dom_name: &str, detail: &str) -> WebError
         "QuotaExceededError" => WebError::new(
             "LinkCacheQuotaExceeded",
             format!(
-                "{doing}: the storage quota of this origin is exhausted; nothing was half-written ({detail})"
+                "{doing}: the storage quota of this origin is exhausted, so nothing was written; \
+                 free space (clear() this or another cache) and try again ({detail})"
             ),
         ),
         "VersionError" => WebError::new(
-            "LinkCacheUpgradeBlocked",
-            format!("{doing}: the database was created by a newer linkcache ({detail})"),
+            "LinkCacheSchemaTooNew",
+            format!(
+                "{doing}: the database was written by a newer linkcache-web (schema version above {}); \
+                 use that version, or clear the site's data ({detail})",
+                crate::store::SCHEMA_VERSION
+            ),
         ),
         _ => WebError::new("LinkCacheStorage", format!("{doing}: {dom_name}: {detail}")),
     }
 }
 
-const DOM_NAMES: [&str; 8] = [
-    "QuotaExceededError",
-    "VersionError",
-    "AbortError",
-    "InvalidStateError",
-    "NotFoundError",
-    "ConstraintError",
-    "DataError",
-    "UnknownError",
-];
+/// The `name` and `message` of the exception inside an IndexedDB error, if there is one.
+fn exception(error: &idb::Error) -> Option<(String, String)> {
+    use idb::Error as E;
+    let value: &JsValue = match error {
+        E::DomException(e) => e.as_ref(),
+        E::AddFailed(v)
+        | E::ClearFailed(v)
+        | E::CountFailed(v)
+        | E::DeleteFailed(v)
+        | E::GetAllFailed(v)
+        | E::GetAllKeysFailed(v)
+        | E::GetFailed(v)
+        | E::IndexedDbOpenFailed(v)
+        | E::IndexNotFound(v)
+        | E::KeyRangeCreateFailed(v)
+        | E::ObjectStoreNotFound(v)
+        | E::TransactionCommitError(v)
+        | E::TransactionOpenFailed(v)
+        | E::UpdateFailed(v) => v,
+        _ => return None,
+    };
+    let text = |key: &str| {
+        Reflect::get(value, &JsValue::from_str(key))
+            .ok()
+            .and_then(|v| v.as_string())
+    };
+    Some((text("name")?, text("message").unwrap_or_default()))
+}
 
-/// The error for a failure of IndexedDB (through rexie) while `doing` something.
-pub fn storage_error(doing: &str, error: &rexie::Error) -> WebError {
-    let detail = format!("{error:?}");
-    let dom_name = DOM_NAMES
-        .iter()
-        .find(|name| detail.contains(*name))
-        .copied()
-        .unwrap_or("Error");
-    from_dom_exception(doing, dom_name, &format!("{error}"))
+/// The error for a failure of IndexedDB while `doing` something.
+pub fn storage_error(doing: &str, error: &idb::Error) -> WebError {
+    match exception(error) {
+        Some((name, _))
+            if name == "InvalidStateError"
+                && matches!(error, idb::Error::TransactionOpenFailed(_)) =>
+        {
+            WebError::new(
+                "LinkCacheClosed",
+                format!(
+                    "{doing}: the database connection is closed (close() was called, or another tab or \
+                     worker upgraded or deleted the database); open the cache again"
+                ),
+            )
+        }
+        Some((name, message)) => from_dom_exception(doing, &name, &message),
+        None => WebError::new("LinkCacheStorage", format!("{doing}: {error}")),
+    }
+}
+
+/// The error for a transaction the browser aborted while `doing` something; `reason` is
+/// the transaction's `error` (a quota abort carries `QuotaExceededError`).
+pub fn transaction_aborted(doing: &str, reason: Option<DomException>) -> WebError {
+    match reason {
+        Some(e) => from_dom_exception(doing, &e.name(), &e.message()),
+        None => WebError::new(
+            "LinkCacheStorage",
+            format!(
+                "{doing}: the browser aborted the transaction without a reason; nothing was written"
+            ),
+        ),
+    }
 }

@@ -1,4 +1,4 @@
-//! The IndexedDB store (through rexie): module bytes, manifests, and the func_name index.
+//! The IndexedDB store: module bytes, manifests, and the func_name index.
 //!
 //! ```text
 //! database <name>, schema version SCHEMA_VERSION
@@ -9,21 +9,52 @@
 //!   meta       key: "clock"        value: the last committedAt handed out
 //! ```
 //!
-//! A module commits in one read-write transaction over the three stores, with no await
-//! inside it but the transaction's own requests (the bytes and manifest are encoded
-//! before it opens), so a reader sees a whole module or none of it. The commit counter
-//! lives in the same transaction, so every tab of the origin agrees on the order of
-//! commits, which duplicate resolution uses. The records are the native host's
-//! (`linkcache_core::record`): a bundle from `linkcache export` imports here.
+//! # What a reader may see
+//! A module commits in one read-write transaction over the three stores. Everything it
+//! writes (the bytes as a `Uint8Array`, the encoded manifest record, the function list)
+//! is computed before the transaction opens; inside it there is no await but on the
+//! transaction's own requests, so it cannot auto-commit half-way. IndexedDB makes the
+//! transaction atomic: every tab and worker of the origin sees a whole module (bytes,
+//! manifest and index entries) or none of it, a crash or a full disk leaves none of it,
+//! and the commit counter in `meta` changes in the same transaction, so every tab
+//! agrees on the order of commits, which duplicate resolution uses. Adding bytes that
+//! are there already rewrites them and their manifest (repairing a damaged copy) and
+//! keeps their commit number.
+//!
+//! A transaction the browser aborts (the origin's quota is full, the disk failed) is a
+//! failed commit with the browser's reason (`LinkCacheQuotaExceeded`, ...), never a
+//! silent success. That is why this module uses `idb`, the crate `rexie` is built on:
+//! `rexie` 0.6's `Transaction::done` resolves an aborted transaction to
+//! `Ok(TransactionResult::Aborted)` and drops its `DOMException`, so a quota abort
+//! could not be told from any other.
+//!
+//! Reads check what they read: a manifest record that does not decode (checksum,
+//! truncation, an unknown format version) or that describes another module is a broken
+//! entry, and so are bytes whose BLAKE3 is not their key. Both become misses with cause
+//! `broken` (or a fallback to a duplicate), never a wrong link.
+//!
+//! # Upgrades
+//! The schema is declarative: opening at [`SCHEMA_VERSION`] creates missing stores and
+//! indexes and drops any other store (idb's `DatabaseBuilder`), so a database of any
+//! older version converges to this layout; records an older layout left that do not
+//! decode count as broken entries. A database of a newer version is refused with
+//! `LinkCacheSchemaTooNew`. A connection closes itself when another tab or worker needs
+//! a version change, so it never blocks an upgrade; its later operations fail with
+//! `LinkCacheClosed`.
+//!
+//! The records are the native host's (`linkcache_core::record`): a bundle from
+//! `linkcache export` imports here.
 
 use std::sync::Arc;
 
+use idb::builder::{IndexBuilder, ObjectStoreBuilder};
+use idb::{Database, KeyPath, KeyRange, Query, Transaction, TransactionMode};
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use linkcache_core::{Candidate, Manifest, ModuleId};
-use rexie::{Index, ObjectStore, Rexie, TransactionMode};
 use wasm_bindgen::{JsCast, JsValue};
+use web_sys::IdbTransaction;
 
-use crate::errors::{WebError, storage_error};
+use crate::errors::{WebError, storage_error, transaction_aborted};
 
 /// The schema version; bump it (with an upgrade path) when the layout changes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -32,6 +63,7 @@ const MODULES: &str = "modules";
 const MANIFESTS: &str = "manifests";
 const META: &str = "meta";
 const BY_FUNCTION: &str = "by_function";
+const CLOCK: &str = "clock";
 
 /// One manifest as the store lists it.
 #[derive(Clone, Debug)]
@@ -44,9 +76,9 @@ pub struct StoredManifest {
     pub committed_at: u64,
 }
 
-/// A linkcache database in IndexedDB.
+/// A linkcache database in IndexedDB: one connection.
 pub struct IdbStore {
-    db: Rexie,
+    db: Database,
 }
 
 fn set(object: &Object, key: &str, value: &JsValue) {
@@ -58,32 +90,83 @@ fn get(object: &JsValue, key: &str) -> JsValue {
     Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
+fn key(id: &ModuleId) -> JsValue {
+    JsValue::from_str(&id.to_string())
+}
+
+/// A transaction, and the raw handle that still answers `error` after it ends.
+struct Tx {
+    tx: Transaction,
+    raw: IdbTransaction,
+    doing: &'static str,
+}
+
+impl Tx {
+    fn store(&self, name: &str) -> Result<idb::ObjectStore, WebError> {
+        self.tx
+            .object_store(name)
+            .map_err(|e| storage_error(self.doing, &e))
+    }
+
+    /// Waits for the transaction to commit; an abort is an error with its reason.
+    async fn done(self) -> Result<(), WebError> {
+        let Tx { tx, raw, doing } = self;
+        match tx.await {
+            Ok(result) if result.is_committed() => Ok(()),
+            Ok(_) => Err(transaction_aborted(doing, raw.error())),
+            Err(e) => Err(storage_error(doing, &e)),
+        }
+    }
+}
+
 impl IdbStore {
     /// Opens (creating or upgrading) the database `name`.
     pub async fn open(name: &str) -> Result<IdbStore, WebError> {
-        let db = Rexie::builder(name)
+        let by_function = IndexBuilder::new(BY_FUNCTION.into(), KeyPath::new_single("functions"))
+            .multi_entry(true);
+        let db = Database::builder(name)
             .version(SCHEMA_VERSION)
-            .add_object_store(ObjectStore::new(MODULES))
-            .add_object_store(
-                ObjectStore::new(MANIFESTS)
-                    .add_index(Index::new(BY_FUNCTION, "functions").multi_entry(true)),
-            )
-            .add_object_store(ObjectStore::new(META))
+            .add_object_store(ObjectStoreBuilder::new(MODULES))
+            .add_object_store(ObjectStoreBuilder::new(MANIFESTS).add_index(by_function))
+            .add_object_store(ObjectStoreBuilder::new(META))
             .build()
             .await
             .map_err(|e| storage_error("opening the database", &e))?;
         Ok(IdbStore { db })
     }
 
-    /// Closes the connection (so that another tab can upgrade or delete the database).
-    pub fn close(self) {
+    /// Closes the connection (once its running transactions finish), so that another
+    /// tab can upgrade or delete the database. Later operations fail with
+    /// `LinkCacheClosed`.
+    pub fn close(&self) {
         self.db.close();
     }
 
-    /// Commits a module: bytes, manifest and the next commit number, in one transaction.
-    /// Returns `false` when the module was there already.
+    fn transaction(
+        &self,
+        stores: &[&str],
+        mode: TransactionMode,
+        doing: &'static str,
+    ) -> Result<Tx, WebError> {
+        let tx = self
+            .db
+            .transaction(stores, mode)
+            .map_err(|e| storage_error(doing, &e))?;
+        let raw: IdbTransaction = tx.into();
+        Ok(Tx {
+            tx: Transaction::from(raw.clone()),
+            raw,
+            doing,
+        })
+    }
+
+    /// Commits a module: bytes, manifest and its commit number, in one transaction.
+    /// Returns `false` when the module was there already (its records are rewritten
+    /// with its old commit number, which repairs a damaged copy).
     pub async fn commit(&self, wasm: &[u8], manifest: &Manifest) -> Result<bool, WebError> {
-        let id = JsValue::from_str(&manifest.module.to_string());
+        const DOING: &str = "adding a module";
+        // Everything is computed before the transaction opens.
+        let id = key(&manifest.module);
         let bytes = Uint8Array::from(wasm);
         let record = Uint8Array::from(manifest.encode().as_slice());
         let functions: Array = manifest
@@ -91,58 +174,71 @@ impl IdbStore {
             .iter()
             .map(|f| JsValue::from_str(&f.name))
             .collect();
-        let fail = |e: rexie::Error| storage_error("adding a module", &e);
+        let fail = |e: idb::Error| storage_error(DOING, &e);
 
-        let tx = self
-            .db
-            .transaction(&[MODULES, MANIFESTS, META], TransactionMode::ReadWrite)
-            .map_err(fail)?;
-        let manifests = tx.store(MANIFESTS).map_err(fail)?;
-        if manifests.key_exists(id.clone()).await.map_err(fail)? {
-            tx.done().await.map_err(fail)?;
-            return Ok(false);
-        }
-        let meta = tx.store(META).map_err(fail)?;
-        let clock = meta
-            .get(JsValue::from_str("clock"))
+        let tx = self.transaction(
+            &[MODULES, MANIFESTS, META],
+            TransactionMode::ReadWrite,
+            DOING,
+        )?;
+        let manifests = tx.store(MANIFESTS)?;
+        let meta = tx.store(META)?;
+        let existing = manifests
+            .get(id.clone())
+            .map_err(fail)?
             .await
             .map_err(fail)?
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0)
-            + 1.0;
-        meta.put(&JsValue::from_f64(clock), Some(&JsValue::from_str("clock")))
-            .await
-            .map_err(fail)?;
-        tx.store(MODULES)
-            .map_err(fail)?
+            .map(|value| get(&value, "committedAt"))
+            .and_then(|at| at.as_f64());
+        let committed_at = match existing {
+            Some(at) => at,
+            None => {
+                let clock = meta
+                    .get(JsValue::from_str(CLOCK))
+                    .map_err(fail)?
+                    .await
+                    .map_err(fail)?
+                    .and_then(|v| v.as_f64())
+                    .unwrap_or(0.0)
+                    + 1.0;
+                meta.put(&JsValue::from_f64(clock), Some(&JsValue::from_str(CLOCK)))
+                    .map_err(fail)?
+                    .await
+                    .map_err(fail)?;
+                clock
+            }
+        };
+        tx.store(MODULES)?
             .put(&bytes, Some(&id))
+            .map_err(fail)?
             .await
             .map_err(fail)?;
         let value = Object::new();
         set(&value, "id", &id);
         set(&value, "record", &record);
         set(&value, "functions", &functions);
-        set(&value, "committedAt", &JsValue::from_f64(clock));
-        manifests.put(&value, Some(&id)).await.map_err(fail)?;
-        tx.done().await.map_err(fail)?;
-        Ok(true)
+        set(&value, "committedAt", &JsValue::from_f64(committed_at));
+        manifests
+            .put(&value, Some(&id))
+            .map_err(fail)?
+            .await
+            .map_err(fail)?;
+        tx.done().await?;
+        Ok(existing.is_none())
     }
 
     /// The modules the index lists for `func_name` (an index lookup, no scan).
     pub async fn candidates(&self, func_name: &str) -> Result<Vec<Candidate>, WebError> {
-        let fail = |e: rexie::Error| storage_error("looking up a function", &e);
-        let tx = self
-            .db
-            .transaction(&[MANIFESTS], TransactionMode::ReadOnly)
-            .map_err(fail)?;
-        let index = tx
-            .store(MANIFESTS)
+        const DOING: &str = "looking up a function";
+        let fail = |e: idb::Error| storage_error(DOING, &e);
+        let tx = self.transaction(&[MANIFESTS], TransactionMode::ReadOnly, DOING)?;
+        let index = tx.store(MANIFESTS)?.index(BY_FUNCTION).map_err(fail)?;
+        let only = KeyRange::only(&JsValue::from_str(func_name)).map_err(fail)?;
+        let values = index
+            .get_all(Some(Query::KeyRange(only)), None)
             .map_err(fail)?
-            .index(BY_FUNCTION)
+            .await
             .map_err(fail)?;
-        let key =
-            rexie::KeyRange::only(&JsValue::from_str(func_name)).map_err(|e| fail(e.into()))?;
-        let values = index.get_all(Some(key), None).await.map_err(fail)?;
         let mut candidates = Vec::new();
         for value in values {
             let Some(id) = get(&value, "id").as_string().and_then(|s| s.parse().ok()) else {
@@ -159,15 +255,13 @@ impl IdbStore {
 
     /// The manifest of `id`: `Ok(Err(reason))` when it is missing or corrupt.
     pub async fn manifest(&self, id: &ModuleId) -> Result<Result<Arc<Manifest>, String>, WebError> {
-        let fail = |e: rexie::Error| storage_error("reading a manifest", &e);
-        let tx = self
-            .db
-            .transaction(&[MANIFESTS], TransactionMode::ReadOnly)
-            .map_err(fail)?;
+        const DOING: &str = "reading a manifest";
+        let fail = |e: idb::Error| storage_error(DOING, &e);
+        let tx = self.transaction(&[MANIFESTS], TransactionMode::ReadOnly, DOING)?;
         let value = tx
-            .store(MANIFESTS)
+            .store(MANIFESTS)?
+            .get(key(id))
             .map_err(fail)?
-            .get(JsValue::from_str(&id.to_string()))
             .await
             .map_err(fail)?;
         Ok(match value {
@@ -178,15 +272,13 @@ impl IdbStore {
 
     /// The bytes of `id`, checked against the id: `Ok(Err(reason))` when missing or corrupt.
     pub async fn module_bytes(&self, id: &ModuleId) -> Result<Result<Vec<u8>, String>, WebError> {
-        let fail = |e: rexie::Error| storage_error("reading module bytes", &e);
-        let tx = self
-            .db
-            .transaction(&[MODULES], TransactionMode::ReadOnly)
-            .map_err(fail)?;
+        const DOING: &str = "reading module bytes";
+        let fail = |e: idb::Error| storage_error(DOING, &e);
+        let tx = self.transaction(&[MODULES], TransactionMode::ReadOnly, DOING)?;
         let value = tx
-            .store(MODULES)
+            .store(MODULES)?
+            .get(key(id))
             .map_err(fail)?
-            .get(JsValue::from_str(&id.to_string()))
             .await
             .map_err(fail)?;
         Ok(match value.and_then(|v| v.dyn_into::<Uint8Array>().ok()) {
@@ -205,17 +297,15 @@ impl IdbStore {
         })
     }
 
-    /// Every manifest in the store.
+    /// Every manifest in the store, in commit order.
     pub async fn all(&self) -> Result<Vec<StoredManifest>, WebError> {
-        let fail = |e: rexie::Error| storage_error("listing modules", &e);
-        let tx = self
-            .db
-            .transaction(&[MANIFESTS], TransactionMode::ReadOnly)
-            .map_err(fail)?;
+        const DOING: &str = "listing modules";
+        let fail = |e: idb::Error| storage_error(DOING, &e);
+        let tx = self.transaction(&[MANIFESTS], TransactionMode::ReadOnly, DOING)?;
         let values = tx
-            .store(MANIFESTS)
-            .map_err(fail)?
+            .store(MANIFESTS)?
             .get_all(None, None)
+            .map_err(fail)?
             .await
             .map_err(fail)?;
         let mut all = Vec::new();
@@ -236,25 +326,15 @@ impl IdbStore {
         Ok(all)
     }
 
-    /// Removes every module.
+    /// Removes every module (bytes and manifests, in one transaction).
     pub async fn clear(&self) -> Result<(), WebError> {
-        let fail = |e: rexie::Error| storage_error("clearing the cache", &e);
-        let tx = self
-            .db
-            .transaction(&[MODULES, MANIFESTS], TransactionMode::ReadWrite)
-            .map_err(fail)?;
-        tx.store(MODULES)
-            .map_err(fail)?
-            .clear()
-            .await
-            .map_err(fail)?;
-        tx.store(MANIFESTS)
-            .map_err(fail)?
-            .clear()
-            .await
-            .map_err(fail)?;
-        tx.done().await.map_err(fail)?;
-        Ok(())
+        const DOING: &str = "clearing the cache";
+        let fail = |e: idb::Error| storage_error(DOING, &e);
+        let tx = self.transaction(&[MODULES, MANIFESTS], TransactionMode::ReadWrite, DOING)?;
+        for name in [MODULES, MANIFESTS] {
+            tx.store(name)?.clear().map_err(fail)?.await.map_err(fail)?;
+        }
+        tx.done().await
     }
 
     /// Overwrites the stored bytes of a module, leaving its manifest: fault injection for
@@ -264,21 +344,15 @@ impl IdbStore {
         id: &ModuleId,
         bytes: &[u8],
     ) -> Result<(), WebError> {
-        let fail = |e: rexie::Error| storage_error("overwriting a module", &e);
-        let tx = self
-            .db
-            .transaction(&[MODULES], TransactionMode::ReadWrite)
-            .map_err(fail)?;
-        tx.store(MODULES)
+        const DOING: &str = "overwriting a module";
+        let fail = |e: idb::Error| storage_error(DOING, &e);
+        let tx = self.transaction(&[MODULES], TransactionMode::ReadWrite, DOING)?;
+        tx.store(MODULES)?
+            .put(&Uint8Array::from(bytes), Some(&key(id)))
             .map_err(fail)?
-            .put(
-                &Uint8Array::from(bytes),
-                Some(&JsValue::from_str(&id.to_string())),
-            )
             .await
             .map_err(fail)?;
-        tx.done().await.map_err(fail)?;
-        Ok(())
+        tx.done().await
     }
 
     /// Overwrites the stored manifest record of a module: fault injection for tests.
@@ -287,27 +361,23 @@ impl IdbStore {
         id: &ModuleId,
         record: &[u8],
     ) -> Result<(), WebError> {
-        let fail = |e: rexie::Error| storage_error("overwriting a manifest", &e);
-        let key = JsValue::from_str(&id.to_string());
-        let tx = self
-            .db
-            .transaction(&[MANIFESTS], TransactionMode::ReadWrite)
-            .map_err(fail)?;
-        let store = tx.store(MANIFESTS).map_err(fail)?;
+        const DOING: &str = "overwriting a manifest";
+        let fail = |e: idb::Error| storage_error(DOING, &e);
+        let tx = self.transaction(&[MANIFESTS], TransactionMode::ReadWrite, DOING)?;
+        let store = tx.store(MANIFESTS)?;
         let value = store
-            .get(key.clone())
+            .get(key(id))
+            .map_err(fail)?
             .await
             .map_err(fail)?
             .unwrap_or_else(|| Object::new().into());
-        Reflect::set(
-            &value,
-            &JsValue::from_str("record"),
-            &Uint8Array::from(record),
-        )
-        .ok();
-        store.put(&value, Some(&key)).await.map_err(fail)?;
-        tx.done().await.map_err(fail)?;
-        Ok(())
+        set(value.unchecked_ref(), "record", &Uint8Array::from(record));
+        store
+            .put(&value, Some(&key(id)))
+            .map_err(fail)?
+            .await
+            .map_err(fail)?;
+        tx.done().await
     }
 }
 
