@@ -1,25 +1,11 @@
 //! The `linkcache` command-line tool, run as a real process on real directories.
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn linkcache(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_linkcache"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("the linkcache binary runs")
-}
+mod support;
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use support::{linkcache, stderr, stdout};
 
 const UTIL: &str = r#"(module
   (func (export "util.sq") (param i64) (result i64) (i64.mul (local.get 0) (local.get 0)))
@@ -154,7 +140,24 @@ fn ls_show_stats_and_graph_describe_the_cache() {
         .unwrap()
         .to_string();
     let module = stdout(&linkcache(cache.path(), &["show", &id]));
+    assert!(module.contains("math.quad (i64) -> (i64)"), "{module}");
     assert!(module.contains("calls util.sq"), "{module}");
+    assert!(
+        module.contains("linkcache:fn util.sq: func (i64) -> (i64)"),
+        "{module}"
+    );
+    assert!(module.contains("artifacts: none"), "{module}");
+    // A call compiles math and stores its precompiled code; show lists it.
+    assert!(
+        linkcache(cache.path(), &["call", "math.quad", "1"])
+            .status
+            .success()
+    );
+    let module = stdout(&linkcache(cache.path(), &["show", &id[..8]]));
+    assert!(module.contains(".cwasm"), "{module}");
+    let out = linkcache(cache.path(), &["show", "nothing.here"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
 
     let stats: serde_json::Value =
         serde_json::from_str(&stdout(&linkcache(cache.path(), &["stats", "--json"]))).unwrap();
@@ -243,17 +246,39 @@ fn gc_shrinks_the_cache_and_leaves_it_sound() {
         (2..12).contains(&left),
         "least recently used fillers go first: {after}"
     );
-    assert!(linkcache(cache.path(), &["verify"]).status.success());
-    assert_eq!(
-        stdout(&linkcache(cache.path(), &["call", "math.quad", "3"])).trim(),
-        "81"
+    let verify = linkcache(cache.path(), &["verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    // Every function left still loads and is right (none lost half its module).
+    let listed = stdout(&linkcache(cache.path(), &["ls"]));
+    let left_functions: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(left_functions.contains(&"math.quad"), "{listed}");
+    for func in left_functions {
+        let (args, expected): (&[&str], String) = match func {
+            "math.quad" => (&["3"], "81".into()),
+            "math.neg" => (&["4"], "-4".into()),
+            "util.sq" => (&["5"], "25".into()),
+            "util.half" => (&["3"], "1.5".into()),
+            filler => (&[], filler.trim_start_matches("fill.f").to_string()),
+        };
+        let mut command = vec!["call", func];
+        command.extend(args);
+        let out = linkcache(cache.path(), &command);
+        assert_eq!(stdout(&out).trim(), expected, "{func}: {}", stderr(&out));
+    }
+    // Sizes take K, M, G suffixes; garbage is a one-line usage error.
+    let out = linkcache(cache.path(), &["gc", "--max-size", "1G"]);
+    assert!(
+        stdout(&out).starts_with("evicted 0 module(s)"),
+        "{}",
+        stdout(&out)
     );
-    assert!(parse_size_rejects_garbage(cache.path()));
-}
-
-fn parse_size_rejects_garbage(dir: &Path) -> bool {
-    let out = linkcache(dir, &["gc", "--max-size", "lots"]);
-    out.status.code() == Some(2) && stderr(&out).contains("not a size")
+    let out = linkcache(cache.path(), &["gc", "--max-size", "lots"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a size"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }
 
 #[test]
@@ -277,6 +302,20 @@ fn export_then_import_into_a_fresh_directory() {
         stdout(&linkcache(fresh.path(), &["call", "math.quad", "2"])).trim(),
         "16"
     );
+
+    // Only the modules defining the functions named.
+    let some = files.path().join("util.lcbundle");
+    let out = linkcache(
+        cache.path(),
+        &["export", some.to_str().unwrap(), "util.half"],
+    );
+    assert!(
+        stdout(&out).contains("exported 1 module(s)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = linkcache(cache.path(), &["export", some.to_str().unwrap(), "no.such"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 
     let mut bytes = fs::read(&bundle).unwrap();
     bytes.truncate(bytes.len() - 10);
@@ -304,5 +343,27 @@ fn help_documents_the_exit_codes() {
         "add", "call", "ls", "show", "stats", "graph", "verify", "gc", "export", "import",
     ] {
         assert!(help.contains(command), "{command} missing from --help");
+        let out = Command::new(env!("CARGO_BIN_EXE_linkcache"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command} --help");
+        assert!(
+            stdout(&out).contains(&format!("Usage: linkcache {command}")),
+            "{}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn a_usage_error_is_one_line_and_exits_1_not_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["frobnicate"][..], &["add"], &["graph", "--format", "svg"]] {
+        let out = linkcache(dir.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: 2 means a miss");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
     }
 }

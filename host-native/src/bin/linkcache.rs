@@ -7,12 +7,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use linkcache_native::core::{FuncSig, Manifest, ModuleId, Value};
+use linkcache_native::core::{Bundle, BundleError, FuncSig, ImportKind, Manifest, ModuleId, Value};
 use linkcache_native::{Cache, DirStore, Error, Trust, default_dir};
 
 const EXIT_CODES: &str = "Exit codes:
   0  success
-  1  an error, or `verify` found problems
+  1  an error (bad usage, a bad file, an I/O error), or `verify` found problems
   2  `call`: the function is a miss (the message names the cause)";
 
 #[derive(Parser)]
@@ -120,7 +120,18 @@ impl From<Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", usage_error_line(&e.render().to_string()));
+            return ExitCode::from(1);
+        }
+    };
     let dir = cli.dir.clone().unwrap_or_else(default_dir);
     match run(cli.command, &dir) {
         Ok(code) => code,
@@ -133,6 +144,20 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// clap's usage error as one line: its message without the usage and the hint that
+/// follow, continuation lines joined. Exit code 2 belongs to misses, so a usage error
+/// exits 1 like any other error.
+fn usage_error_line(rendered: &str) -> String {
+    let message = rendered.split("\n\n").next().unwrap_or(rendered);
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = if line.starts_with("error:") {
+        line
+    } else {
+        format!("error: {line}")
+    };
+    format!("{line} (see --help)")
 }
 
 fn run(command: Command, dir: &Path) -> Result<ExitCode, Failure> {
@@ -236,7 +261,7 @@ fn call(dir: &Path, func: &str, args: &[String], print_stats: bool) -> Result<Ex
         );
     }
     let results = result?;
-    let text: Vec<String> = results.iter().map(format_value).collect();
+    let text: Vec<String> = results.iter().map(Value::to_string).collect();
     println!("{}", text.join(" "));
     Ok(ExitCode::SUCCESS)
 }
@@ -261,16 +286,6 @@ fn parse_args(func: &str, signature: &FuncSig, args: &[String]) -> Result<Vec<Va
             })
         })
         .collect()
-}
-
-fn format_value(value: &Value) -> String {
-    match value {
-        Value::I32(x) => x.to_string(),
-        Value::I64(x) => x.to_string(),
-        Value::F32(bits) => f32::from_bits(*bits).to_string(),
-        Value::F64(bits) => f64::from_bits(*bits).to_string(),
-        Value::V128(x) => format!("0x{x:032x}"),
-    }
 }
 
 fn format_time(nanos: u64) -> String {
@@ -329,6 +344,15 @@ fn show(dir: &Path, what: &str) -> Result<ExitCode, Failure> {
             .manifest(&id)?
             .map_err(|reason| Failure::Error(format!("module {}: {reason}", id.short())))?;
         print_manifest(&manifest);
+        let artifacts = module_artifacts(dir, &id);
+        if artifacts.is_empty() {
+            println!("  artifacts: none (the next load compiles it)");
+        } else {
+            println!("  artifacts:");
+            for (engine, path, len) in artifacts {
+                println!("    engine {engine}: {len} bytes {}", path.display());
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let mut candidates = store.candidates(what)?;
@@ -360,6 +384,34 @@ fn show(dir: &Path, what: &str) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The precompiled artifacts of module `id`, for every engine configuration:
+/// `artifacts/<engine>/<ab>/<id>/<xxh3>.cwasm` (see the layout in `linkcache_native::dir`).
+/// Listed, not checked: `verify` checks them.
+fn module_artifacts(dir: &Path, id: &ModuleId) -> Vec<(String, PathBuf, u64)> {
+    let hex = id.to_string();
+    let mut found = Vec::new();
+    for engine in std::fs::read_dir(dir.join("artifacts"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let module_dir = engine.path().join(&hex[..2]).join(&hex);
+        for file in std::fs::read_dir(&module_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = file.path();
+            if path.extension().is_some_and(|e| e == "cwasm") {
+                let len = file.metadata().map_or(0, |m| m.len());
+                found.push((engine.file_name().to_string_lossy().into_owned(), path, len));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 fn print_manifest(manifest: &Manifest) {
     println!("module {}", manifest.module);
     println!("  size {} bytes", manifest.byte_len);
@@ -376,7 +428,15 @@ fn print_manifest(manifest: &Manifest) {
     if !manifest.imports.is_empty() {
         println!("  imports:");
         for import in &manifest.imports {
-            println!("    {} {} {:?}", import.namespace, import.name, import.kind);
+            let kind = match &import.kind {
+                ImportKind::Func(signature) => format!("func {signature}"),
+                ImportKind::Global { ty, mutable: true } => format!("global mut {ty}"),
+                ImportKind::Global { ty, mutable: false } => format!("global {ty}"),
+                ImportKind::Memory => "memory".into(),
+                ImportKind::Table => "table".into(),
+                ImportKind::Tag => "tag".into(),
+            };
+            println!("    {} {}: {kind}", import.namespace, import.name);
         }
     }
     for global in &manifest.globals {
@@ -628,9 +688,31 @@ fn export(dir: &Path, file: &Path, funcs: &[String]) -> Result<ExitCode, Failure
 
 fn import(dir: &Path, file: &Path) -> Result<ExitCode, Failure> {
     let cache = Cache::open(dir)?;
+    let in_file = |e: Error| Failure::Error(format!("{}: {e}", file.display()));
     let bytes =
         std::fs::read(file).map_err(|e| Failure::Error(format!("{}: {e}", file.display())))?;
-    let ids = cache.import_bundle(&bytes)?;
-    println!("imported {} module(s) from {}", ids.len(), file.display());
+    let bundle = Bundle::decode(&bytes).map_err(|e| in_file(e.into()))?;
+    // Check every module before committing any, as `Cache::import_bundle` does, then
+    // import them one at a time through it so that the bar can move.
+    let bar = progress(bundle.modules.len() as u64, "checking");
+    for (index, module) in bundle.modules.iter().enumerate() {
+        module
+            .manifest
+            .check_against(&module.wasm)
+            .map_err(|reason| in_file(BundleError::Mismatch { index, reason }.into()))?;
+        bar.inc(1);
+    }
+    bar.reset();
+    bar.set_message("importing");
+    let mut imported = 0;
+    for module in bundle.modules {
+        let one = Bundle {
+            modules: vec![module],
+        };
+        imported += cache.import_bundle(&one.encode()).map_err(in_file)?.len();
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!("imported {imported} module(s) from {}", file.display());
     Ok(ExitCode::SUCCESS)
 }
