@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
-use linkcache_core::{ModuleId, ValType, Value};
-use linkcache_tests::{Labels, Number, Step, TargetOutcome, all, check_results, check_target};
+use linkcache_core::{GlobalCheck, GlobalDef, ModuleId, ValType, Value};
+use linkcache_tests::{
+    Labels, ModuleSpec, Number, Step, TargetOutcome, all, check_results, check_target, env_outcome,
+};
 use linkcache_web::LinkCache;
 use linkcache_web::store::IdbStore;
 use wasm_bindgen::JsCast;
@@ -64,22 +66,29 @@ fn js_to_value(ty: ValType, value: &JsValue) -> Value {
     }
 }
 
-/// `options` for LinkCache.open whose resolveGlobal follows the scenario `env` rule.
+/// `options` for LinkCache.open whose resolveGlobal follows the scenario `env` rule
+/// (`linkcache_tests::env_outcome`), answering a stale definition with `{stale: reason}`.
 fn options_with_env(env: &Rc<RefCell<BTreeMap<String, String>>>) -> JsValue {
     let env = Rc::clone(env);
-    let resolve = Closure::<dyn FnMut(String, String, String) -> Result<JsValue, JsValue>>::new(
-        move |name: String, text: String, type_name: String| {
-            if let Some(current) = env.borrow().get(&name)
-                && *current != text
-            {
-                return Err(js_sys::Error::new(&format!(
-                    "definition changed: {text:?} is now {current:?}"
-                ))
-                .into());
+    let resolve = Closure::<dyn FnMut(String, String, String, Uint8Array) -> JsValue>::new(
+        move |name: String, _text: String, type_name: String, bytes: Uint8Array| {
+            let check = GlobalCheck {
+                module: ModuleId::of(&[]),
+                global: GlobalDef {
+                    name,
+                    ty: ty(&type_name),
+                    mutable: false,
+                    definition: bytes.to_vec(),
+                },
+            };
+            match env_outcome(&env.borrow(), &check) {
+                Ok(value) => value_to_js(value),
+                Err(reason) => {
+                    let stale = Object::new();
+                    Reflect::set(&stale, &"stale".into(), &reason.into()).unwrap();
+                    stale.into()
+                }
             }
-            let value = Value::parse_literal(ty(&type_name), &text)
-                .ok_or_else(|| JsValue::from(js_sys::Error::new("not a literal")))?;
-            Ok(value_to_js(value))
         },
     );
     let options = Object::new();
@@ -302,8 +311,16 @@ async fn modules_added_before_a_reload_load_after_it_without_a_compile_callback(
     );
     assert_eq!(*compiled.borrow(), 0, "nothing compiled by the embedder");
     assert_eq!(stat(&reloaded, "compiles"), 0.0);
+    assert_eq!(stat(&reloaded, "modulesAdded"), 0.0);
+    assert_eq!(
+        stat(&reloaded, "modulesCompiled"),
+        2.0,
+        "from IndexedDB bytes"
+    );
     assert_eq!(stat(&reloaded, "modulesLoaded"), 2.0);
     assert_eq!(stat(&reloaded, "hits"), 1.0);
+    let util_len = wat::parse_str(UTIL).unwrap().len() + wat::parse_str(MATH).unwrap().len();
+    assert_eq!(stat(&reloaded, "bytesRead"), util_len as f64);
 }
 
 #[wasm_bindgen_test]
@@ -345,7 +362,7 @@ async fn a_miss_is_an_error_with_its_cause() {
 }
 
 #[wasm_bindgen_test]
-async fn a_corrupt_manifest_record_is_a_broken_miss_and_re_adding_repairs_it() {
+async fn a_corrupt_manifest_record_is_a_broken_miss_and_a_duplicate_replaces_it() {
     let db = unique("corrupt");
     let cache = open(&db, &JsValue::UNDEFINED).await;
     let id: ModuleId = wait(cache.add_module(wasm(UTIL)))
@@ -492,4 +509,346 @@ fn a_quota_exceeded_dom_exception_maps_to_a_named_error() {
         Some("LinkCacheQuotaExceeded")
     );
     assert!(prop(&js, "message").as_string().unwrap().contains("quota"));
+}
+
+const OTHER: &str = r#"(module (func (export "other.k") (result i32) (i32.const 7)))"#;
+
+fn name_of(error: &JsValue) -> Option<String> {
+    prop(error, "name").as_string()
+}
+
+/// Opens `name` at `version` with raw IndexedDB (another tab, an older or newer
+/// linkcache), creating `stores` in the upgrade and putting `record` (`[store, key,
+/// value]`, if given); resolves to the open connection.
+fn raw_open(name: &str, version: u32, stores: &[&str], record: Option<Array>) -> Promise {
+    let open = Function::new_with_args(
+        "name, version, stores, record",
+        "return new Promise((resolve, reject) => {
+           const r = indexedDB.open(name, version);
+           r.onupgradeneeded = () => {
+             for (const s of stores) if (!r.result.objectStoreNames.contains(s)) r.result.createObjectStore(s);
+           };
+           r.onblocked = () => reject(new Error('blocked'));
+           r.onerror = () => reject(r.error);
+           r.onsuccess = () => {
+             if (!record) return resolve(r.result);
+             const tx = r.result.transaction([record[0]], 'readwrite');
+             tx.objectStore(record[0]).put(record[2], record[1]);
+             tx.oncomplete = () => resolve(r.result);
+             tx.onabort = () => reject(tx.error);
+           };
+         });",
+    );
+    let stores: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+    let args = Array::of4(
+        &name.into(),
+        &version.into(),
+        &stores,
+        &record.map_or(JsValue::UNDEFINED, Into::into),
+    );
+    open.apply(&JsValue::NULL, &args).unwrap().unchecked_into()
+}
+
+fn close_raw(db: &JsValue) {
+    let close: Function = prop(db, "close").unchecked_into();
+    close.call0(db).unwrap();
+}
+
+async fn add(cache: &LinkCache, bytes: &[u8]) -> ModuleId {
+    wait(cache.add_module(Uint8Array::from(bytes)))
+        .await
+        .unwrap()
+        .as_string()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// UTIL's function in other bytes: a duplicate.
+fn util_duplicate() -> Vec<u8> {
+    wat::parse_str(UTIL)
+        .unwrap()
+        .into_iter()
+        .chain([0, 4, 3, b'd', b'u', b'p'])
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn concurrent_get_or_compile_calls_in_one_tab_both_succeed() {
+    let cache = open(&unique("concurrent"), &JsValue::UNDEFINED).await;
+    // A compiler that takes a while, so both calls are inside their callbacks at once.
+    let slow = Function::new_with_args(
+        "bytes",
+        "return async (miss) => { await new Promise((r) => setTimeout(r, 30)); return bytes; }",
+    );
+    let compiler = |text: &str| -> Function {
+        slow.call1(&JsValue::NULL, &wasm(text))
+            .unwrap()
+            .unchecked_into()
+    };
+    let a = cache.get_or_compile("util.sq".into(), compiler(UTIL));
+    // The first call is inside its compile callback now.
+    let sleep = Function::new_with_args("ms", "return new Promise((r) => setTimeout(r, ms))");
+    wait(
+        sleep
+            .call1(&JsValue::NULL, &10.into())
+            .unwrap()
+            .unchecked_into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        stat(&cache, "compiles"),
+        1.0,
+        "the first callback is running"
+    );
+    let b = cache.get_or_compile("other.k".into(), compiler(OTHER));
+    let both = wait(Promise::all(&Array::of2(&a, &b)))
+        .await
+        .expect("independent calls are not reentrant");
+    let k: Function = Array::from(&both).get(1).unchecked_into();
+    assert_eq!(k.call0(&JsValue::NULL).unwrap().as_f64(), Some(7.0));
+    assert_eq!(call_i64(&cache, "util.sq", 6).await, 36);
+    assert_eq!(stat(&cache, "compiles"), 2.0);
+}
+
+#[wasm_bindgen_test]
+async fn close_releases_the_connection_and_later_calls_reject_with_closed() {
+    let db = unique("close");
+    let cache = open(&db, &JsValue::UNDEFINED).await;
+    wait(cache.add_module(wasm(UTIL))).await.unwrap();
+    let sq: Function = wait(cache.target("util.sq".into()))
+        .await
+        .unwrap()
+        .unchecked_into();
+    cache.close();
+
+    // Another tab upgrades the database without being blocked.
+    let newer = wait(raw_open(&db, 3, &[], None))
+        .await
+        .expect("a closed cache does not block an upgrade");
+    close_raw(&newer);
+
+    let err = wait(cache.add_module(wasm(MATH))).await.unwrap_err();
+    assert_eq!(name_of(&err).as_deref(), Some("LinkCacheClosed"), "{err:?}");
+    // The function returned before keeps working.
+    let result = sq
+        .call1(&JsValue::NULL, &js_sys::BigInt::from(5).into())
+        .unwrap();
+    assert_eq!(result, JsValue::from(js_sys::BigInt::from(25)));
+
+    // The database is now newer than this linkcache-web.
+    let err = wait(LinkCache::open(db.clone(), JsValue::UNDEFINED))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        name_of(&err).as_deref(),
+        Some("LinkCacheSchemaTooNew"),
+        "{err:?}"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn another_tab_upgrading_closes_this_connection_instead_of_waiting_for_it() {
+    let db = unique("versionchange");
+    let cache = open(&db, &JsValue::UNDEFINED).await;
+    wait(cache.add_module(wasm(UTIL))).await.unwrap();
+    assert_eq!(call_i64(&cache, "util.sq", 3).await, 9);
+    let newer = wait(raw_open(&db, 3, &[], None))
+        .await
+        .expect("the open cache let the upgrade through");
+    close_raw(&newer);
+    let err = wait(cache.target("math.quad".into())).await.unwrap_err();
+    assert_eq!(name_of(&err).as_deref(), Some("LinkCacheClosed"), "{err:?}");
+    assert_eq!(
+        call_i64(&cache, "util.sq", 4).await,
+        16,
+        "bound functions stay"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_database_of_an_older_layout_is_upgraded_and_its_old_records_are_broken_entries() {
+    let db = unique("old-layout");
+    let util = wat::parse_str(UTIL).unwrap();
+    let id = ModuleId::of(&util);
+    // Version 1: a manifests store without the index, a record without `record`, and
+    // a store this version does not know.
+    let old = Object::new();
+    Reflect::set(&old, &"id".into(), &id.to_string().into()).unwrap();
+    Reflect::set(&old, &"functions".into(), &Array::of1(&"util.sq".into())).unwrap();
+    Reflect::set(&old, &"committedAt".into(), &1.into()).unwrap();
+    let v1 = wait(raw_open(
+        &db,
+        1,
+        &["modules", "manifests", "legacy"],
+        Some(Array::of3(
+            &"manifests".into(),
+            &id.to_string().into(),
+            &old,
+        )),
+    ))
+    .await
+    .unwrap();
+    close_raw(&v1);
+
+    let cache = open(&db, &JsValue::UNDEFINED).await;
+    let err = wait(cache.target("util.sq".into())).await.unwrap_err();
+    assert_eq!(prop(&err, "cause").as_string().as_deref(), Some("broken"));
+    let modules = Array::from(&wait(cache.modules()).await.unwrap());
+    assert_eq!(modules.length(), 1);
+    assert!(prop(&modules.get(0), "broken").is_string());
+
+    // Adding the module rewrites its records; a new tab loads it.
+    assert_eq!(add(&cache, &util).await, id);
+    let reloaded = open(&db, &JsValue::UNDEFINED).await;
+    assert_eq!(call_i64(&reloaded, "util.sq", 7).await, 49);
+}
+
+#[wasm_bindgen_test]
+async fn re_adding_the_same_bytes_repairs_damaged_stored_bytes_and_keeps_their_order() {
+    let db = unique("repair");
+    let cache = open(&db, &JsValue::UNDEFINED).await;
+    let util = wat::parse_str(UTIL).unwrap();
+    let id = add(&cache, &util).await;
+    add(&cache, &util_duplicate()).await;
+    let committed = |modules: &JsValue| prop(&Array::from(modules).get(0), "committedAt");
+    let before = committed(&wait(cache.modules()).await.unwrap());
+
+    let store = IdbStore::open(&db).await.unwrap();
+    store
+        .overwrite_module_bytes(&id, b"\0asm garbage")
+        .await
+        .unwrap();
+    store.close();
+    let damaged = open(&db, &JsValue::UNDEFINED).await;
+    assert_eq!(call_i64(&damaged, "util.sq", 2).await, 4);
+    let bindings = damaged.bindings();
+    assert_ne!(
+        prop(&bindings, "util.sq").as_string(),
+        Some(id.to_string()),
+        "the damaged module is skipped for its duplicate"
+    );
+    assert_eq!(stat(&damaged, "brokenSkipped"), 1.0);
+
+    assert_eq!(add(&damaged, &util).await, id);
+    let repaired = open(&db, &JsValue::UNDEFINED).await;
+    assert_eq!(call_i64(&repaired, "util.sq", 3).await, 9);
+    assert_eq!(
+        prop(&repaired.bindings(), "util.sq").as_string(),
+        Some(id.to_string()),
+        "the repaired module is the earliest again"
+    );
+    assert_eq!(committed(&wait(repaired.modules()).await.unwrap()), before);
+}
+
+#[wasm_bindgen_test]
+async fn graph_shows_duplicates_calls_and_what_this_tab_bound() {
+    let cache = open(&unique("graph"), &JsValue::UNDEFINED).await;
+    let util = add(&cache, &wat::parse_str(UTIL).unwrap()).await;
+    let dup = add(&cache, &util_duplicate()).await;
+    let math = add(&cache, &wat::parse_str(MATH).unwrap()).await;
+    assert_eq!(call_i64(&cache, "math.quad", 2).await, 16);
+
+    let graph = wait(cache.graph()).await.unwrap();
+    let functions = Array::from(&prop(&graph, "functions"));
+    let sq = functions
+        .iter()
+        .find(|f| prop(f, "name").as_string().as_deref() == Some("util.sq"))
+        .unwrap();
+    let defined: Vec<String> = Array::from(&prop(&sq, "definedIn"))
+        .iter()
+        .map(|v| v.as_string().unwrap())
+        .collect();
+    assert_eq!(defined, [util.to_string(), dup.to_string()]);
+    assert_eq!(prop(&sq, "boundTo").as_string(), Some(util.to_string()));
+
+    let edges = Array::from(&prop(&graph, "edges"));
+    assert_eq!(edges.length(), 1);
+    let edge = edges.get(0);
+    assert_eq!(prop(&edge, "module").as_string(), Some(math.to_string()));
+    assert_eq!(
+        prop(&edge, "function").as_string().as_deref(),
+        Some("math.quad")
+    );
+    assert_eq!(prop(&edge, "calls").as_string().as_deref(), Some("util.sq"));
+
+    let loaded: Vec<bool> = Array::from(&prop(&graph, "modules"))
+        .iter()
+        .map(|m| prop(&m, "loaded") == JsValue::TRUE)
+        .collect();
+    assert_eq!(
+        loaded,
+        [true, false, true],
+        "util and math loaded, the duplicate not"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn resolve_global_answers_values_or_stale_and_a_wrong_answer_is_stale() {
+    let db = unique("globals");
+    let spec = ModuleSpec {
+        wat: r#"(module (import "linkcache:global" "g.k" (global $k i64))
+                 (func (export "g.add") (param i64) (result i64) (i64.add (local.get 0) (global.get $k))))"#
+            .into(),
+        globals: [("g.k".to_string(), "5".to_string())].into(),
+    };
+    let bytes = spec.wasm().unwrap();
+    let with = |body: &str| {
+        let options = Object::new();
+        let resolve = Function::new_with_args("name, definition, type, bytes", body);
+        Reflect::set(&options, &"resolveGlobal".into(), &resolve).unwrap();
+        JsValue::from(options)
+    };
+    // The definition's text and type arrive; an i64 answer is a BigInt.
+    let cache = open(
+        &db,
+        &with("if (name !== 'g.k' || definition !== '5' || type !== 'i64' || bytes.length !== 1) throw new Error('bad arguments'); return BigInt(definition) * 10n;"),
+    )
+    .await;
+    wait(cache.add_module(Uint8Array::from(bytes.as_slice())))
+        .await
+        .unwrap();
+    assert_eq!(call_i64(&cache, "g.add", 1).await, 51);
+    assert_eq!(stat(&cache, "globalsValidated"), 1.0);
+
+    // A safe integer as a number is fine for i64 too.
+    let number = open(&db, &with("return 7;")).await;
+    assert_eq!(call_i64(&number, "g.add", 1).await, 8);
+
+    // `{stale: reason}` and a thrown error both make the function a stale_global miss.
+    for body in [
+        "return { stale: 'g.k is 6 now' };",
+        "throw new Error('g.k is 6 now');",
+    ] {
+        let stale = open(&db, &with(body)).await;
+        let err = wait(stale.target("g.add".into())).await.unwrap_err();
+        assert_eq!(
+            prop(&err, "cause").as_string().as_deref(),
+            Some("stale_global")
+        );
+        assert_eq!(prop(&err, "detail").as_string().as_deref(), Some("g.k"));
+        assert!(
+            prop(&err, "message")
+                .as_string()
+                .unwrap()
+                .contains("g.k is 6 now"),
+            "{err:?}"
+        );
+    }
+
+    // An answer of the wrong type is stale, with a message that says so.
+    let wrong = open(&db, &with("return 'five';")).await;
+    let err = wait(wrong.target("g.add".into())).await.unwrap_err();
+    assert_eq!(
+        prop(&err, "cause").as_string().as_deref(),
+        Some("stale_global")
+    );
+    assert!(
+        prop(&err, "message")
+            .as_string()
+            .unwrap()
+            .contains("not a i64 value"),
+        "{err:?}"
+    );
 }
