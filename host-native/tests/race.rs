@@ -2,15 +2,19 @@
 //! modules of their own and add them while 8 readers target and call its functions.
 //!
 //! The child processes are this test binary again, running the ignored `race_child`
-//! test with a role in the environment.
+//! test with a role in the environment. They start together: each opens the cache,
+//! says it is ready, and waits for the parent's go.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use linkcache_native::Cache;
 use linkcache_native::core::Value;
+use support::{child, linkcache, stderr, stdout, wait_for};
 
 const WRITERS: usize = 8;
 const READERS: usize = 8;
@@ -53,35 +57,36 @@ const CALLS: [(&str, &[i64], i64); 4] = [
     ("r.add", &[2, 3], 5),
 ];
 
-fn wait_for_start(dir: &Path) {
-    let go = dir.join("go");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !go.exists() {
-        assert!(Instant::now() < deadline, "never told to start");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+/// Every func_name of the library, the dependencies included.
+const FUNCS: [&str; 5] = ["r.add", "r.mul", "r.sq", "r.cube", "r.f"];
 
 /// Runs as a child process: a writer or a reader.
 #[test]
 #[ignore = "a child process of racing_writers_and_readers_leave_a_sound_cache"]
 fn race_child() {
-    let dir = std::path::PathBuf::from(std::env::var("RACE_DIR").expect("RACE_DIR"));
+    let dir = PathBuf::from(std::env::var("RACE_DIR").expect("RACE_DIR"));
     let role = std::env::var("RACE_ROLE").expect("RACE_ROLE");
     let cache = Cache::open(&dir).unwrap();
-    wait_for_start(&dir);
+    std::fs::write(dir.join(format!("ready-{role}")), b"").unwrap();
+    wait_for(&dir.join("go"), Duration::from_secs(60));
     if let Some(writer) = role.strip_prefix("writer") {
-        // Dependencies last, so that readers see every state a race can produce.
-        for module in library(writer.parse().unwrap()).iter().rev() {
+        let writer: usize = writer.parse().unwrap();
+        let mut modules = library(writer);
+        // Half the writers add dependencies last, so that readers see every state a
+        // race can produce (a caller committed before its callees).
+        if writer % 2 == 1 {
+            modules.reverse();
+        }
+        for module in &modules {
             cache.add_module(module).unwrap();
         }
         return;
     }
     // A reader: target and call until every function has been called right 20 times.
+    // Every binding this process makes (the dependencies too) must never change.
     let mut bindings: BTreeMap<&str, String> = BTreeMap::new();
-    let mut successes = 0;
-    let mut misses = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut successes, mut misses, mut hits_during_writes) = (0, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(50);
     while successes < 20 * CALLS.len() && Instant::now() < deadline {
         for (func, args, expected) in CALLS {
             let args: Vec<Value> = args.iter().map(|a| Value::I64(*a)).collect();
@@ -93,9 +98,17 @@ fn race_child() {
                         "{func}{args:?} returned the wrong value"
                     );
                     successes += 1;
-                    let module = cache.binding(func).unwrap().to_string();
-                    let first = bindings.entry(func).or_insert_with(|| module.clone());
-                    assert_eq!(*first, module, "{func} was bound twice in one process");
+                    if !dir.join("written").exists() {
+                        hits_during_writes += 1;
+                    }
+                    for name in FUNCS {
+                        let Some(module) = cache.binding(name) else {
+                            continue;
+                        };
+                        let module = module.to_string();
+                        let first = bindings.entry(name).or_insert_with(|| module.clone());
+                        assert_eq!(*first, module, "{name} was bound twice in one process");
+                    }
                 }
                 Err(e) if e.miss().is_some() => {
                     let cause = e.miss().unwrap().cause();
@@ -110,22 +123,19 @@ fn race_child() {
             }
         }
     }
-    println!("RESULT {successes} {misses} {}", bindings.len());
+    for (name, module) in &bindings {
+        println!("BOUND {name} {module}");
+    }
+    println!("RESULT {successes} {misses} {hits_during_writes}");
 }
 
 #[test]
 fn racing_writers_and_readers_leave_a_sound_cache() {
+    let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     Cache::open(dir.path()).unwrap();
     let spawn = |role: String| {
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "race_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        child("race_child")
             .env("RACE_DIR", dir.path())
             .env("RACE_ROLE", role)
             .stdout(Stdio::piped())
@@ -133,59 +143,111 @@ fn racing_writers_and_readers_leave_a_sound_cache() {
             .spawn()
             .unwrap()
     };
-    let mut children: Vec<_> = (0..WRITERS).map(|w| spawn(format!("writer{w}"))).collect();
-    children.extend((0..READERS).map(|r| spawn(format!("reader{r}"))));
-    std::thread::sleep(Duration::from_millis(300)); // every child opened the cache
+    let roles: Vec<String> = (0..WRITERS)
+        .map(|w| format!("writer{w}"))
+        .chain((0..READERS).map(|r| format!("reader{r}")))
+        .collect();
+    let mut children: Vec<_> = roles.iter().map(|role| spawn(role.clone())).collect();
+    // The start barrier: go once every child has opened the cache.
+    for role in &roles {
+        wait_for(
+            &dir.path().join(format!("ready-{role}")),
+            Duration::from_secs(60),
+        );
+    }
     std::fs::write(dir.path().join("go"), b"").unwrap();
 
-    let mut reader_successes = 0;
-    let mut reader_misses = 0;
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
+    let readers = children.split_off(WRITERS);
+    for (w, writer) in children.into_iter().enumerate() {
+        let out = writer.wait_with_output().unwrap();
         assert!(
             out.status.success(),
-            "a child failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            "writer {w} failed:\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    std::fs::write(dir.path().join("written"), b"").unwrap();
+
+    let (mut misses, mut hits_during_writes) = (0, 0);
+    // Which modules the readers bound each function to (each reader: one per function).
+    let mut bound: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (r, reader) in readers.into_iter().enumerate() {
+        let out = reader.wait_with_output().unwrap();
+        let text = stdout(&out);
+        assert!(
+            out.status.success(),
+            "reader {r} failed:\n{text}\n{}",
+            stderr(&out)
         );
         // libtest prints the child's output after its own "test race_child ... ".
-        if let Some(line) = stdout
+        let mut seen = BTreeSet::new();
+        for line in text.lines() {
+            if let Some((_, rest)) = line.split_once("BOUND ") {
+                let (func, module) = rest.split_once(' ').expect("BOUND func module");
+                assert!(
+                    seen.insert(func.to_string()),
+                    "reader {r} reported {func} twice"
+                );
+                bound.entry(func.into()).or_default().insert(module.into());
+            }
+        }
+        assert_eq!(
+            seen,
+            FUNCS.iter().map(|f| f.to_string()).collect(),
+            "reader {r} bound every function of the library"
+        );
+        let result = text
             .lines()
             .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
-        {
-            let numbers: Vec<usize> = line
-                .split_whitespace()
-                .map(|n| n.parse().unwrap())
-                .collect();
-            let [successes, misses, bound] = numbers[..] else {
-                panic!("bad RESULT line {line}")
-            };
-            assert!(
-                successes >= 20 * CALLS.len(),
-                "a reader timed out with {successes} good calls"
-            );
-            assert_eq!(
-                bound,
-                CALLS.len(),
-                "a reader bound every function it called, once"
-            );
-            reader_successes += 1;
-            reader_misses += misses;
-        }
+            .unwrap_or_else(|| panic!("reader {r} printed no RESULT:\n{text}"));
+        let numbers: Vec<usize> = result
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let [successes, reader_misses, reader_hits_during_writes] = numbers[..] else {
+            panic!("bad RESULT line {result}")
+        };
+        assert!(
+            successes >= 20 * CALLS.len(),
+            "reader {r} timed out with {successes} good calls"
+        );
+        misses += reader_misses;
+        hits_during_writes += reader_hits_during_writes;
     }
-    assert_eq!(reader_successes, READERS);
-    // Misses while writers were still committing show that the processes overlapped.
-    eprintln!("readers saw {reader_misses} misses during the race");
+    let distinct: BTreeMap<&String, usize> = bound.iter().map(|(f, m)| (f, m.len())).collect();
+    eprintln!(
+        "{WRITERS} writers, {READERS} readers: readers saw {misses} misses and {hits_during_writes} \
+         hits while writers were still adding; distinct modules bound across readers: {distinct:?}"
+    );
 
-    // Afterwards: a fresh process resolves everything right, and the cache is sound.
-    let fresh = Cache::open(dir.path()).unwrap();
+    // Afterwards, in fresh processes (the CLI): every function resolves and is right,
+    // the cache verifies clean, and every writer's duplicate is there.
     for (func, args, expected) in CALLS {
-        let args: Vec<Value> = args.iter().map(|a| Value::I64(*a)).collect();
-        assert_eq!(fresh.call(func, &args).unwrap(), [Value::I64(expected)]);
+        let mut command = vec!["call".to_string(), func.to_string()];
+        command.extend(args.iter().map(|a| a.to_string()));
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
+        let out = linkcache(dir.path(), &command);
+        assert_eq!(
+            stdout(&out).trim(),
+            expected.to_string(),
+            "{func}: {}",
+            stderr(&out)
+        );
     }
-    assert!(fresh.dir().verify(|_| {}).unwrap().is_empty());
+    let out = linkcache(dir.path(), &["verify"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let duplicates = stdout(&linkcache(dir.path(), &["ls", "--duplicates"]));
+    for func in FUNCS {
+        assert!(
+            duplicates.contains(func),
+            "{func} has duplicates: {duplicates}"
+        );
+    }
+
+    let fresh = Cache::open(dir.path()).unwrap();
     let index = fresh.dir().index().unwrap();
-    for func in ["r.add", "r.mul", "r.sq", "r.cube", "r.f"] {
+    for func in FUNCS {
         assert_eq!(
             index[func].len(),
             WRITERS,
@@ -193,4 +255,9 @@ fn racing_writers_and_readers_leave_a_sound_cache() {
         );
     }
     assert_eq!(fresh.dir().modules().unwrap().len(), 3 * WRITERS);
+    eprintln!(
+        "{} modules, {WRITERS} per func_name, in {:.1?}",
+        3 * WRITERS,
+        started.elapsed()
+    );
 }
