@@ -4,12 +4,15 @@
 //!
 //! The writer is this test binary again, running the ignored `crash_writer` test.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use linkcache_native::Cache;
 use linkcache_native::core::Value;
+use support::{child, wait_for};
 
 const TRIALS: u64 = 60;
 
@@ -59,8 +62,15 @@ fn next(state: &mut u64) -> u64 {
     state.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
+/// The value `k.f<n>` or `k.g<n>` returns.
+fn expected(func: &str) -> i64 {
+    let n: i64 = func[3..].parse().expect("k.f<n> or k.g<n>");
+    if func.starts_with("k.g") { n + 1 } else { n }
+}
+
 #[test]
 fn a_writer_killed_at_random_points_leaves_no_torn_record() {
+    let started = Instant::now();
     let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -76,24 +86,39 @@ fn a_writer_killed_at_random_points_leaves_no_torn_record() {
     let dir = tempfile::tempdir().unwrap();
     let mut checked: BTreeSet<String> = BTreeSet::new();
     let mut dangling: BTreeSet<String> = BTreeSet::new();
+    // Kills that interrupted a commit: a temporary file left, or a module committed
+    // (its manifest written) that no index entry reaches yet.
+    let mut torn_writes = 0;
+    let mut unindexed = BTreeSet::new();
     for trial in 0..TRIALS {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "crash_writer", "--test-threads=1"])
+        let first = trial * 1_000_000;
+        let mut writer = child("crash_writer")
             .env("CRASH_DIR", dir.path())
-            .env("CRASH_FIRST", (trial * 1_000_000).to_string())
+            .env("CRASH_FIRST", first.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let ready = dir.path().join(format!("ready-{}", trial * 1_000_000));
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !ready.exists() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert!(ready.exists(), "trial {trial}: the writer never started");
+        wait_for(
+            &dir.path().join(format!("ready-{first}")),
+            Duration::from_secs(30),
+        );
         std::thread::sleep(Duration::from_micros(next(&mut rng) % 40_000));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        writer.kill().unwrap(); // SIGKILL
+        writer.wait().unwrap();
+
+        let tmp_prefix = format!("{}-", writer.id());
+        torn_writes += std::fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&tmp_prefix)
+            })
+            .count()
+            .min(1);
 
         let cache = Cache::open(dir.path()).unwrap();
         let problems = cache.dir().verify(|_| {}).unwrap();
@@ -101,14 +126,21 @@ fn a_writer_killed_at_random_points_leaves_no_torn_record() {
             problems.is_empty(),
             "trial {trial} (seed {seed}): torn records {problems:?}"
         );
-        // Every function the index reaches that this trial added loads and is right.
         let index = cache.dir().index().unwrap();
+        let indexed: BTreeSet<_> = index.values().flatten().map(|e| e.module).collect();
+        unindexed.extend(
+            cache
+                .dir()
+                .modules()
+                .unwrap()
+                .into_iter()
+                .filter(|id| !indexed.contains(id)),
+        );
+        // Every function the index reaches that this trial added loads and is right.
         let unchecked: Vec<&String> = index.keys().filter(|f| !checked.contains(*f)).collect();
         for func in unchecked {
-            let n: i64 = func[3..].parse().unwrap();
-            let expected = if func.starts_with("k.g") { n + 1 } else { n };
             match cache.call(func, &[]) {
-                Ok(results) => assert_eq!(results, [Value::I64(expected)], "{func}"),
+                Ok(results) => assert_eq!(results, [Value::I64(expected(func))], "{func}"),
                 // k.g<n> committed, k.f<n> not yet: a miss that says so.
                 Err(e)
                     if func.starts_with("k.g")
@@ -123,9 +155,13 @@ fn a_writer_killed_at_random_points_leaves_no_torn_record() {
         }
     }
     eprintln!(
-        "{} functions checked, {} callers left without their dependency by a kill",
+        "{TRIALS} kills: {} functions checked, {} callers left without their dependency, \
+         {torn_writes} kills left a temporary file, {} modules were committed but never \
+         indexed, in {:.1?}",
         checked.len(),
-        dangling.len()
+        dangling.len(),
+        unindexed.len(),
+        started.elapsed()
     );
     // Kills land anywhere from the first write on; across the trials some modules must
     // have been committed, or nothing was tested.
@@ -135,10 +171,30 @@ fn a_writer_killed_at_random_points_leaves_no_torn_record() {
         checked.len()
     );
 
-    // gc over what the crashes left, then everything is still sound.
+    // gc over what the crashes left, then everything is still sound, and every function
+    // still indexed loads and is right in a fresh cache.
     let cache = Cache::open(dir.path()).unwrap();
     let size = cache.dir().size().unwrap();
-    cache.dir().gc(size / 2, |_| {}).unwrap();
+    let report = cache.dir().gc(size / 2, |_| {}).unwrap();
+    assert!(!report.evicted.is_empty());
     assert!(cache.dir().verify(|_| {}).unwrap().is_empty());
     assert!(cache.dir().size().unwrap() <= size / 2);
+    drop(cache);
+    let fresh = Cache::open(dir.path()).unwrap();
+    let left: Vec<String> = fresh.dir().index().unwrap().into_keys().collect();
+    assert!(!left.is_empty(), "gc to half the size left something");
+    for func in &left {
+        match fresh.call(func, &[]) {
+            Ok(results) => assert_eq!(results, [Value::I64(expected(func))], "{func}"),
+            Err(e) if e.miss().is_some_and(|m| m.cause() == "missing_dependency") => {
+                assert!(func.starts_with("k.g"), "{func}: {e}");
+            }
+            Err(e) => panic!("after gc (seed {seed}): {func}: {e}"),
+        }
+    }
+    eprintln!(
+        "gc evicted {} modules, {} functions left, all sound",
+        report.evicted.len(),
+        left.len()
+    );
 }
