@@ -29,3 +29,36 @@ export function serve(routes) {
 
 export const e2eDir = here;
 export const pkgDir = join(here, "..", "pkg");
+
+// Serves host-web/pkg and this directory, launches Debian's Chromium (never a downloaded
+// one) and runs `body({ browser, url })`; exits 1 when it throws.
+export async function withBrowser(body) {
+  const { chromium } = await import("playwright-core");
+  const server = await serve([["/pkg/", pkgDir], ["/", here]]);
+  const url = `http://127.0.0.1:${server.address().port}/`;
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  let failed = false;
+  try {
+    await body({ browser, url });
+  } catch (e) {
+    failed = true;
+    console.error(e);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+  process.exitCode = failed ? 1 : 0;
+}
+
+// A page of `context` with the package loaded (`LinkCache`, `watToWasm` on window).
+export async function openPage(context, url) {
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  await page.goto(url);
+  await page.evaluate(() => window.ready);
+  return page;
+}

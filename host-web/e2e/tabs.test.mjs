@@ -2,36 +2,23 @@
 // compile the same functions, both call the right code, the duplicates resolve to one
 // module in both, and one tab sees the other's modules without a reload.
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-import { serve, e2eDir, pkgDir } from "./serve.mjs";
+import { withBrowser, openPage } from "./serve.mjs";
 
-const server = await serve([["/pkg/", pkgDir], ["/", e2eDir]]);
-const url = `http://127.0.0.1:${server.address().port}/`;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-let failed = false;
-try {
+await withBrowser(async ({ browser, url }) => {
   const context = await browser.newContext();
-  const [a, b] = [await context.newPage(), await context.newPage()];
-  for (const page of [a, b]) {
-    page.on("pageerror", (e) => console.error("page error:", e.message));
-    await page.goto(url);
-    await page.evaluate(() => window.ready);
-  }
+  const [a, b] = [await openPage(context, url), await openPage(context, url)];
   const db = `tabs-${Date.now()}`;
 
-  // Each tab's compiler produces its own bytes (a custom section names the tab) for the
-  // same functions, and is slow enough that both tabs miss before either commits.
+  // Each tab's compiler produces its own bytes for the same functions, and is slow enough
+  // that both tabs miss before either commits. Tab n's race.f adds n, so a result tells
+  // whose code ran: both tabs must run the duplicate they are bound to, the earliest.
   const race = (page, tab) => page.evaluate(async ({ db, tab }) => {
     const cache = await LinkCache.open(db, {});
     window.cache = cache;
     const source = {
       "race.sq": `(module (func (export "race.sq") (param i32) (result i32) (i32.mul (local.get 0) (local.get 0))) (@custom "tab" "${tab}"))`,
       "race.f": `(module (import "linkcache:fn" "race.sq" (func $sq (param i32) (result i32)))
-                  (func (export "race.f") (param i32) (result i32) (i32.add (call $sq (local.get 0)) (i32.const 1))) (@custom "tab" "${tab}"))`,
+                  (func (export "race.f") (param i32) (result i32) (i32.add (call $sq (local.get 0)) (i32.const ${tab}))) (@custom "tab" "${tab}"))`,
     };
     let compiles = 0;
     const f = await cache.getOrCompile("race.f", async (miss) => {
@@ -39,12 +26,10 @@ try {
       await new Promise((r) => setTimeout(r, 300));
       return [watToWasm(source["race.sq"]), watToWasm(source["race.f"])];
     });
-    return { result: f(7), compiles, bindings: cache.bindings(), stats: cache.stats() };
+    return { result: f(7), compiles, bindings: cache.bindings(), own: moduleId(watToWasm(source["race.f"])) };
   }, { db, tab });
 
-  const [ra, rb] = await Promise.all([race(a, "a"), race(b, "b")]);
-  assert.equal(ra.result, 50);
-  assert.equal(rb.result, 50);
+  const [ra, rb] = await Promise.all([race(a, 1), race(b, 2)]);
   assert.ok(ra.compiles >= 1 && rb.compiles >= 1, "both tabs compiled: the race happened");
   assert.deepEqual(ra.bindings, rb.bindings, "both tabs resolved the duplicates to the same modules");
 
@@ -54,6 +39,10 @@ try {
   assert.equal(defining("race.sq"), 2);
   const earliest = modules.find((m) => m.functions.some((f) => f.name === "race.f")).id;
   assert.equal(ra.bindings["race.f"], earliest, "the earliest committed duplicate wins");
+  const winner = earliest === ra.own ? 1 : 2;
+  assert.ok([ra.own, rb.own].includes(earliest));
+  assert.equal(ra.result, 49 + winner, "tab a ran the code of the duplicate it is bound to");
+  assert.equal(rb.result, 49 + winner, "tab b ran the code of the duplicate it is bound to");
 
   // Tab b hears about tab a's addition and uses it without reloading.
   const heard = b.evaluate(() => new Promise((resolve) => window.cache.onChange((m) => resolve(m))));
@@ -75,14 +64,21 @@ try {
     const worker = new Worker(URL.createObjectURL(new Blob([code], { type: "text/javascript" })), { type: "module" });
     return new Promise((resolve, reject) => { worker.onmessage = (e) => resolve(e.data); worker.onerror = (e) => reject(e.message); });
   }, db);
-  assert.equal(fromWorker.result, 10);
+  assert.equal(fromWorker.result, 9 + winner);
   assert.equal(fromWorker.module, earliest, "the worker binds the same duplicate");
-  console.log("ok: two tabs and a worker share one cache; duplicates resolve to", earliest.slice(0, 12));
-} catch (e) {
-  failed = true;
-  console.error(e);
-} finally {
-  await browser.close();
-  server.close();
-}
-process.exit(failed ? 1 : 0);
+  console.log(`ok: two tabs and a worker share one cache; duplicates resolve to tab ${winner}'s`, earliest.slice(0, 12));
+
+  // The graph shows the duplicates the race left, and which one this tab bound.
+  const graph = await b.evaluate(() => window.cache.graph());
+  const raceF = graph.functions.find((f) => f.name === "race.f");
+  assert.equal(raceF.definedIn.length, 2);
+  assert.equal(raceF.definedIn[0], earliest);
+  assert.equal(raceF.boundTo, earliest);
+
+  // Clearing in one tab tells the other.
+  const cleared = b.evaluate(() => new Promise((resolve) => window.cache.onChange((m) => m.type === "cleared" && resolve(m))));
+  await a.evaluate(() => window.cache.clear());
+  assert.equal((await cleared).type, "cleared");
+  assert.equal((await b.evaluate(() => window.cache.modules())).length, 0);
+  console.log("ok: the graph shows the race's duplicates; clearing in one tab reaches the other");
+});

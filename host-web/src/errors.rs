@@ -82,23 +82,28 @@ impl From<WebError> for JsValue {
 
 /// The error for a DOMException `dom_name` raised while `doing` something.
 pub fn from_dom_exception(doing: &str, dom_name: &str, detail: &str) -> WebError {
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    };
     match dom_name {
         "QuotaExceededError" => WebError::new(
             "LinkCacheQuotaExceeded",
             format!(
                 "{doing}: the storage quota of this origin is exhausted, so nothing was written; \
-                 free space (clear() this or another cache) and try again ({detail})"
+                 free space (clear() this or another cache) and try again{detail}"
             ),
         ),
         "VersionError" => WebError::new(
             "LinkCacheSchemaTooNew",
             format!(
                 "{doing}: the database was written by a newer linkcache-web (schema version above {}); \
-                 use that version, or clear the site's data ({detail})",
+                 use that version, or clear the site's data{detail}",
                 crate::store::SCHEMA_VERSION
             ),
         ),
-        _ => WebError::new("LinkCacheStorage", format!("{doing}: {dom_name}: {detail}")),
+        _ => WebError::new("LinkCacheStorage", format!("{doing}: {dom_name}{detail}")),
     }
 }
 
