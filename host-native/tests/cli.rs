@@ -367,3 +367,36 @@ fn a_usage_error_is_one_line_and_exits_1_not_2() {
         assert!(err.starts_with("error: "), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn add_tells_text_from_binary_by_content_and_places_text_errors() {
+    let cache = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    // Text in a .wasm file is assembled; a typo in a .wat file is placed.
+    fs::write(files.path().join("text.wasm"), UTIL).unwrap();
+    fs::write(
+        files.path().join("typo.wat"),
+        "(module\n  (func (export \"t.x\") (result i32) (i32.const oops)))",
+    )
+    .unwrap();
+    let out = linkcache(
+        cache.path(),
+        &[
+            "add",
+            files.path().join("typo.wat").to_str().unwrap(),
+            files.path().join("text.wasm").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("typo.wat: not valid WebAssembly text") && err.contains("line 2"),
+        "{err}"
+    );
+    assert!(
+        stdout(&out).contains("text.wasm\n  util.half (f64) -> (f64)\n  util.sq (i64) -> (i64)"),
+        "{}",
+        stdout(&out)
+    );
+}

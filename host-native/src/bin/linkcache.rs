@@ -228,23 +228,38 @@ fn add(dir: &Path, files: &[PathBuf]) -> Result<ExitCode, Failure> {
     })
 }
 
-/// The wasm bytes of a file: `.wat` (or text without the wasm header) is assembled;
-/// anything else goes to the cache as it is, which rejects what is not wasm. Errors are
-/// one line.
+/// The wasm bytes of a file: binary wasm (the `\0asm` magic) goes to the cache as it
+/// is; `.wat` files, files of other extensions, and `.wasm` files that hold text are
+/// assembled; anything else goes to the cache, which rejects what is not wasm. Errors
+/// are one line.
 fn module_bytes(file: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
-    let is_text = file.extension().is_some_and(|e| e == "wat")
-        || (!bytes.starts_with(b"\0asm") && file.extension().is_none_or(|e| e != "wasm"));
+    let looks_like_text = || {
+        std::str::from_utf8(&bytes)
+            .is_ok_and(|text| text.trim_start().starts_with('(') || text.starts_with(";;"))
+    };
+    let is_text = !bytes.starts_with(b"\0asm")
+        && (file.extension().is_none_or(|e| e != "wasm") || looks_like_text());
     if !is_text {
         return Ok(bytes);
     }
     wat::parse_bytes(&bytes)
         .map(|b| b.into_owned())
-        .map_err(|e| {
-            format!(
-                "not valid WebAssembly text: {}",
-                e.to_string().lines().next().unwrap_or("")
-            )
-        })
+        .map_err(|e| format!("not valid WebAssembly text: {}", one_line_wat_error(&e)))
+}
+
+/// A `wat` error (a message, then ` --> file:line:col` and a snippet) as one line.
+fn one_line_wat_error(error: &wat::Error) -> String {
+    let text = error.to_string();
+    let message = text.lines().next().unwrap_or("").trim();
+    let at = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--> "))
+        .and_then(|place| {
+            let (rest, column) = place.rsplit_once(':')?;
+            let (_, line) = rest.rsplit_once(':')?;
+            Some(format!(" (line {line}, column {column})"))
+        });
+    format!("{message}{}", at.unwrap_or_default())
 }
 
 fn call(dir: &Path, func: &str, args: &[String], print_stats: bool) -> Result<ExitCode, Failure> {
