@@ -261,9 +261,10 @@ impl LinkCache {
     /// Opens the cache `name` (an IndexedDB database of this origin).
     ///
     /// `options.imports`: the embedder's import object, for every import outside the
-    /// `linkcache:*` namespaces. `options.resolveGlobal(name, definition, type)`: returns
-    /// the value of a global definition (the text the module was compiled against), or
-    /// throws to declare it stale; by default the definition is a literal of the type.
+    /// `linkcache:*` namespaces. `options.resolveGlobal(name, definition, type, bytes)`:
+    /// the value of a global definition (the text the module was compiled against; a
+    /// number, or a BigInt for i64), or throw or return `{stale: reason}` to declare it
+    /// stale; by default the definition is a literal of the type.
     /// `options.upgradeTimeoutMs` (default 5000): how long to wait for other tabs to let
     /// a schema upgrade through before failing with `LinkCacheUpgradeBlocked`.
     #[wasm_bindgen(unchecked_return_type = "Promise<LinkCache>")]
@@ -580,8 +581,8 @@ impl LinkCache {
     /// `modules` as [`modules`](LinkCache::modules); `functions`: every func_name with
     /// the modules defining it (`definedIn`, in the order duplicates are preferred; more
     /// than one is a duplicate) and the one it is bound to in this tab (`boundTo`);
-    /// `edges`: `{module, function, calls}` for every call of a function of a module to
-    /// a func_name of another module.
+    /// `edges`: `{module, function, calls}` for every func_name (`calls`) that a
+    /// function of a module imports through `linkcache:fn`.
     #[wasm_bindgen(unchecked_return_type = "Promise<CacheGraph>")]
     pub fn graph(&self) -> Promise {
         let this = self.handle();

@@ -2,12 +2,21 @@
 //! tab and worker of an origin, behind a JavaScript API (`LinkCache`).
 //!
 //! Built with wasm-bindgen into the npm package `linkcache-web` (`cargo xtask
-//! web-pkg`). The decisions (analysis, partial-load planning, duplicate resolution) are
-//! `linkcache_core`'s; this crate answers the planner from IndexedDB ([`store`]),
-//! compiles and instantiates with the browser's `WebAssembly` API ([`cache`]), and maps
-//! failures to JS errors a program can test ([`errors`]).
+//! web-pkg`; its README, `host-web/npm/README.md`, documents the JS API). The decisions
+//! (analysis, partial-load planning, duplicate resolution) are `linkcache_core`'s; this
+//! crate answers the planner from IndexedDB ([`store`], on the `idb` crate), compiles
+//! and instantiates with the browser's `WebAssembly` API ([`cache`]), and maps failures
+//! to JS errors a program can test ([`errors`]).
 //!
 //! On targets other than wasm32 the crate is empty.
+//!
+//! # Tests
+//! ```text
+//! CHROMEDRIVER=/usr/bin/chromedriver \
+//! CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+//!   cargo test -p linkcache-web --target wasm32-unknown-unknown   # tests/browser.rs
+//! cargo xtask web-pkg && (cd host-web/e2e && npm install && npm test)  # two tabs, a worker, quota
+//! ```
 
 #![cfg_attr(target_arch = "wasm32", warn(missing_docs))]
 
