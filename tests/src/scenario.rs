@@ -86,6 +86,8 @@ pub static ALL: &[(&str, &str)] = &[
     scenario!("32_global_reached_indirectly.toml"),
     scenario!("33_start_function_calls_an_import.toml"),
     scenario!("34_one_function_two_names.toml"),
+    scenario!("35_cycle_with_a_missing_dependency.toml"),
+    scenario!("36_corrupt_cycle_member_replaced.toml"),
 ];
 
 /// One parsed scenario.
