@@ -630,6 +630,24 @@ pub fn encode_globals_section<'a>(
     out
 }
 
+/// Appends a `linkcache.globals` custom section with these definitions to a module's
+/// bytes (a custom section may come last): what a compiler emits so that the cache
+/// finds the definitions its globals were compiled against.
+pub fn append_globals_section<'a>(
+    wasm: &mut Vec<u8>,
+    entries: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) {
+    let payload = encode_globals_section(entries);
+    let name = GLOBALS_SECTION.as_bytes();
+    let mut body = Vec::with_capacity(name.len() + payload.len() + 5);
+    leb128(&mut body, name.len() as u64);
+    body.extend_from_slice(name);
+    body.extend_from_slice(&payload);
+    wasm.push(0); // custom section id
+    leb128(wasm, body.len() as u64);
+    wasm.extend_from_slice(&body);
+}
+
 fn leb128(out: &mut Vec<u8>, mut value: u64) {
     loop {
         let byte = (value & 0x7f) as u8;

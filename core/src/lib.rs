@@ -80,8 +80,8 @@ mod store;
 mod types;
 
 pub use analyze::{
-    AnalysisError, AnalyzeOptions, Declared, analyze, analyze_with, encode_globals_section,
-    parse_globals_section,
+    AnalysisError, AnalyzeOptions, Declared, analyze, analyze_with, append_globals_section,
+    encode_globals_section, parse_globals_section,
 };
 pub use id::{ModuleId, ParseModuleIdError};
 pub use linkage::{Linkage, OutdatedPlan};

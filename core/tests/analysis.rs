@@ -305,3 +305,18 @@ fn a_manifest_is_checked_against_the_bytes_it_claims_to_describe() {
         "another module's manifest"
     );
 }
+
+#[test]
+fn an_appended_globals_section_is_read_back_by_analysis() {
+    let mut bytes = wat::parse_str(
+        r#"(module
+        (import "linkcache:global" "cfg.k" (global i64))
+        (func (export "f") (result i64) (global.get 0)))"#,
+    )
+    .unwrap();
+    linkcache_core::append_globals_section(&mut bytes, [("cfg.k", &b"42"[..])]);
+    let manifest = linkcache_core::analyze(&bytes).unwrap();
+    let global = manifest.global("cfg.k").unwrap();
+    assert_eq!(global.definition, b"42");
+    assert_eq!(manifest.functions[0].globals, ["cfg.k"]);
+}

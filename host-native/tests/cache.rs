@@ -28,6 +28,15 @@ fn math() -> Vec<u8> {
     )
 }
 
+/// Targets `func` as `(i64) -> i64` and calls it with `x`.
+fn call_i64(cache: &Cache, func: &str, x: i64) -> i64 {
+    cache
+        .target::<(i64,), i64>(func)
+        .unwrap()
+        .call(cache, (x,))
+        .unwrap()
+}
+
 fn files_with_ext(root: &Path, ext: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -160,14 +169,7 @@ fn a_typed_target_with_the_wrong_types_is_an_error_and_the_right_types_work() {
     cache.add_module(&util()).unwrap();
     let err = cache.target::<(i32,), i32>("util.sq").unwrap_err();
     assert!(matches!(err, Error::SignatureMismatch { .. }), "{err}");
-    assert_eq!(
-        cache
-            .target::<(i64,), i64>("util.sq")
-            .unwrap()
-            .call(&cache, (5,))
-            .unwrap(),
-        25
-    );
+    assert_eq!(call_i64(&cache, "util.sq", 5), 25);
 }
 
 #[test]
@@ -196,30 +198,17 @@ fn non_wasm_and_invalid_modules_are_rejected_and_the_cache_still_works() {
 
     assert!(cache.dir().modules().unwrap().is_empty());
     cache.add_module(&util()).unwrap();
-    assert_eq!(
-        cache
-            .target::<(i64,), i64>("util.sq")
-            .unwrap()
-            .call(&cache, (4,))
-            .unwrap(),
-        16
-    );
+    assert_eq!(call_i64(&cache, "util.sq", 4), 16);
 }
 
 /// Appends a `linkcache.globals` section with these definitions.
 fn with_globals(wasm: &mut Vec<u8>, definitions: &[(&str, &str)]) {
-    use wasm_encoder::Encode;
-    wasm.push(0); // custom section id; `encode` writes the size and contents
-    let data = linkcache_native::core::encode_globals_section(
+    linkcache_native::core::append_globals_section(
+        wasm,
         definitions
             .iter()
             .map(|(name, text)| (*name, text.as_bytes())),
     );
-    wasm_encoder::CustomSection {
-        name: linkcache_native::core::GLOBALS_SECTION.into(),
-        data: data.into(),
-    }
-    .encode(wasm);
 }
 
 /// A library where `lib.a` and `lib.b` share a module, `lib.a` reading global `cfg.k`.
@@ -406,14 +395,7 @@ fn corrupt_module_bytes_fall_back_to_a_duplicate_or_miss_as_broken() {
     fs::remove_file(module_file(dir.path(), &first)).unwrap();
     fresh.add_module(&util()).unwrap();
     let repaired = Cache::open(dir.path()).unwrap();
-    assert_eq!(
-        repaired
-            .target::<(i64,), i64>("util.sq")
-            .unwrap()
-            .call(&repaired, (6,))
-            .unwrap(),
-        36
-    );
+    assert_eq!(call_i64(&repaired, "util.sq", 6), 36);
 }
 
 #[test]
@@ -428,14 +410,7 @@ fn corrupt_and_truncated_manifests_and_index_entries_are_skipped() {
         flip_byte(&entry, 60);
     }
     let fresh = Cache::open(dir.path()).unwrap();
-    assert_eq!(
-        fresh
-            .target::<(i64,), i64>("math.quad")
-            .unwrap()
-            .call(&fresh, (2,))
-            .unwrap(),
-        16
-    );
+    assert_eq!(call_i64(&fresh, "math.quad", 2), 16);
 
     // A truncated manifest makes its module broken.
     let path = manifest_file(dir.path(), &util_id);
@@ -457,14 +432,7 @@ fn corrupt_and_truncated_manifests_and_index_entries_are_skipped() {
     let fresh = Cache::open(dir.path()).unwrap();
     let err = fresh.target::<(i64,), i64>("math.quad").unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
-    assert_eq!(
-        fresh
-            .target::<(i64,), i64>("util.sq")
-            .unwrap()
-            .call(&fresh, (3,))
-            .unwrap(),
-        9
-    );
+    assert_eq!(call_i64(&fresh, "util.sq", 3), 9);
     let problems = cache.dir().verify(|_| {}).unwrap();
     assert_eq!(
         problems.len(),
@@ -512,14 +480,7 @@ fn a_corrupt_or_undeserializable_artifact_is_rejected_and_recompiled() {
     let original = fs::read(&artifact).unwrap();
     flip_byte(&artifact, original.len() / 2);
     let fresh = Cache::open(dir.path()).unwrap();
-    assert_eq!(
-        fresh
-            .target::<(i64,), i64>("util.sq")
-            .unwrap()
-            .call(&fresh, (3,))
-            .unwrap(),
-        9
-    );
+    assert_eq!(call_i64(&fresh, "util.sq", 3), 9);
     let stats = fresh.stats();
     assert_eq!(
         (
@@ -542,14 +503,7 @@ fn a_corrupt_or_undeserializable_artifact_is_rejected_and_recompiled() {
     fs::remove_file(&artifact).unwrap();
     fs::write(artifact.with_file_name(name), &garbage).unwrap();
     let fresh = Cache::open(dir.path()).unwrap();
-    assert_eq!(
-        fresh
-            .target::<(i64,), i64>("util.sq")
-            .unwrap()
-            .call(&fresh, (4,))
-            .unwrap(),
-        16
-    );
+    assert_eq!(call_i64(&fresh, "util.sq", 4), 16);
     assert_eq!(
         (
             fresh.stats().artifacts_rejected,
@@ -571,14 +525,7 @@ fn artifacts_of_another_engine_configuration_are_never_loaded() {
     assert_eq!(artifacts(dir.path()).len(), 1);
 
     let default = Cache::open(dir.path()).unwrap();
-    assert_eq!(
-        default
-            .target::<(i64,), i64>("util.sq")
-            .unwrap()
-            .call(&default, (5,))
-            .unwrap(),
-        25
-    );
+    assert_eq!(call_i64(&default, "util.sq", 5), 25);
     let stats = default.stats();
     assert_eq!(
         (stats.artifacts_deserialized, stats.modules_compiled),
@@ -710,14 +657,7 @@ fn a_bundle_moves_modules_between_caches_and_a_tampered_bundle_is_rejected() {
     let other = Cache::open(to.path()).unwrap();
     let ids = other.import_bundle(&bytes).unwrap();
     assert_eq!(ids.len(), 2);
-    assert_eq!(
-        other
-            .target::<(i64,), i64>("math.quad")
-            .unwrap()
-            .call(&other, (2,))
-            .unwrap(),
-        16
-    );
+    assert_eq!(call_i64(&other, "math.quad", 2), 16);
 
     let mut tampered = bytes.clone();
     let last = tampered.len() - 1;
@@ -757,14 +697,7 @@ fn gc_evicts_least_recently_used_modules_whole() {
             .cause(),
         "unknown"
     );
-    assert_eq!(
-        fresh
-            .target::<(i64,), i64>("util.sq")
-            .unwrap()
-            .call(&fresh, (2,))
-            .unwrap(),
-        4
-    );
+    assert_eq!(call_i64(&fresh, "util.sq", 2), 4);
 }
 
 /// A tmpfs of `size` bytes mounted on a temp dir for the guard's lifetime.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use linkcache_native::core::{GlobalCheck, ModuleId, Value};
 use linkcache_native::{Cache, Error};
-use linkcache_tests::{Number, ScenarioHost, TargetOutcome, all, env_outcome, run};
+use linkcache_tests::{Number, ScenarioHost, TargetOutcome, env_outcome, run_all};
 
 struct NativeHost {
     dir: tempfile::TempDir,
@@ -127,10 +127,7 @@ impl ScenarioHost for NativeHost {
 
 #[test]
 fn every_scenario_passes_against_the_native_host() {
-    let failures: Vec<String> = all()
-        .iter()
-        .filter_map(|scenario| run(scenario, &mut NativeHost::new()).err())
-        .collect();
+    let failures = run_all(NativeHost::new);
     assert!(
         failures.is_empty(),
         "{} scenarios failed:\n{}",

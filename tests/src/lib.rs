@@ -11,6 +11,7 @@ pub mod scenario;
 
 pub use runner::{
     Labels, ScenarioHost, TargetOutcome, check_call_types, check_results, check_target, run,
+    run_all,
 };
 pub use scenario::{
     ALL, MISS_CAUSES, ModuleSpec, Number, Scenario, ScenarioError, Step, TargetExpectation, all,

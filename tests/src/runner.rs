@@ -288,3 +288,12 @@ pub fn run(scenario: &Scenario, host: &mut dyn ScenarioHost) -> Result<(), Strin
     }
     Ok(())
 }
+
+/// Plays every scenario of the suite, each against a fresh host from `new_host`, and
+/// returns one message per failing scenario (empty when all pass).
+pub fn run_all<H: ScenarioHost>(mut new_host: impl FnMut() -> H) -> Vec<String> {
+    crate::scenario::all()
+        .iter()
+        .filter_map(|scenario| run(scenario, &mut new_host()).err())
+        .collect()
+}

@@ -363,33 +363,14 @@ impl ModuleSpec {
     pub fn wasm(&self) -> Result<Vec<u8>, String> {
         let mut bytes = wat::parse_str(&self.wat).map_err(|e| e.to_string())?;
         if !self.globals.is_empty() {
-            let payload = linkcache_core::encode_globals_section(
+            linkcache_core::append_globals_section(
+                &mut bytes,
                 self.globals
                     .iter()
                     .map(|(name, text)| (name.as_str(), text.as_bytes())),
             );
-            let name = linkcache_core::GLOBALS_SECTION.as_bytes();
-            let mut body = Vec::new();
-            leb128(&mut body, name.len() as u64);
-            body.extend_from_slice(name);
-            body.extend_from_slice(&payload);
-            bytes.push(0); // custom section
-            leb128(&mut bytes, body.len() as u64);
-            bytes.extend_from_slice(&body);
         }
         Ok(bytes)
-    }
-}
-
-fn leb128(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use linkcache_core::{FuncSig, Linkage, LoadFailure, MemoryStore, ModuleId, Value, load_target};
-use linkcache_tests::{Number, ScenarioHost, Step, TargetOutcome, all, env_resolver, run};
+use linkcache_tests::{Number, ScenarioHost, Step, TargetOutcome, all, env_resolver, run, run_all};
 
 #[derive(Default)]
 struct CoreHost {
@@ -98,10 +98,7 @@ impl ScenarioHost for CoreHost {
 
 #[test]
 fn every_scenario_passes_against_the_core() {
-    let failures: Vec<String> = all()
-        .iter()
-        .filter_map(|scenario| run(scenario, &mut CoreHost::default()).err())
-        .collect();
+    let failures = run_all(CoreHost::default);
     assert!(
         failures.is_empty(),
         "{} scenarios failed:\n{}",
