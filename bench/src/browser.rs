@@ -243,48 +243,30 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<Vec<Table>> {
             .context("the browser harness printed nothing")?,
     )?;
 
-    let lc = |name: &str, key: &str| -> f64 {
-        let values: Vec<f64> = result["linkcache"]
+    // The median over the sessions of one side of a value picked from each session.
+    let median_of = |side: &str, pick: &dyn Fn(&serde_json::Value) -> Option<f64>| -> f64 {
+        let values: Vec<f64> = result[side]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|session| session["rows"][name][key].as_f64())
+            .filter_map(pick)
             .collect();
         median(&values)
     };
-    let lc_total = |name: &str| -> f64 {
-        let values: Vec<f64> = result["linkcache"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|session| {
-                let r = &session["rows"][name];
-                let call = r["callMs"].as_f64().unwrap_or(0.0);
-                Some(r["openMs"].as_f64()? + r["targetMs"].as_f64()? + call)
-            })
-            .collect();
-        median(&values)
+    let lc = |name: &str, key: &str| median_of("linkcache", &|s| s["rows"][name][key].as_f64());
+    let lc_total = |name: &str| {
+        median_of("linkcache", &|s| {
+            let r = &s["rows"][name];
+            let call = r["callMs"].as_f64().unwrap_or(0.0);
+            Some(r["openMs"].as_f64()? + r["targetMs"].as_f64()? + call)
+        })
     };
-    let mem = |name: &str, key: &str| -> f64 {
-        let values: Vec<f64> = result["memory"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|session| session["rows"][name][key].as_f64())
-            .collect();
-        median(&values)
-    };
-    let mem_total = |name: &str| -> f64 {
-        let values: Vec<f64> = result["memory"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|session| {
-                let r = &session["rows"][name];
-                Some(r["loadMs"].as_f64()? + r["callMs"].as_f64().unwrap_or(0.0))
-            })
-            .collect();
-        median(&values)
+    let mem = |name: &str, key: &str| median_of("memory", &|s| s["rows"][name][key].as_f64());
+    let mem_total = |name: &str| {
+        median_of("memory", &|s| {
+            let r = &s["rows"][name];
+            Some(r["loadMs"].as_f64()? + r["callMs"].as_f64().unwrap_or(0.0))
+        })
     };
 
     let mut table = Table::new(
