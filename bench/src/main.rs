@@ -17,6 +17,7 @@
 //! [`roles`]); the child times itself and prints JSON.
 
 mod browser;
+mod embedders;
 mod large;
 mod report;
 mod roles;
@@ -39,7 +40,15 @@ use crate::workload::{Params, Prepared};
 /// One section of the report: its tables.
 type Section = fn(&mut Bench) -> Result<Vec<Table>>;
 
-const SECTIONS: [&str; 6] = ["target", "partial", "large", "open", "add", "browser"];
+const SECTIONS: [&str; 7] = [
+    "target",
+    "partial",
+    "large",
+    "open",
+    "add",
+    "embedders",
+    "browser",
+];
 
 struct Options {
     quick: bool,
@@ -162,12 +171,13 @@ fn run(options: Options) -> Result<()> {
         prepared: BTreeMap::new(),
         fresh: None,
     };
-    let sections: [(&str, Section); 6] = [
+    let sections: [(&str, Section); 7] = [
         ("target", Bench::section_target),
         ("partial", Bench::section_partial),
         ("large", Bench::section_large),
         ("open", Bench::section_open),
         ("add", Bench::section_add),
+        ("embedders", Bench::section_embedders),
         ("browser", Bench::section_browser),
     ];
     let mut failed = Vec::new();
@@ -231,6 +241,11 @@ fn medians(runs: &[Json], key: &str) -> f64 {
 }
 
 impl Bench {
+    fn section_embedders(&mut self) -> Result<Vec<Table>> {
+        let runs = self.options.runs(7);
+        embedders::section(&self.caches.join("embedders"), self.options.quick, runs)
+    }
+
     fn prepare(&mut self, size: usize) -> Result<Prepared> {
         if let Some(prepared) = self.prepared.get(&size) {
             return Ok(prepared.clone());

@@ -94,6 +94,12 @@ impl Linkage {
         self.broken.entry(module).or_insert_with(|| reason.into());
     }
 
+    /// Forgets that `module` was broken: its entry was repaired (committed again with
+    /// good bytes), so later plans may try it again.
+    pub fn forget_broken(&mut self, module: &ModuleId) {
+        self.broken.remove(module);
+    }
+
     /// Remembers what a planner learned: broken manifests and global decisions.
     pub fn learn(&mut self, planner: &Planner) {
         for (module, reason) in planner.broken() {

@@ -1,54 +1,98 @@
-//! [`Cache`], the API a native embedder uses, and its builder.
+//! [`Cache`], the state a process shares between all its stores and threads, and its
+//! builder.
 //!
 //! # Threading model
 //!
-//! A [`Cache`] is `Send + Sync` and cheap to clone; clones share one wasmtime `Store`
-//! (one set of instances, one binding per func_name) behind a mutex, so calls through
-//! one cache run one at a time. For parallel calls open one cache per thread on the
-//! same directory, sharing one [`Engine`] ([`CacheBuilder::engine`]): the directory is
-//! safe for any number of caches, threads and processes at once, and compiled code is
-//! shared through the precompiled artifacts.
+//! A [`Cache`] is `Clone + Send + Sync`: the directory, the wasmtime [`Engine`], and the
+//! compiled `Module`s of this process, each checked and deserialized (or compiled) once
+//! and then used by every store on every thread. What is instantiated and bound belongs
+//! to one wasmtime `Store`, so it lives in the store's data: a
+//! [`StoreLinkage`](crate::StoreLinkage) that the embedder keeps in its own `T` and
+//! exposes through [`LinkageView`](crate::LinkageView). There are two ways to use it:
 //!
-//! Compilation never holds the lock: [`Cache::get_or_compile`] releases it while the
-//! compile callback runs, and a callback that asks the same cache for another
-//! compilation gets [`Error::Reentrant`] instead of a deadlock. The same holds for a
-//! host function of the embedder that calls back into the cache while wasm code runs.
+//! - **The simple path**: [`Cache::target`], [`Cache::call`] and
+//!   [`Cache::get_or_compile`] use one store that the cache owns, behind a mutex (calls
+//!   through it run one at a time). Enough for a single-threaded program, a CLI, a
+//!   script.
+//! - **The embedder's stores**: [`Cache::get_typed_func`] / [`Cache::get_func`] target a
+//!   function in the embedder's own `Store<T>` and return wasmtime's own
+//!   [`TypedFunc`](wasmtime::TypedFunc) / [`Func`](wasmtime::Func), called with the
+//!   embedder's store. One store per thread, a store per request, fuel, epochs,
+//!   `ResourceLimiter`s and async stores ([`Cache::get_typed_func_async`]) all work;
+//!   nothing is locked while wasm runs. See the crate docs for an example of each.
+//!
+//! Within a store, each func_name is bound once; duplicate resolution gives every store
+//! of every process the same module when they see the same index.
+//!
+//! A compile callback that compiles through the same cache, or a host function that
+//! targets through the simple path while the simple path is calling it, gets
+//! [`Error::Reentrant`] instead of a deadlock. A panic in a host function, a global
+//! resolver or a compile callback leaves the cache usable.
 
-use std::cell::RefCell;
-use std::marker::PhantomData;
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use linkcache_core::{
-    AnalyzeOptions, Bundle, BundledModule, FuncSig, GlobalCheck, GlobalOutcome, Linkage, Miss,
-    ModuleId, Value, analyze_with,
+    AnalyzeOptions, Bundle, BundledModule, GlobalCheck, GlobalOutcome, Linkage, Miss, ModuleId,
+    analyze_with, append_globals_section,
 };
-use wasmtime::{
-    AsContextMut, Config, Engine, Linker, Store, TypedFunc, Val, WasmParams, WasmResults,
-};
+use wasmtime::{Config, Engine, Linker, StoreLimits};
 
 use crate::dir::{DirStore, Trust};
 use crate::error::Error;
-use crate::load::{self, Host, from_val, to_val};
+use crate::registry::{Registry, lock};
+use crate::simple::{Activity, Inside, SimplePath};
 use crate::stats::Stats;
 
-/// A persistent cache of compiled WebAssembly over a directory. See the crate docs.
+/// A persistent cache of compiled WebAssembly over a directory. See the crate docs and
+/// the [module docs](self) for the threading model.
 #[derive(Clone)]
 pub struct Cache {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) simple: Arc<SimplePath>,
 }
 
-struct Shared {
-    dir: DirStore,
-    engine: Engine,
-    store: Mutex<Store<Host>>,
-    modules_added: AtomicU64,
-    compiles: AtomicU64,
+/// Decides whether a global definition is current: its value, or why it is stale.
+pub type GlobalResolverFn = dyn Fn(&GlobalCheck) -> GlobalOutcome + Send + Sync;
+
+/// The state every store and thread of a process shares.
+pub(crate) struct Shared {
+    /// Unique in the process, never reused: tells targets and linkages which cache
+    /// they belong to.
+    pub(crate) id: u64,
+    pub(crate) dir: DirStore,
+    pub(crate) engine: Engine,
+    pub(crate) engine_key: String,
+    pub(crate) precompiled: bool,
+    pub(crate) resolver: Option<Arc<GlobalResolverFn>>,
+    pub(crate) registry: Registry,
+    /// Modules found broken in this process by any store (their data is damaged), with
+    /// the reasons: every store skips them.
+    pub(crate) broken: Mutex<BTreeMap<ModuleId, String>>,
+    /// Modules committed again after they were found broken, in order: each store
+    /// forgets its broken mark for them before it plans next.
+    pub(crate) repairs: Mutex<Vec<ModuleId>>,
+    /// When this process last refreshed each loaded module's use marker.
+    touched: Mutex<HashMap<ModuleId, Instant>>,
+    pub(crate) stats: Mutex<Stats>,
 }
 
-/// The embedder's definition of its imports, run once when the cache opens.
-type DefineImports = dyn FnOnce(&mut Linker<Host>) -> wasmtime::Result<()>;
+/// How often a long-running process refreshes the use marker of a module it keeps
+/// using, so that another process's gc does not take it for cold.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Compiled modules a process keeps by default (see [`CacheBuilder::modules_in_memory`]).
+pub const DEFAULT_MODULES_IN_MEMORY: usize = 4096;
+
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The embedder's definition of its imports for the simple path's store, run once when
+/// the cache opens.
+type DefineImports = dyn FnOnce(&mut Linker<crate::Host>) -> wasmtime::Result<()>;
 
 /// Options for opening a [`Cache`].
 pub struct CacheBuilder {
@@ -56,70 +100,13 @@ pub struct CacheBuilder {
     engine: Option<Engine>,
     precompiled: bool,
     linker: Option<Box<DefineImports>>,
-    resolver: Option<Box<load::GlobalResolverFn>>,
+    resolver: Option<Arc<GlobalResolverFn>>,
+    limits: Option<StoreLimits>,
+    modules_in_memory: usize,
 }
 
 /// How many times `get_or_compile` asks its compiler before giving up.
 const COMPILE_ROUNDS: usize = 4;
-
-thread_local! {
-    /// What this thread is inside, per cache (by address): the reentrancy check.
-    static INSIDE: RefCell<Vec<(usize, Activity)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Something a thread can be inside of, for one cache.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Activity {
-    /// Holding the store's lock: a call into wasm or a load.
-    Locked,
-    /// Running the compile callback for a func_name.
-    Compiling(String),
-}
-
-impl std::fmt::Display for Activity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Activity::Locked => f.write_str("a call into this cache"),
-            Activity::Compiling(func) => write!(f, "the compile callback for `{func}`"),
-        }
-    }
-}
-
-/// Marks this thread as inside an activity of one cache until dropped.
-struct Inside(usize);
-
-impl Inside {
-    /// Enters `activity`, unless the thread is inside something that conflicts: a lock
-    /// conflicts with a lock (it would deadlock), a compilation with anything.
-    fn enter(cache: &Cache, activity: Activity, requested: &str) -> Result<Inside, Error> {
-        let key = cache.key();
-        INSIDE.with(|inside| {
-            let mut inside = inside.borrow_mut();
-            let conflict = inside.iter().find(|(k, current)| {
-                *k == key && (activity != Activity::Locked || *current == Activity::Locked)
-            });
-            if let Some((_, current)) = conflict {
-                return Err(Error::Reentrant {
-                    inside: current.to_string(),
-                    requested: requested.to_string(),
-                });
-            }
-            inside.push((key, activity));
-            Ok(Inside(key))
-        })
-    }
-}
-
-impl Drop for Inside {
-    fn drop(&mut self) {
-        INSIDE.with(|inside| {
-            let mut inside = inside.borrow_mut();
-            if let Some(pos) = inside.iter().rposition(|(k, _)| *k == self.0) {
-                inside.remove(pos);
-            }
-        });
-    }
-}
 
 impl CacheBuilder {
     /// Uses `engine` (share one engine between caches of one process; artifacts are
@@ -136,11 +123,13 @@ impl CacheBuilder {
         self
     }
 
-    /// Defines the embedder's imports (memories, WASI, host functions): every import
-    /// outside the `linkcache:*` namespaces is looked up in this linker.
+    /// Defines the embedder's imports (memories, WASI, host functions) for the simple
+    /// path's store ([`Cache::target`]): every import outside the `linkcache:*`
+    /// namespaces is looked up in this linker. The embedder's own stores bring their own
+    /// linker ([`Cache::store_linkage`]).
     pub fn linker(
         mut self,
-        define: impl FnOnce(&mut Linker<Host>) -> wasmtime::Result<()> + 'static,
+        define: impl FnOnce(&mut Linker<crate::Host>) -> wasmtime::Result<()> + 'static,
     ) -> Self {
         self.linker = Some(Box::new(define));
         self
@@ -149,11 +138,28 @@ impl CacheBuilder {
     /// Decides whether a global definition is current and what its value is (default:
     /// [`linkcache_core::literal_global`], the definition is a literal of the global's
     /// type). An `Err(reason)` makes the global stale: the functions that use it miss.
+    /// Shared by every store and thread, so it is `Fn + Send + Sync`; it may panic
+    /// without harming the cache (the target that asked fails).
     pub fn global_resolver(
         mut self,
-        resolver: impl FnMut(&GlobalCheck) -> GlobalOutcome + Send + 'static,
+        resolver: impl Fn(&GlobalCheck) -> GlobalOutcome + Send + Sync + 'static,
     ) -> Self {
-        self.resolver = Some(Box::new(resolver));
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// Resource limits of the simple path's store (instances, memories, tables). Without
+    /// them wasmtime's defaults apply, among them at most 10,000 instances per store.
+    pub fn limits(mut self, limits: StoreLimits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// How many compiled modules the process keeps in memory for reuse by later stores
+    /// (default [`DEFAULT_MODULES_IN_MEMORY`]); beyond it the least recently used are
+    /// dropped (instances made from them keep working) and loaded again when needed.
+    pub fn modules_in_memory(mut self, count: usize) -> Self {
+        self.modules_in_memory = count;
         self
     }
 
@@ -165,45 +171,45 @@ impl CacheBuilder {
             None => Engine::new(&Config::new())
                 .map_err(|e| Error::Link(format!("creating the engine: {e}")))?,
         };
-        let mut linker = Linker::new(&engine);
+        let trust = dir.trust();
+        let precompiled = self.precompiled && trust == Trust::Trusted;
+        let untrusted_reason = match (&trust, self.precompiled) {
+            (Trust::Untrusted(reason), true) => {
+                tracing::warn!(
+                    dir = %dir.root().display(),
+                    %reason,
+                    "linkcache: precompiled code disabled, every module is compiled from its wasm bytes"
+                );
+                Some(reason.clone())
+            }
+            (_, false) => Some("disabled by the embedder".into()),
+            _ => None,
+        };
+        let stats = Stats {
+            precompiled,
+            untrusted_reason,
+            ..Stats::default()
+        };
+        let capacity = NonZeroUsize::new(self.modules_in_memory).unwrap_or(NonZeroUsize::MIN);
+        let shared = Arc::new(Shared {
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            engine_key: engine_key(&engine),
+            dir,
+            engine,
+            precompiled,
+            resolver: self.resolver,
+            registry: Registry::new(capacity),
+            broken: Mutex::new(BTreeMap::new()),
+            repairs: Mutex::new(Vec::new()),
+            touched: Mutex::new(HashMap::new()),
+            stats: Mutex::new(stats),
+        });
+        let mut linker = Linker::new(&shared.engine);
         if let Some(define) = self.linker {
             define(&mut linker).map_err(|e| Error::Link(format!("{e:#}")))?;
         }
-        let trust = dir.trust();
-        let precompiled = self.precompiled && trust == Trust::Trusted;
-        let stats = Stats {
-            precompiled,
-            untrusted_reason: match (&trust, self.precompiled) {
-                (Trust::Untrusted(reason), true) => Some(reason.clone()),
-                (_, false) => Some("disabled by the embedder".into()),
-                _ => None,
-            },
-            ..Stats::default()
-        };
-        let host = Host {
-            dir: dir.clone(),
-            engine_key: engine_key(&engine),
-            precompiled,
-            linkage: Linkage::new(),
-            loading: false,
-            modules: Default::default(),
-            instances: Default::default(),
-            funcs: Default::default(),
-            shared_globals: Default::default(),
-            resolver: self.resolver,
-            linker: Arc::new(linker),
-            stats,
-        };
-        let store = Store::new(&engine, host);
-        Ok(Cache {
-            shared: Arc::new(Shared {
-                dir,
-                engine,
-                store: Mutex::new(store),
-                modules_added: AtomicU64::new(0),
-                compiles: AtomicU64::new(0),
-            }),
-        })
+        let simple = Arc::new(SimplePath::new(&shared, linker, self.limits));
+        Ok(Cache { shared, simple })
     }
 }
 
@@ -232,6 +238,72 @@ fn wasmtime_version() -> &'static str {
     "48"
 }
 
+impl Shared {
+    /// Adds to the statistics.
+    pub(crate) fn count(&self, update: impl FnOnce(&mut Stats)) {
+        update(&mut lock(&self.stats));
+    }
+
+    /// Remembers for every store of the process that `module` is broken, and forgets
+    /// what was planned or compiled from it.
+    pub(crate) fn mark_broken(&self, module: ModuleId, reason: &str) {
+        let newly = lock(&self.broken)
+            .insert(module, reason.to_string())
+            .is_none();
+        if newly {
+            tracing::warn!(module = %module, %reason, "linkcache: broken cache entry skipped");
+            self.registry.forget_module(&module);
+            self.registry.forget_fresh_plans();
+        }
+    }
+
+    /// A module was committed again: if it was broken, the bad files are replaced now,
+    /// so the process forgets the mark (and the compiled module, if any).
+    pub(crate) fn repaired(&self, module: &ModuleId) {
+        if lock(&self.broken).remove(module).is_some() {
+            tracing::info!(module = %module, "linkcache: broken module repaired by a re-add");
+            self.registry.forget_module(module);
+            lock(&self.repairs).push(*module);
+        }
+    }
+
+    /// Brings a store's broken marks up to date before it plans: the process's new
+    /// marks are added, and repaired modules (from `repairs_seen` on) forgotten.
+    pub(crate) fn sync_broken(&self, linkage: &mut Linkage, repairs_seen: &mut usize) {
+        {
+            let repairs = lock(&self.repairs);
+            for module in &repairs[(*repairs_seen).min(repairs.len())..] {
+                linkage.forget_broken(module);
+            }
+            *repairs_seen = repairs.len();
+        }
+        let broken = lock(&self.broken);
+        for (module, reason) in broken.iter() {
+            if linkage.broken_reason(module).is_none() {
+                linkage.mark_broken(*module, reason.clone());
+            }
+        }
+    }
+
+    /// Refreshes the use marker of `module` when this process has not done so lately.
+    pub(crate) fn touch(&self, module: &ModuleId) {
+        let now = Instant::now();
+        let due = {
+            let mut touched = lock(&self.touched);
+            match touched.get(module) {
+                Some(last) if now.duration_since(*last) < TOUCH_INTERVAL => false,
+                _ => {
+                    touched.insert(*module, now);
+                    true
+                }
+            }
+        };
+        if due {
+            self.dir.touch(module);
+        }
+    }
+}
+
 impl Cache {
     /// Opens the cache at `dir`, creating it (mode 0700) when absent.
     pub fn open(dir: impl AsRef<Path>) -> Result<Cache, Error> {
@@ -252,6 +324,8 @@ impl Cache {
             precompiled: true,
             linker: None,
             resolver: None,
+            limits: None,
+            modules_in_memory: DEFAULT_MODULES_IN_MEMORY,
         }
     }
 
@@ -260,25 +334,14 @@ impl Cache {
         &self.shared.dir
     }
 
-    /// The wasmtime engine.
+    /// The wasmtime engine: create the embedder's stores and linkers with it.
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
     }
 
-    fn key(&self) -> usize {
-        Arc::as_ptr(&self.shared) as usize
-    }
-
-    /// Locks the store; an attempt from inside a call into this cache on the same thread
-    /// (an embedder's host function calling back) is an error, not a deadlock.
-    fn lock(&self, requested: &str) -> Result<(MutexGuard<'_, Store<Host>>, Inside), Error> {
-        let inside = Inside::enter(self, Activity::Locked, requested)?;
-        let guard = self
-            .shared
-            .store
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok((guard, inside))
+    /// Identifies this cache within the process (unique, never reused).
+    pub fn id(&self) -> u64 {
+        self.shared.id
     }
 
     /// Analyzes `wasm` and commits it to the cache; returns its id. Adding bytes that are
@@ -288,115 +351,62 @@ impl Cache {
     }
 
     /// Like [`Cache::add_module`], with global definitions or declared dependencies.
+    ///
+    /// Global definitions are part of a module's identity: definitions passed here are
+    /// appended to the bytes as a `linkcache.globals` custom section (overriding any
+    /// definition of the same name already in the module), and the returned id is that
+    /// of the bytes with the section. Adding the same code with other definitions (a
+    /// global that changed) therefore adds a new module that defines the same
+    /// functions: a duplicate, which the planner picks whenever the older module's
+    /// definition is stale.
     pub fn add_module_with(
         &self,
         wasm: &[u8],
         options: &AnalyzeOptions,
     ) -> Result<ModuleId, Error> {
+        if options.globals.is_empty() {
+            return self.commit_analyzed(wasm, options);
+        }
+        let mut with_definitions = wasm.to_vec();
+        append_globals_section(
+            &mut with_definitions,
+            options
+                .globals
+                .iter()
+                .map(|(name, definition)| (name.as_str(), definition.as_slice())),
+        );
+        let declared_only = AnalyzeOptions {
+            declared: options.declared.clone(),
+            ..AnalyzeOptions::default()
+        };
+        self.commit_analyzed(&with_definitions, &declared_only)
+    }
+
+    fn commit_analyzed(&self, wasm: &[u8], options: &AnalyzeOptions) -> Result<ModuleId, Error> {
         let manifest = analyze_with(wasm, options)?;
         self.shared.dir.commit(wasm, &manifest)?;
-        self.shared.modules_added.fetch_add(1, Ordering::Relaxed);
+        self.committed(&manifest.module);
         Ok(manifest.module)
     }
 
-    /// Targets `func_name` with the parameter and result types `P -> R` (for example
-    /// `(i64,)` and `i64`): loads what it needs and returns a typed callable, or
-    /// [`Error::Miss`] naming why it cannot.
-    pub fn target<P: WasmParams, R: WasmResults>(
-        &self,
-        func_name: &str,
-    ) -> Result<Target<P, R>, Error> {
-        let (mut store, _inside) = self.lock(func_name)?;
-        let bound = load::target(store.as_context_mut(), func_name, None, true)?;
-        let func = bound
-            .func
-            .typed::<P, R>(&*store)
-            .map_err(|_| Error::SignatureMismatch {
-                function: func_name.to_string(),
-                expected: format!(
-                    "{} -> {}",
-                    std::any::type_name::<P>(),
-                    std::any::type_name::<R>()
-                ),
-                found: bound.signature.clone(),
-            })?;
-        Ok(Target {
-            func,
-            func_name: func_name.to_string(),
-            module: bound.module,
-            signature: bound.signature,
-            cache: self.key(),
-            _types: PhantomData,
-        })
-    }
-
-    /// Targets `func_name` without static types; call it with [`Cache::call`].
-    pub fn target_dynamic(&self, func_name: &str) -> Result<DynamicTarget, Error> {
-        let (mut store, _inside) = self.lock(func_name)?;
-        let bound = load::target(store.as_context_mut(), func_name, None, true)?;
-        Ok(DynamicTarget {
-            func_name: func_name.to_string(),
-            module: bound.module,
-            signature: bound.signature,
-        })
-    }
-
-    /// Targets and calls `func_name` with dynamically typed arguments.
-    pub fn call(&self, func_name: &str, args: &[Value]) -> Result<Vec<Value>, Error> {
-        let (mut store, _inside) = self.lock(func_name)?;
-        let targeted_before = store.data().linkage.binding(func_name).is_some();
-        let bound = load::target(store.as_context_mut(), func_name, None, !targeted_before)?;
-        if args.len() != bound.signature.params.len()
-            || args
-                .iter()
-                .zip(&bound.signature.params)
-                .any(|(a, t)| a.ty() != *t)
-        {
-            return Err(Error::BadArguments {
-                function: func_name.to_string(),
-                reason: format!(
-                    "expected {}, got ({})",
-                    bound.signature,
-                    args.iter()
-                        .map(|a| a.ty().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
-        }
-        let params: Vec<Val> = args.iter().map(|a| to_val(*a)).collect();
-        let mut results = vec![Val::I32(0); bound.signature.results.len()];
-        bound
-            .func
-            .call(&mut *store, &params, &mut results)
-            .map_err(|source| Error::Trap {
-                function: func_name.to_string(),
-                source,
-            })?;
-        results
-            .iter()
-            .map(|v| {
-                from_val(v).ok_or_else(|| Error::BadArguments {
-                    function: func_name.to_string(),
-                    reason: "it returns a reference, which `call` cannot return".into(),
-                })
-            })
-            .collect()
+    /// After a successful commit of `module`: a new module can change what a fresh store
+    /// would bind, and a module found broken in this process may be whole again (a
+    /// re-add repairs damaged files), so every store may try it again.
+    fn committed(&self, module: &ModuleId) {
+        self.shared.registry.forget_fresh_plans();
+        self.shared.repaired(module);
+        self.shared.count(|stats| stats.modules_added += 1);
     }
 
     /// Targets `func_name`; on a miss, asks `compile` for modules (it gets the miss,
-    /// which names what is missing), adds them and tries again. A callback that calls
-    /// `get_or_compile` on this cache gets [`Error::Reentrant`].
-    pub fn get_or_compile<P, R, E>(
+    /// which names what is missing), adds them and tries again, with `attempt` doing the
+    /// targeting. A callback that compiles through this cache gets [`Error::Reentrant`].
+    pub(crate) fn compile_until<F, E: std::fmt::Display>(
         &self,
         func_name: &str,
+        mut attempt: impl FnMut() -> Result<F, Error>,
         mut compile: impl FnMut(&Miss) -> Result<Vec<Vec<u8>>, E>,
-    ) -> Result<Target<P, R>, Error>
-    where
-        P: WasmParams,
-        R: WasmResults,
-        E: std::fmt::Display,
-    {
+    ) -> Result<F, Error> {
         // Fail fast when called from a compile callback of this cache.
         drop(Inside::enter(
             self,
@@ -405,8 +415,8 @@ impl Cache {
         )?);
         let mut last_miss: Option<Miss> = None;
         for _ in 0..=COMPILE_ROUNDS {
-            let miss = match self.target::<P, R>(func_name) {
-                Ok(target) => return Ok(target),
+            let miss = match attempt() {
+                Ok(found) => return Ok(found),
                 Err(Error::Miss(miss)) => miss,
                 Err(e) => return Err(e),
             };
@@ -424,7 +434,7 @@ impl Cache {
                     reason: e.to_string(),
                 })?
             };
-            self.shared.compiles.fetch_add(1, Ordering::Relaxed);
+            self.shared.count(|stats| stats.compiles += 1);
             for module in &modules {
                 self.add_module(module)?;
             }
@@ -437,25 +447,12 @@ impl Cache {
         })
     }
 
-    /// What this cache did since it was opened.
+    /// What this cache did since it was opened, in every store and thread. Safe to call
+    /// from anywhere, a host function in the middle of a call included.
     pub fn stats(&self) -> Stats {
-        let store = self.shared.store.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stats = store.data().stats.clone();
-        stats.modules_added = self.shared.modules_added.load(Ordering::Relaxed);
-        stats.compiles = self.shared.compiles.load(Ordering::Relaxed);
+        let mut stats = lock(&self.shared.stats).clone();
+        stats.modules_in_memory = self.shared.registry.modules_held() as u64;
         stats
-    }
-
-    /// The module `func_name` is bound to in this cache, if it was targeted.
-    pub fn binding(&self, func_name: &str) -> Option<ModuleId> {
-        let store = self.shared.store.lock().unwrap_or_else(|p| p.into_inner());
-        store.data().linkage.binding(func_name)
-    }
-
-    /// The modules loaded in this cache, in the order they were instantiated.
-    pub fn loaded_modules(&self) -> Vec<ModuleId> {
-        let store = self.shared.store.lock().unwrap_or_else(|p| p.into_inner());
-        store.data().linkage.loaded_modules().to_vec()
     }
 
     /// Writes the given modules (every committed module when `None`) as a bundle that
@@ -491,6 +488,7 @@ impl Cache {
         }
         for module in &bundle.modules {
             self.shared.dir.commit(&module.wasm, &module.manifest)?;
+            self.committed(&module.manifest.module);
             ids.push(module.manifest.module);
         }
         Ok(ids)
@@ -500,6 +498,7 @@ impl Cache {
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
+            .field("id", &self.shared.id)
             .field("dir", &self.shared.dir.root())
             .finish_non_exhaustive()
     }
@@ -515,68 +514,6 @@ pub fn default_dir() -> PathBuf {
     }
 }
 
-/// A typed function returned by [`Cache::target`]; call it with [`Target::call`].
-pub struct Target<P, R> {
-    func: TypedFunc<P, R>,
-    func_name: String,
-    module: ModuleId,
-    signature: FuncSig,
-    cache: usize,
-    _types: PhantomData<fn(P) -> R>,
-}
-
-impl<P: WasmParams, R: WasmResults> Target<P, R> {
-    /// Calls the function through `cache` (the cache it was targeted on).
-    pub fn call(&self, cache: &Cache, params: P) -> Result<R, Error> {
-        if cache.key() != self.cache {
-            return Err(Error::WrongCache);
-        }
-        let (mut store, _inside) = cache.lock(&self.func_name)?;
-        self.func
-            .call(&mut *store, params)
-            .map_err(|source| Error::Trap {
-                function: self.func_name.clone(),
-                source,
-            })
-    }
-
-    /// The func_name.
-    pub fn func_name(&self) -> &str {
-        &self.func_name
-    }
-
-    /// The module the function is bound to.
-    pub fn module(&self) -> ModuleId {
-        self.module
-    }
-
-    /// The function's signature.
-    pub fn signature(&self) -> &FuncSig {
-        &self.signature
-    }
-}
-
-impl<P, R> std::fmt::Debug for Target<P, R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target")
-            .field("func_name", &self.func_name)
-            .field("module", &self.module)
-            .field("signature", &self.signature)
-            .finish()
-    }
-}
-
-/// A target without static types, from [`Cache::target_dynamic`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DynamicTarget {
-    /// The func_name.
-    pub func_name: String,
-    /// The module it is bound to.
-    pub module: ModuleId,
-    /// Its signature.
-    pub signature: FuncSig,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,7 +522,7 @@ mod tests {
     fn caches_and_targets_can_be_shared_between_threads() {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<Cache>();
-        send_sync::<Target<(i64,), i64>>();
+        send_sync::<crate::Target<(i64,), i64>>();
         send_sync::<DirStore>();
     }
 }

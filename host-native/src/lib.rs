@@ -43,6 +43,99 @@
 //! A second process opening the same directory loads the precompiled code of both
 //! modules instead of compiling them ([`Stats::artifacts_deserialized`]).
 //!
+//! # Threading model: one example per pattern
+//!
+//! A [`Cache`] is `Clone + Send + Sync` and holds what a process shares: the directory,
+//! the engine, and the compiled modules (each loaded once per process). Instances and
+//! bindings belong to a wasmtime `Store`. The example above is the **simple path**: the
+//! cache's own store, behind a mutex, for single-threaded programs.
+//!
+//! **A thread pool**: each thread keeps its own store; the embedder's store data holds a
+//! [`StoreLinkage`] and implements [`LinkageView`]. Calls run in parallel, nothing is
+//! locked while wasm runs.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use linkcache_native::{Cache, LinkageView, StoreLinkage};
+//! use wasmtime::{Linker, Store};
+//!
+//! struct Worker { linkage: StoreLinkage<Worker> }
+//! impl LinkageView for Worker {
+//!     fn linkage(&mut self) -> &mut StoreLinkage<Worker> { &mut self.linkage }
+//! }
+//!
+//! let dir = tempfile::tempdir()?;
+//! let cache = Cache::open(dir.path())?;
+//! cache.add_module(&wat::parse_str(r#"(module (func (export "math.inc")
+//!     (param i64) (result i64) (i64.add (local.get 0) (i64.const 1))))"#)?)?;
+//! let linker = Arc::new(Linker::new(cache.engine()));
+//!
+//! let threads: Vec<_> = (0..4).map(|t| {
+//!     let (cache, linker) = (cache.clone(), linker.clone());
+//!     std::thread::spawn(move || {
+//!         let mut store = Store::new(cache.engine(), Worker { linkage: cache.store_linkage(linker) });
+//!         let inc = cache.get_typed_func::<i64, i64, _>(&mut store, "math.inc").unwrap();
+//!         inc.call(&mut store, t).unwrap()
+//!     })
+//! }).collect();
+//! let results: Vec<i64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+//! assert_eq!(results, [1, 2, 3, 4]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **A store per request** (serverless, plugin hosts): a fresh `Store` for each request,
+//! thrown away after it, with the embedder's own state, fuel, epoch deadline or
+//! `StoreLimits`; targeting in a fresh store reuses the process's compiled modules and
+//! the plan of the previous request. See [`store_linkage`] for the full example with a
+//! host function reading the embedder's state through `Caller<T>`.
+//!
+//! **Async** (tokio and other executors; feature `async`): a linkage from
+//! [`Cache::async_store_linkage`], targets with [`Cache::get_typed_func_async`], calls
+//! with wasmtime's `call_async`; lazy edges load asynchronously inside the call.
+//!
+//! ```
+//! # #[cfg(feature = "async")] {
+//! # use std::sync::Arc;
+//! # use linkcache_native::{Cache, LinkageView, StoreLinkage};
+//! # use wasmtime::{Linker, Store};
+//! # struct Task { linkage: StoreLinkage<Task> }
+//! # impl LinkageView for Task {
+//! #     fn linkage(&mut self) -> &mut StoreLinkage<Task> { &mut self.linkage }
+//! # }
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let cache = Cache::open(dir.path()).unwrap();
+//! # cache.add_module(&wat::parse_str(r#"(module (func (export "math.inc")
+//! #     (param i64) (result i64) (i64.add (local.get 0) (i64.const 1))))"#).unwrap()).unwrap();
+//! let runtime = tokio::runtime::Runtime::new().unwrap();
+//! runtime.block_on(async {
+//!     let linker = Arc::new(Linker::new(cache.engine()));
+//!     let mut store = Store::new(cache.engine(), Task { linkage: cache.async_store_linkage(linker) });
+//!     let inc = cache.get_typed_func_async::<i64, i64, _>(&mut store, "math.inc").await.unwrap();
+//!     assert_eq!(inc.call_async(&mut store, 41).await.unwrap(), 42);
+//! });
+//! # }
+//! ```
+//!
+//! # Cargo features
+//!
+//! None is on by default, so an embedder compiles only the library and the wasmtime
+//! features it needs (`cranelift`, `runtime`, `std`).
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `async` | asynchronous stores (`wasmtime/async`) |
+//! | `cli` | the `linkcache` command-line tool (clap, indicatif, serde_json, wat) |
+//! | `parallel-compilation` | `wasmtime/parallel-compilation` |
+//! | `pooling-allocator` | `wasmtime/pooling-allocator` |
+//!
+//! # Logs
+//!
+//! linkcache reports through [`tracing`](https://docs.rs/tracing): spans
+//! `linkcache.target`, `linkcache.plan`, `linkcache.load` and `linkcache.load_module`
+//! (debug), and warnings when a broken cache entry is skipped, a precompiled artifact is
+//! rejected or cannot be stored, or precompiled code is disabled because the directory
+//! is not trusted. Nothing is printed unless the embedder installs a subscriber.
+//!
 //! See [`cache`] for the threading model and [`dir`] for the directory layout and the
 //! guarantees it gives under crashes and concurrent writers.
 
@@ -52,11 +145,16 @@ pub mod cache;
 pub mod dir;
 mod error;
 mod load;
+mod registry;
+mod simple;
 mod stats;
+pub mod store_linkage;
 
-pub use cache::{Cache, CacheBuilder, DynamicTarget, Target, default_dir};
+pub use cache::{Cache, CacheBuilder, DEFAULT_MODULES_IN_MEMORY, GlobalResolverFn, default_dir};
 pub use dir::{ArtifactLookup, DirStore, GcReport, Problem, Trust};
 pub use error::Error;
 pub use linkcache_core as core;
-pub use load::{Host, from_val, to_val};
+pub use load::{from_val, to_val};
+pub use simple::{DynamicTarget, Host, Target};
 pub use stats::Stats;
+pub use store_linkage::{LinkageView, StoreLinkage};

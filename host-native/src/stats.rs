@@ -38,6 +38,9 @@ pub struct Stats {
     pub modules_added: u64,
     /// Times `get_or_compile` called its compiler.
     pub compiles: u64,
+    /// Compiled modules the process holds for reuse by its stores (at most
+    /// [`CacheBuilder::modules_in_memory`](crate::CacheBuilder::modules_in_memory)).
+    pub modules_in_memory: u64,
     /// Time spent targeting (planning, reading, compiling, instantiating).
     #[serde(serialize_with = "as_millis")]
     pub load_time: Duration,
