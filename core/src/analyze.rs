@@ -23,14 +23,14 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use alloc::{format, vec};
 
-use petgraph::graphmap::DiGraphMap;
-use petgraph::visit::Dfs;
 use wasmparser::{
-    CompositeInnerType, ConstExpr, DataKind, ElementItems, ElementKind, ExternalKind, Operator,
-    Parser, Payload, RefType, TypeRef, Validator, WasmFeatures,
+    CompositeInnerType, ConstExpr, DataKind, ElementItems, ElementKind, ExternalKind,
+    FuncValidator, FuncValidatorAllocations, FunctionBody, Operator, OperatorsReader, Parser,
+    Payload, RefType, TypeRef, ValidPayload, Validator, ValidatorResources, WasmFeatures,
 };
 
 use crate::manifest::{FN_NAMESPACE, GLOBAL_NAMESPACE, GLOBALS_SECTION};
+use crate::reach::{self, Bits, CallGraph, ReachBudget, Union};
 use crate::{FuncSig, Function, GlobalDef, Import, ImportKind, Manifest, ModuleId, ValType};
 
 /// Why bytes could not be turned into a manifest.
@@ -110,6 +110,14 @@ pub enum AnalysisError {
         /// The func_name or global it declares.
         dependency: String,
     },
+    /// The module exceeds one of the analysis's limits (see [`analyze_with`]).
+    #[error("the module is too large to analyze: more {what} than the limit of {limit}")]
+    TooLarge {
+        /// What exceeds its limit.
+        what: String,
+        /// The limit.
+        limit: u64,
+    },
     /// The binary reaches a dependency that the declaration leaves out: the declaration
     /// would make the cache load too little.
     #[error("function `{function}` reaches `{dependency}`, which its declaration leaves out")]
@@ -158,38 +166,78 @@ pub fn analyze(wasm: &[u8]) -> Result<Manifest, AnalysisError> {
     analyze_with(wasm, &AnalyzeOptions::default())
 }
 
+/// The largest module [`analyze`] accepts, in bytes.
+pub const MAX_MODULE_BYTES: usize = 256 << 20;
+/// The most `linkcache:fn` plus `linkcache:global` imports one module may have.
+pub const MAX_CACHE_IMPORTS: usize = 16_384;
+/// The most dependencies a manifest may list, summed over its functions (the manifest's
+/// size grows with it).
+pub const MAX_MANIFEST_DEPENDENCIES: usize = 1 << 24;
+/// How many 64-bit words of dependency sets the analysis of one module may allocate
+/// (128 MiB).
+const REACH_BUDGET_WORDS: usize = 1 << 24;
+
 /// Validates `wasm` and derives its manifest.
+///
+/// # Cost and limits
+/// One pass over the bytes validates and collects calls, table targets and global
+/// uses together; dependencies are then computed once per strongly connected
+/// component of the call graph (see `reach.rs`), so the work is linear in the
+/// module's size (times the number of cache imports / 64 for the dependency sets),
+/// with no recursion whose depth depends on the input. Beyond wasmparser's own
+/// implementation limits (1,000,000 functions, imports, exports or globals; bodies of
+/// up to 7,654,321 bytes), a module is rejected with [`AnalysisError::TooLarge`] when
+/// it exceeds [`MAX_MODULE_BYTES`], [`MAX_CACHE_IMPORTS`], [`MAX_MANIFEST_DEPENDENCIES`]
+/// or needs more than 128 MiB of dependency sets.
 pub fn analyze_with(wasm: &[u8], options: &AnalyzeOptions) -> Result<Manifest, AnalysisError> {
     check_header(wasm)?;
-    let types = Validator::new_with_features(WasmFeatures::default())
-        .validate_all(wasm)
-        .map_err(|e| AnalysisError::Invalid {
-            offset: e.offset(),
-            message: e.message().to_string(),
-        })?;
-    let types = types.as_ref();
+    if wasm.len() > MAX_MODULE_BYTES {
+        return Err(AnalysisError::TooLarge {
+            what: "module bytes".into(),
+            limit: MAX_MODULE_BYTES as u64,
+        });
+    }
     let invalid = |e: wasmparser::BinaryReaderError| AnalysisError::Invalid {
         offset: e.offset(),
         message: e.message().to_string(),
     };
-
+    let features = WasmFeatures::default();
+    let mut validator = Validator::new_with_features(features);
+    let mut allocations = FuncValidatorAllocations::default();
+    let mut types = None;
     let mut scan = Scan::default();
     let mut section_globals: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut defined_index = 0u32;
-    for payload in Parser::new(0).parse_all(wasm) {
-        match payload.map_err(invalid)? {
+    let mut parser = Parser::new(0);
+    parser.set_features(features);
+    for payload in parser.parse_all(wasm) {
+        let payload = payload.map_err(invalid)?;
+        match validator.payload(&payload).map_err(invalid)? {
+            ValidPayload::Func(func, body) => {
+                let mut function = func.into_validator(core::mem::take(&mut allocations));
+                scan.body(&mut function, &body, features).map_err(invalid)?;
+                allocations = function.into_allocations();
+                continue;
+            }
+            ValidPayload::End(end) => types = Some(end),
+            ValidPayload::Parser(_) => {
+                return Err(AnalysisError::NotWasm {
+                    reason: "a nested module or component; linkcache caches core modules".into(),
+                });
+            }
+            ValidPayload::Ok => {}
+        }
+        match payload {
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
                     let import = import.map_err(invalid)?;
-                    scan.import(import.module, import.name, import.ty, &types)?;
+                    scan.import(import.module, import.name, import.ty)?;
                 }
             }
             Payload::GlobalSection(reader) => {
                 for global in reader {
                     let global = global.map_err(invalid)?;
-                    let index = scan.global_imports + scan.defined_globals.len() as u32;
                     let reads = scan.const_expr(&global.init_expr).map_err(invalid)?;
-                    scan.defined_globals.insert(index, reads);
+                    scan.define_global(&reads);
                 }
             }
             Payload::ExportSection(reader) => {
@@ -216,7 +264,7 @@ pub fn analyze_with(wasm: &[u8], options: &AnalyzeOptions) -> Result<Manifest, A
                     match element.items {
                         ElementItems::Functions(items) => {
                             for index in items {
-                                scan.indirect_targets.insert(index.map_err(invalid)?);
+                                scan.indirect_targets.push(index.map_err(invalid)?);
                             }
                         }
                         ElementItems::Expressions(_, exprs) => {
@@ -235,33 +283,6 @@ pub fn analyze_with(wasm: &[u8], options: &AnalyzeOptions) -> Result<Manifest, A
                     }
                 }
             }
-            Payload::CodeSectionEntry(body) => {
-                let index = scan.func_imports + defined_index;
-                defined_index += 1;
-                let mut uses = FunctionUses::default();
-                let mut ops = body.get_operators_reader().map_err(invalid)?;
-                while !ops.eof() {
-                    match ops.read().map_err(invalid)? {
-                        Operator::Call { function_index }
-                        | Operator::ReturnCall { function_index } => {
-                            uses.calls.insert(function_index);
-                        }
-                        Operator::CallIndirect { .. }
-                        | Operator::ReturnCallIndirect { .. }
-                        | Operator::CallRef { .. }
-                        | Operator::ReturnCallRef { .. } => uses.indirect = true,
-                        Operator::RefFunc { function_index } => {
-                            scan.indirect_targets.insert(function_index);
-                        }
-                        Operator::GlobalGet { global_index }
-                        | Operator::GlobalSet { global_index } => {
-                            uses.globals.insert(global_index);
-                        }
-                        _ => {}
-                    }
-                }
-                scan.bodies.insert(index, uses);
-            }
             Payload::CustomSection(section) if section.name() == GLOBALS_SECTION => {
                 for (name, definition) in parse_globals_section(section.data())? {
                     section_globals.insert(name, definition);
@@ -270,10 +291,14 @@ pub fn analyze_with(wasm: &[u8], options: &AnalyzeOptions) -> Result<Manifest, A
             _ => {}
         }
     }
+    let types = types.ok_or_else(|| AnalysisError::Invalid {
+        offset: wasm.len(),
+        message: "the module ends early".into(),
+    })?;
 
     let mut definitions = section_globals;
     definitions.extend(options.globals.iter().map(|(k, v)| (k.clone(), v.clone())));
-    scan.finish(wasm, &types, &definitions, &options.declared)
+    scan.finish(wasm, &types.as_ref(), &definitions, &options.declared)
 }
 
 fn check_header(wasm: &[u8]) -> Result<(), AnalysisError> {
@@ -293,68 +318,91 @@ fn check_header(wasm: &[u8]) -> Result<(), AnalysisError> {
     Ok(())
 }
 
-/// What one defined function's body uses.
-#[derive(Default)]
-struct FunctionUses {
-    calls: BTreeSet<u32>,
-    globals: BTreeSet<u32>,
-    indirect: bool,
+fn too_large(what: &str, limit: usize) -> AnalysisError {
+    AnalysisError::TooLarge {
+        what: what.into(),
+        limit: limit as u64,
+    }
 }
 
-/// What one pass over the module collected, in wasm index spaces.
+/// What one pass over the module collected, in wasm index spaces. Cache imports are
+/// numbered as dependency bits in import order (see `reach.rs`).
 #[derive(Default)]
 struct Scan {
     imports: Vec<Import>,
+    /// (position in `imports`, function index) of every function import, whose
+    /// signature is known once validation ends.
+    func_import_positions: Vec<(usize, u32)>,
     func_imports: u32,
-    global_imports: u32,
-    /// Function index -> func_name, for `linkcache:fn` imports.
-    fn_import_names: BTreeMap<u32, String>,
-    /// Global index -> name, for `linkcache:global` imports.
-    global_import_names: BTreeMap<u32, String>,
-    /// Defined global index -> the global indices its initializer reads.
-    defined_globals: BTreeMap<u32, BTreeSet<u32>>,
+    /// The name of each dependency bit, and whether it is a global.
+    bit_names: Vec<(String, bool)>,
+    /// The dependency bit of each imported function (`linkcache:fn` ones only).
+    func_import_bits: Vec<Option<u32>>,
+    /// For every global index: the `linkcache:global` bits behind it (itself when it is
+    /// one, its initializer's reads when it is defined).
+    global_behind: Vec<Bits>,
+    /// Every `linkcache:global` bit of a global import, by global index.
+    global_import_bits: Vec<Option<u32>>,
+    defined_functions: u32,
+    /// Per defined function: the cache globals its body uses.
+    own: Vec<Bits>,
+    calls: Vec<(u32, u32)>,
+    indirect_callers: Vec<u32>,
+    indirect_targets: Vec<u32>,
     exports: Vec<(String, u32)>,
     start: Option<u32>,
-    indirect_targets: BTreeSet<u32>,
-    instantiation_globals: BTreeSet<u32>,
-    bodies: BTreeMap<u32, FunctionUses>,
+    instantiation_globals: Vec<u32>,
+    /// Scratch for one body's global uses.
+    body_globals: Vec<u32>,
+    /// Scratch for one body's direct callees.
+    body_calls: Vec<u32>,
+    /// Whether the imported globals have their sets (the import section is over).
+    sealed: bool,
 }
 
 impl Scan {
-    fn import(
-        &mut self,
-        namespace: &str,
-        name: &str,
-        ty: TypeRef,
-        types: &wasmparser::types::TypesRef<'_>,
-    ) -> Result<(), AnalysisError> {
+    fn width(&self) -> usize {
+        self.bit_names.len().div_ceil(64)
+    }
+
+    fn import(&mut self, namespace: &str, name: &str, ty: TypeRef) -> Result<(), AnalysisError> {
         let unsupported = |reason: String| AnalysisError::UnsupportedImport {
             namespace: namespace.into(),
             name: name.into(),
             reason,
         };
+        let cache_namespace = namespace == FN_NAMESPACE || namespace == GLOBAL_NAMESPACE;
+        if cache_namespace && self.bit_names.len() >= MAX_CACHE_IMPORTS {
+            return Err(too_large("`linkcache:` imports", MAX_CACHE_IMPORTS));
+        }
         let kind = match ty {
             TypeRef::Func(_) | TypeRef::FuncExact(_) => {
                 let index = self.func_imports;
                 self.func_imports += 1;
-                let sig = func_sig(types, index).map_err(unsupported)?;
-                if namespace == FN_NAMESPACE {
-                    self.fn_import_names.insert(index, name.into());
-                }
-                ImportKind::Func(sig)
+                self.func_import_positions.push((self.imports.len(), index));
+                let bit = (namespace == FN_NAMESPACE).then(|| {
+                    self.bit_names.push((name.into(), false));
+                    self.bit_names.len() as u32 - 1
+                });
+                self.func_import_bits.push(bit);
+                ImportKind::Func(FuncSig::default())
             }
             TypeRef::Global(global) => {
-                let index = self.global_imports;
-                self.global_imports += 1;
                 let ty = val_type(global.content_type).map_err(unsupported)?;
-                if namespace == GLOBAL_NAMESPACE {
+                let bit = if namespace == GLOBAL_NAMESPACE {
                     if ty.zero().is_none() {
                         return Err(unsupported(format!(
                             "a linkcache global must have a numeric type, not {ty}"
                         )));
                     }
-                    self.global_import_names.insert(index, name.into());
-                }
+                    self.bit_names.push((name.into(), true));
+                    Some(self.bit_names.len() as u32 - 1)
+                } else {
+                    None
+                };
+                self.global_import_bits.push(bit);
+                // Filled in `define_global` / `finish` once the width is known.
+                self.global_behind.push(None);
                 ImportKind::Global {
                     ty,
                     mutable: global.mutable,
@@ -364,7 +412,6 @@ impl Scan {
             TypeRef::Table(_) => ImportKind::Table,
             TypeRef::Tag(_) => ImportKind::Tag,
         };
-        let cache_namespace = namespace == FN_NAMESPACE || namespace == GLOBAL_NAMESPACE;
         let expected = if namespace == FN_NAMESPACE {
             "function"
         } else {
@@ -389,89 +436,231 @@ impl Scan {
         Ok(())
     }
 
+    /// Gives every imported global its set once the import section is complete.
+    fn seal_imported_globals(&mut self) {
+        if self.sealed {
+            return;
+        }
+        self.sealed = true;
+        let width = self.width();
+        for (index, bit) in self.global_import_bits.iter().enumerate() {
+            if let Some(bit) = bit {
+                let mut union = Union::new(width);
+                union.bit(*bit);
+                // One word per cache global import: bounded by MAX_CACHE_IMPORTS.
+                let mut budget = ReachBudget { words: usize::MAX };
+                self.global_behind[index] = union.finish(&mut budget).unwrap_or(None);
+            }
+        }
+    }
+
+    /// A defined global whose initializer reads `reads` (always earlier globals).
+    fn define_global(&mut self, reads: &[u32]) {
+        self.seal_imported_globals();
+        let mut union = Union::new(self.width());
+        for &read in reads {
+            if let Some(behind) = self.global_behind.get(read as usize) {
+                union.set(behind);
+            }
+        }
+        let mut budget = ReachBudget { words: usize::MAX };
+        let bits = union.finish(&mut budget).unwrap_or(None);
+        self.global_behind.push(bits);
+    }
+
+    /// Validates one function body and collects what it uses, in one pass.
+    fn body(
+        &mut self,
+        validator: &mut FuncValidator<ValidatorResources>,
+        body: &FunctionBody<'_>,
+        features: WasmFeatures,
+    ) -> wasmparser::Result<()> {
+        self.seal_imported_globals();
+        let index = self.func_imports + self.defined_functions;
+        self.defined_functions += 1;
+        let mut reader = body.get_binary_reader();
+        validator.read_locals(&mut reader)?;
+        reader.set_features(features);
+        let mut ops = OperatorsReader::new(reader);
+        self.body_globals.clear();
+        self.body_calls.clear();
+        let mut indirect = false;
+        while !ops.eof() {
+            let (op, offset) = ops.read_with_offset()?;
+            validator.op(offset, &op)?;
+            match op {
+                Operator::Call { function_index } | Operator::ReturnCall { function_index } => {
+                    self.body_calls.push(function_index);
+                }
+                Operator::CallIndirect { .. }
+                | Operator::ReturnCallIndirect { .. }
+                | Operator::CallRef { .. }
+                | Operator::ReturnCallRef { .. } => indirect = true,
+                Operator::RefFunc { function_index } => {
+                    self.indirect_targets.push(function_index);
+                }
+                Operator::GlobalGet { global_index } | Operator::GlobalSet { global_index } => {
+                    self.body_globals.push(global_index);
+                }
+                _ => {}
+            }
+        }
+        ops.finish()?;
+        self.body_calls.sort_unstable();
+        self.body_calls.dedup();
+        for &callee in &self.body_calls {
+            self.calls.push((index, callee));
+        }
+        if indirect {
+            self.indirect_callers.push(index);
+        }
+        self.body_globals.sort_unstable();
+        self.body_globals.dedup();
+        let mut union = Union::new(self.width());
+        for &global in &self.body_globals {
+            if let Some(behind) = self.global_behind.get(global as usize) {
+                union.set(behind);
+            }
+        }
+        let mut budget = ReachBudget { words: usize::MAX };
+        self.own.push(union.finish(&mut budget).unwrap_or(None));
+        Ok(())
+    }
+
     /// Records `ref.func` targets of a constant expression and returns the globals it
     /// reads.
-    fn const_expr(&mut self, expr: &ConstExpr<'_>) -> wasmparser::Result<BTreeSet<u32>> {
-        let mut reads = BTreeSet::new();
+    fn const_expr(&mut self, expr: &ConstExpr<'_>) -> wasmparser::Result<Vec<u32>> {
+        let mut reads = Vec::new();
         let mut ops = expr.get_operators_reader();
         while !ops.eof() {
             match ops.read()? {
                 Operator::RefFunc { function_index } => {
-                    self.indirect_targets.insert(function_index);
+                    self.indirect_targets.push(function_index);
                 }
-                Operator::GlobalGet { global_index } => {
-                    reads.insert(global_index);
-                }
+                Operator::GlobalGet { global_index } => reads.push(global_index),
                 _ => {}
             }
         }
         Ok(reads)
     }
 
-    /// The `linkcache:global` import names behind a global index, following defined
-    /// globals' initializers.
-    fn imported_globals_behind(&self, global: u32, out: &mut BTreeSet<String>) {
-        if let Some(name) = self.global_import_names.get(&global) {
-            out.insert(name.clone());
-        } else if let Some(reads) = self.defined_globals.get(&global) {
-            for &read in reads {
-                self.imported_globals_behind(read, out);
-            }
-        }
-    }
-
     fn finish(
-        self,
+        mut self,
         wasm: &[u8],
         types: &wasmparser::types::TypesRef<'_>,
         definitions: &BTreeMap<String, Vec<u8>>,
         declared: &BTreeMap<String, Declared>,
     ) -> Result<Manifest, AnalysisError> {
-        // The call graph over function indices. Node u32::MAX stands for "instantiation":
-        // the start function; it is reached from every export.
-        const INSTANTIATION: u32 = u32::MAX;
-        let mut graph: DiGraphMap<u32, ()> = DiGraphMap::new();
-        for (&index, uses) in &self.bodies {
-            graph.add_node(index);
-            for &callee in &uses.calls {
-                graph.add_edge(index, callee, ());
-            }
-            if uses.indirect {
-                for &target in &self.indirect_targets {
-                    graph.add_edge(index, target, ());
+        self.seal_imported_globals();
+        for &(position, index) in &self.func_import_positions {
+            let sig = func_sig(types, index).map_err(|reason| {
+                let import = &self.imports[position];
+                AnalysisError::UnsupportedImport {
+                    namespace: import.namespace.clone(),
+                    name: import.name.clone(),
+                    reason,
                 }
+            })?;
+            self.imports[position].kind = ImportKind::Func(sig);
+        }
+
+        // Nodes: every function index, then "any indirect target", then "instantiation".
+        let width = self.width();
+        let functions = self.func_imports + self.defined_functions;
+        let any_indirect = functions;
+        let instantiation = functions + 1;
+        let over_budget = |_| too_large("dependency sets (bytes / 8)", REACH_BUDGET_WORDS);
+        let mut budget = ReachBudget {
+            words: REACH_BUDGET_WORDS,
+        };
+        let mut graph = CallGraph::new(
+            functions as usize + 2,
+            self.calls.len() + self.indirect_callers.len() + self.indirect_targets.len() + 1,
+        );
+        for (index, bit) in self.func_import_bits.iter().enumerate() {
+            if let Some(bit) = bit {
+                let mut union = Union::new(width);
+                union.bit(*bit);
+                graph.set_own(
+                    index as u32,
+                    union.finish(&mut budget).map_err(over_budget)?,
+                );
             }
         }
-        graph.add_node(INSTANTIATION);
+        for (offset, own) in core::mem::take(&mut self.own).into_iter().enumerate() {
+            graph.set_own(self.func_imports + offset as u32, own);
+        }
+        for &(caller, callee) in &self.calls {
+            graph.edge(caller, callee);
+        }
+        for &caller in &self.indirect_callers {
+            graph.edge(caller, any_indirect);
+        }
+        self.indirect_targets.sort_unstable();
+        self.indirect_targets.dedup();
+        for &target in &self.indirect_targets {
+            graph.edge(any_indirect, target);
+        }
         if let Some(start) = self.start {
-            graph.add_edge(INSTANTIATION, start, ());
+            graph.edge(instantiation, start);
         }
+        let reach = graph.reach(width, &mut budget).map_err(over_budget)?;
 
-        let mut instantiation_globals = BTreeSet::new();
+        // What instantiation runs or reads counts for every function.
+        let mut at_instantiation = Union::new(width);
+        at_instantiation.set(&reach[instantiation as usize]);
         for &global in &self.instantiation_globals {
-            self.imported_globals_behind(global, &mut instantiation_globals);
+            if let Some(behind) = self.global_behind.get(global as usize) {
+                at_instantiation.set(behind);
+            }
         }
+        let at_instantiation = at_instantiation.finish(&mut budget).map_err(over_budget)?;
 
+        let fn_names: BTreeSet<&str> = self
+            .bit_names
+            .iter()
+            .filter(|(_, global)| !global)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let global_names: BTreeSet<&str> = self
+            .bit_names
+            .iter()
+            .filter(|(_, global)| *global)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let mut total_dependencies = 0usize;
         let mut functions = Vec::with_capacity(self.exports.len());
         for (name, index) in &self.exports {
             let mut calls = BTreeSet::new();
-            let mut globals = instantiation_globals.clone();
-            for root in [*index, INSTANTIATION] {
-                let mut dfs = Dfs::new(&graph, root);
-                while let Some(reached) = dfs.next(&graph) {
-                    if let Some(import) = self.fn_import_names.get(&reached) {
-                        calls.insert(import.clone());
-                    }
-                    if let Some(uses) = self.bodies.get(&reached) {
-                        for &global in &uses.globals {
-                            self.imported_globals_behind(global, &mut globals);
-                        }
-                    }
+            let mut globals = BTreeSet::new();
+            let reached = &reach[*index as usize];
+            for bit in reach::ones(reached).chain(reach::ones(&at_instantiation)) {
+                let (dependency, is_global) = &self.bit_names[bit as usize];
+                if *is_global {
+                    globals.insert(dependency.as_str());
+                } else {
+                    calls.insert(dependency.as_str());
                 }
             }
+            total_dependencies += calls.len() + globals.len();
+            if total_dependencies > MAX_MANIFEST_DEPENDENCIES {
+                return Err(too_large(
+                    "dependencies listed in the manifest",
+                    MAX_MANIFEST_DEPENDENCIES,
+                ));
+            }
             let (calls, globals) = match declared.get(name) {
-                None => (calls.into_iter().collect(), globals.into_iter().collect()),
-                Some(declaration) => self.check_declaration(name, declaration, &calls, &globals)?,
+                None => (
+                    calls.into_iter().map(String::from).collect(),
+                    globals.into_iter().map(String::from).collect(),
+                ),
+                Some(declaration) => check_declaration(
+                    name,
+                    declaration,
+                    (&fn_names, &global_names),
+                    &calls,
+                    &globals,
+                )?,
             };
             // Exports of one function under two names are two func_names.
             let signature =
@@ -533,53 +722,49 @@ impl Scan {
             module: ModuleId::of(wasm),
             byte_len: wasm.len() as u64,
             functions,
-            imports: self.imports.clone(),
             globals: globals.into_values().collect(),
+            imports: self.imports,
         };
         debug_assert_eq!(manifest.check(), Ok(()));
         Ok(manifest)
     }
+}
 
-    fn check_declaration(
-        &self,
-        function: &str,
-        declaration: &Declared,
-        calls: &BTreeSet<String>,
-        globals: &BTreeSet<String>,
-    ) -> Result<(Vec<String>, Vec<String>), AnalysisError> {
-        let declared_calls: BTreeSet<String> = declaration.calls.iter().cloned().collect();
-        let declared_globals: BTreeSet<String> = declaration.globals.iter().cloned().collect();
-        let not_imported = |dependency: &String| AnalysisError::DeclaredNotImported {
-            function: function.into(),
-            dependency: dependency.clone(),
-        };
-        if let Some(dep) = declared_calls
-            .iter()
-            .find(|d| !self.fn_import_names.values().any(|n| n == *d))
-        {
-            return Err(not_imported(dep));
-        }
-        if let Some(dep) = declared_globals
-            .iter()
-            .find(|d| !self.global_import_names.values().any(|n| n == *d))
-        {
-            return Err(not_imported(dep));
-        }
-        let undeclared = calls
-            .difference(&declared_calls)
-            .chain(globals.difference(&declared_globals))
-            .next();
-        if let Some(dependency) = undeclared {
-            return Err(AnalysisError::UndeclaredDependency {
-                function: function.into(),
-                dependency: dependency.clone(),
-            });
-        }
-        Ok((
-            declared_calls.into_iter().collect(),
-            declared_globals.into_iter().collect(),
-        ))
+/// Checks a compiler's declaration against what the analysis found (`calls`,
+/// `globals`) and the module's cache imports (`imported`: func_names, globals).
+fn check_declaration(
+    function: &str,
+    declaration: &Declared,
+    imported: (&BTreeSet<&str>, &BTreeSet<&str>),
+    calls: &BTreeSet<&str>,
+    globals: &BTreeSet<&str>,
+) -> Result<(Vec<String>, Vec<String>), AnalysisError> {
+    let declared_calls: BTreeSet<&str> = declaration.calls.iter().map(String::as_str).collect();
+    let declared_globals: BTreeSet<&str> = declaration.globals.iter().map(String::as_str).collect();
+    let not_imported = |dependency: &str| AnalysisError::DeclaredNotImported {
+        function: function.into(),
+        dependency: dependency.into(),
+    };
+    if let Some(dep) = declared_calls.iter().find(|d| !imported.0.contains(*d)) {
+        return Err(not_imported(dep));
     }
+    if let Some(dep) = declared_globals.iter().find(|d| !imported.1.contains(*d)) {
+        return Err(not_imported(dep));
+    }
+    let undeclared = calls
+        .difference(&declared_calls)
+        .chain(globals.difference(&declared_globals))
+        .next();
+    if let Some(dependency) = undeclared {
+        return Err(AnalysisError::UndeclaredDependency {
+            function: function.into(),
+            dependency: (*dependency).into(),
+        });
+    }
+    Ok((
+        declared_calls.into_iter().map(String::from).collect(),
+        declared_globals.into_iter().map(String::from).collect(),
+    ))
 }
 
 fn func_sig(types: &wasmparser::types::TypesRef<'_>, index: u32) -> Result<FuncSig, String> {

@@ -75,13 +75,15 @@ mod id;
 mod linkage;
 mod manifest;
 mod plan;
+mod reach;
 pub mod record;
 mod store;
 mod types;
 
 pub use analyze::{
-    AnalysisError, AnalyzeOptions, Declared, analyze, analyze_with, append_globals_section,
-    encode_globals_section, parse_globals_section,
+    AnalysisError, AnalyzeOptions, Declared, MAX_CACHE_IMPORTS, MAX_MANIFEST_DEPENDENCIES,
+    MAX_MODULE_BYTES, analyze, analyze_with, append_globals_section, encode_globals_section,
+    parse_globals_section,
 };
 pub use id::{ModuleId, ParseModuleIdError};
 pub use linkage::{Linkage, OutdatedPlan};

@@ -6,13 +6,15 @@
 //! only in a commit, after every global it uses validated, so a failed validation
 //! leaves it unbound and never half-validated.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::plan::GlobalKey;
-use crate::{GlobalOutcome, LoadPlan, Manifest, ModuleId, Planner, Value};
+use crate::{
+    GlobalBinding, GlobalOutcome, ImportBinding, LoadPlan, Manifest, ModuleId, Planner, Value,
+};
 
 /// Per-process link state. See the module docs.
 #[derive(Clone, Debug, Default)]
@@ -24,6 +26,9 @@ pub struct Linkage {
     globals: BTreeMap<GlobalKey, GlobalOutcome>,
     shared_globals: BTreeMap<String, Value>,
     broken: BTreeMap<ModuleId, String>,
+    /// Immutable globals a loaded module was instantiated with a placeholder for:
+    /// (module, global name).
+    placeholders: BTreeSet<(ModuleId, String)>,
 }
 
 /// A plan was made against an older state of the linkage (another target committed in
@@ -88,6 +93,15 @@ impl Linkage {
         self.shared_globals.get(name).copied()
     }
 
+    /// Whether the loaded `module` was instantiated with a placeholder for its immutable
+    /// global `global` (stale, or not validated because no function of that plan used
+    /// it). A function of that module that uses the global cannot be bound to this
+    /// instance; the planner falls back to a duplicate, or the target is a
+    /// [`crate::Miss::StaleGlobal`] in this process.
+    pub fn has_placeholder(&self, module: &ModuleId, global: &str) -> bool {
+        self.placeholders.contains(&(*module, String::from(global)))
+    }
+
     /// Remembers that `module` cannot be loaded (its bytes are corrupt, its compilation
     /// failed, ...): later plans skip it and fall back to a duplicate.
     pub fn mark_broken(&mut self, module: ModuleId, reason: impl Into<String>) {
@@ -125,6 +139,15 @@ impl Linkage {
                 .is_none()
             {
                 self.load_order.push(planned.module);
+            }
+            for import in &planned.imports {
+                if let ImportBinding::Global {
+                    name,
+                    binding: GlobalBinding::Placeholder(_),
+                } = import
+                {
+                    self.placeholders.insert((planned.module, name.clone()));
+                }
             }
         }
         for (func, module) in &plan.bindings {

@@ -9,34 +9,30 @@
 //! result depends only on the answers, never on timing.
 //!
 //! # The search
-//! `resolve(f)` picks a candidate module for `f`, in this order (DESIGN.md's duplicate
-//! resolution): the binding already made in this process; a candidate in a module
-//! already loaded; one in a module already chosen for this plan; the earliest committed,
-//! ties broken by [`ModuleId`]. A candidate is usable when its manifest is intact and
-//! defines `f` with the expected signature, none of the globals `f` uses is stale, and
-//! every func_name `f` calls resolves in turn. An unusable candidate is rolled back with
-//! everything chosen on its behalf, and the next one is tried. A call back into a
-//! function already being resolved (modules that import each other) counts as resolved:
-//! the cycle is linked with trampolines.
+//! A candidate for a func_name is usable when its manifest is intact and defines it with
+//! the expected signature, none of the globals it uses is stale, and every func_name it
+//! calls has a usable candidate in turn (a call back into the cycle counts: modules that
+//! import each other are linked with trampolines). Among usable duplicates the order is
+//! DESIGN.md's: the binding already made in this process; a candidate in a module already
+//! loaded; one in a module already chosen for this plan; the earliest committed, ties
+//! broken by [`ModuleId`]. `search.rs` computes this in polynomial time without
+//! recursion; `build.rs` turns the choice into a plan.
 //!
-//! # The plan
-//! The chosen modules that are not loaded yet are ordered by petgraph's Tarjan SCC over
-//! "imports from" edges, which lists every module after the modules it imports from;
-//! modules of one strongly connected group import each other and get trampolines.
-//! Every import of every planned module gets an [`ImportBinding`].
+//! Only the globals the chosen functions use go to the embedder for validation
+//! ([`Need::Globals`]), never the other globals of the modules they live in.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+mod build;
+mod search;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use alloc::{format, vec};
 
-use petgraph::graphmap::DiGraphMap;
-
-use crate::manifest::{FN_NAMESPACE, GLOBAL_NAMESPACE};
-use crate::{
-    FuncSig, GlobalDef, GlobalOutcome, ImportKind, Linkage, Manifest, ModuleId, ValType, Value,
-};
+use self::build::build;
+use self::search::{Found, Search};
+use crate::{FuncSig, GlobalDef, GlobalOutcome, Linkage, Manifest, ModuleId, ValType, Value};
 
 /// One module that defines a func_name, as the store's index lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -373,448 +369,32 @@ impl Planner {
 
     /// Runs the search over what is known so far.
     pub fn next(&self, linkage: &Linkage) -> Progress {
-        let mut search = Search {
-            linkage,
-            planner: self,
-            chosen: BTreeMap::new(),
-            failed: BTreeMap::new(),
-            journal: Vec::new(),
-            plan_modules: BTreeMap::new(),
-            pending: BTreeMap::new(),
-        };
-        let expected = self.expected.clone();
-        let module = match search.resolve(&self.target, expected.as_ref()) {
-            Err(need) => return Progress::Need(need),
-            Ok(Err(miss)) => return Progress::Miss(miss),
-            Ok(Ok(module)) => module,
-        };
-        match search.build(&self.target, module) {
-            Ok(plan) => Progress::Ready(plan),
+        self.next_counting_steps(linkage).0
+    }
+
+    /// [`Planner::next`], with the number of elementary steps the search took (for
+    /// tests that bound the planner's work without a clock: it grows polynomially, in
+    /// practice linearly, with the number of candidates and calls in the closure).
+    pub fn next_counting_steps(&self, linkage: &Linkage) -> (Progress, u64) {
+        let mut search = Search::new(self, linkage);
+        let progress = match search.run() {
             Err(need) => Progress::Need(need),
-        }
-    }
-}
-
-enum Journal {
-    Chose(String),
-    Failed(String),
-}
-
-enum Rejection {
-    /// The candidate's entry is unusable for a reason that concerns the entry itself.
-    Broken(String),
-    Miss(Miss),
-}
-
-struct Search<'a> {
-    linkage: &'a Linkage,
-    planner: &'a Planner,
-    chosen: BTreeMap<String, ModuleId>,
-    failed: BTreeMap<String, Miss>,
-    journal: Vec<Journal>,
-    /// Modules chosen in this search and not loaded yet, with how many functions chose
-    /// them.
-    plan_modules: BTreeMap<ModuleId, usize>,
-    /// Global definitions met but not validated yet; asked for once the search is done.
-    pending: BTreeMap<GlobalKey, GlobalCheck>,
-}
-
-impl Search<'_> {
-    fn manifest(&self, module: &ModuleId) -> Option<Result<&Arc<Manifest>, &str>> {
-        if let Some(m) = self.linkage.loaded_manifest(module) {
-            return Some(Ok(m));
-        }
-        if let Some(reason) = self.linkage.broken_reason(module) {
-            return Some(Err(reason));
-        }
-        self.planner
-            .manifests
-            .get(module)
-            .map(|m| m.as_ref().map_err(|e| e.as_str()))
-    }
-
-    fn global_outcome(&self, def: &GlobalDef) -> Option<&GlobalOutcome> {
-        let key = GlobalKey::of(def);
-        self.linkage
-            .global_outcome(&key)
-            .or_else(|| self.planner.globals.get(&key))
-    }
-
-    /// Whether a global definition is known to be valid, known stale (with the reason),
-    /// or not known yet (then it is queued for validation).
-    fn check_global(&mut self, module: ModuleId, def: &GlobalDef) -> Option<Result<Value, String>> {
-        match self.global_outcome(def).cloned() {
-            None => {
-                self.pending
-                    .entry(GlobalKey::of(def))
-                    .or_insert_with(|| GlobalCheck {
-                        module,
-                        global: def.clone(),
-                    });
-                None
+            Ok(Err(miss)) => Progress::Miss(miss),
+            Ok(Ok(Found::Bound(module))) => {
+                Progress::Ready(build(&mut search, &self.target, module, BTreeMap::new()))
             }
-            Some(Err(reason)) => Some(Err(reason)),
-            Some(Ok(value)) => {
-                if def.mutable
-                    && let Some(shared) = self.linkage.shared_global(&def.name)
-                    && shared != value
-                {
-                    return Some(Err(format!(
-                        "it defines {value}, but this process already set the global to {shared}"
-                    )));
-                }
-                Some(Ok(value))
-            }
-        }
-    }
-
-    /// The value of the mutable global `name` that a function already chosen in this
-    /// plan was compiled against, and that function: one process has one instance of a
-    /// mutable global, so a plan must not bind functions compiled against two values.
-    fn chosen_mutable_value(&self, name: &str) -> Option<(Value, String)> {
-        self.chosen.iter().find_map(|(func, module)| {
-            let manifest = self.manifest(module)?.ok()?;
-            if !manifest.function(func)?.globals.iter().any(|g| g == name) {
-                return None;
-            }
-            let def = manifest.global(name).filter(|d| d.mutable)?;
-            match self.global_outcome(def)? {
-                Ok(value) => Some((*value, func.clone())),
-                Err(_) => None,
-            }
-        })
-    }
-
-    fn choose(&mut self, func: &str, module: ModuleId) {
-        self.chosen.insert(func.into(), module);
-        self.journal.push(Journal::Chose(func.into()));
-        if !self.linkage.is_loaded(&module) {
-            *self.plan_modules.entry(module).or_default() += 1;
-        }
-    }
-
-    fn fail(&mut self, func: &str, miss: Miss) -> Miss {
-        self.failed.insert(func.into(), miss.clone());
-        self.journal.push(Journal::Failed(func.into()));
-        miss
-    }
-
-    fn rollback(&mut self, mark: usize) {
-        while self.journal.len() > mark {
-            match self.journal.pop().expect("journal longer than mark") {
-                Journal::Chose(func) => {
-                    let module = self.chosen.remove(&func).expect("journaled choice");
-                    if let Some(count) = self.plan_modules.get_mut(&module) {
-                        *count -= 1;
-                        if *count == 0 {
-                            self.plan_modules.remove(&module);
-                        }
-                    }
-                }
-                Journal::Failed(func) => {
-                    self.failed.remove(&func);
-                }
-            }
-        }
-    }
-
-    fn signature_of(&self, func: &str, module: &ModuleId) -> Option<FuncSig> {
-        let manifest = self.manifest(module)?.ok()?;
-        Some(manifest.function(func)?.signature.clone())
-    }
-
-    fn check_signature(
-        &self,
-        func: &str,
-        module: &ModuleId,
-        expected: Option<&FuncSig>,
-    ) -> Result<(), Miss> {
-        match (expected, self.signature_of(func, module)) {
-            (Some(expected), Some(found)) if *expected != found => Err(Miss::SignatureMismatch {
-                function: func.into(),
-                expected: expected.clone(),
-                found,
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// `Err(need)` when more knowledge is needed; `Ok(Err(miss))` when `func` cannot be
-    /// resolved; `Ok(Ok(module))` with the module it is (now) bound to.
-    fn resolve(
-        &mut self,
-        func: &str,
-        expected: Option<&FuncSig>,
-    ) -> Result<Result<ModuleId, Miss>, Need> {
-        if let Some(module) = self
-            .linkage
-            .binding(func)
-            .or_else(|| self.chosen.get(func).copied())
-        {
-            return Ok(self
-                .check_signature(func, &module, expected)
-                .map(|()| module));
-        }
-        if let Some(miss) = self.failed.get(func) {
-            return Ok(Err(miss.clone()));
-        }
-        let Some(listed) = self.planner.candidates.get(func) else {
-            return Err(Need::Candidates(func.into()));
-        };
-        if listed.is_empty() {
-            return Ok(Err(self.fail(
-                func,
-                Miss::Unknown {
-                    function: func.into(),
-                },
-            )));
-        }
-        let mut candidates: BTreeMap<ModuleId, u64> = BTreeMap::new();
-        for candidate in listed {
-            let at = candidates
-                .entry(candidate.module)
-                .or_insert(candidate.committed_at);
-            *at = (*at).min(candidate.committed_at);
-        }
-        let mut order: Vec<(u8, u64, ModuleId)> = candidates
-            .into_iter()
-            .map(|(module, at)| {
-                let rank = if self.linkage.is_loaded(&module) {
-                    0
-                } else if self.plan_modules.contains_key(&module) {
-                    1
+            Ok(Ok(Found::Chosen {
+                chosen,
+                target,
+                pending,
+            })) => {
+                if pending.is_empty() {
+                    Progress::Ready(build(&mut search, &self.target, target, chosen))
                 } else {
-                    2
-                };
-                (rank, at, module)
-            })
-            .collect();
-        order.sort();
-
-        let mut broken = vec![];
-        let mut first_miss = None;
-        for (_, _, module) in order {
-            let manifest = match self.manifest(&module) {
-                None => return Err(Need::Manifest(module)),
-                Some(Err(reason)) => {
-                    broken.push((module, reason.into()));
-                    continue;
-                }
-                Some(Ok(manifest)) => Arc::clone(manifest),
-            };
-            match self.try_candidate(func, module, &manifest, expected)? {
-                Ok(()) => return Ok(Ok(module)),
-                Err(Rejection::Broken(reason)) => broken.push((module, reason)),
-                Err(Rejection::Miss(miss)) => {
-                    first_miss.get_or_insert(miss);
+                    Progress::Need(Need::Globals(pending.into_values().collect()))
                 }
             }
-        }
-        let miss = first_miss.unwrap_or(Miss::Broken {
-            function: func.into(),
-            modules: broken,
-        });
-        Ok(Err(self.fail(func, miss)))
-    }
-
-    fn try_candidate(
-        &mut self,
-        func: &str,
-        module: ModuleId,
-        manifest: &Manifest,
-        expected: Option<&FuncSig>,
-    ) -> Result<Result<(), Rejection>, Need> {
-        let Some(entry) = manifest.function(func) else {
-            return Ok(Err(Rejection::Broken(format!(
-                "the index lists it for `{func}`, but its manifest does not define it"
-            ))));
         };
-        if let Some(expected) = expected
-            && *expected != entry.signature
-        {
-            return Ok(Err(Rejection::Miss(Miss::SignatureMismatch {
-                function: func.into(),
-                expected: expected.clone(),
-                found: entry.signature.clone(),
-            })));
-        }
-        for global in &entry.globals {
-            let def = manifest
-                .global(global)
-                .expect("checked manifests define their globals");
-            let outcome = match self.check_global(module, def) {
-                Some(Ok(value)) if def.mutable => match self.chosen_mutable_value(&def.name) {
-                    Some((other, user)) if other != value => Some(Err(format!(
-                        "it defines {value}, but `{user}`, also in this plan, was compiled against {other}"
-                    ))),
-                    _ => Some(Ok(value)),
-                },
-                outcome => outcome,
-            };
-            if let Some(Err(reason)) = outcome {
-                return Ok(Err(Rejection::Miss(Miss::StaleGlobal {
-                    function: func.into(),
-                    global: global.clone(),
-                    reason,
-                })));
-            }
-        }
-        let mark = self.journal.len();
-        self.choose(func, module);
-        for callee in &entry.calls {
-            let signature = manifest
-                .fn_imports()
-                .find(|(name, _)| name == callee)
-                .map(|(_, sig)| sig.clone())
-                .expect("checked manifests import what they call");
-            if let Err(miss) = self.resolve(callee, Some(&signature))? {
-                self.rollback(mark);
-                let miss = match miss {
-                    Miss::Unknown { function } => Miss::MissingDependency {
-                        function: func.into(),
-                        dependency: function,
-                    },
-                    other => other,
-                };
-                return Ok(Err(Rejection::Miss(miss)));
-            }
-        }
-        Ok(Ok(()))
-    }
-
-    fn build(mut self, target: &str, target_module: ModuleId) -> Result<LoadPlan, Need> {
-        let planned: BTreeSet<ModuleId> = self.plan_modules.keys().copied().collect();
-        let manifests: BTreeMap<ModuleId, Arc<Manifest>> = planned
-            .iter()
-            .map(|id| {
-                let manifest = self
-                    .manifest(id)
-                    .and_then(Result::ok)
-                    .expect("chosen modules have manifests");
-                (*id, Arc::clone(manifest))
-            })
-            .collect();
-        let bound_to = |search: &Search<'_>, func: &str| -> Option<ModuleId> {
-            search
-                .chosen
-                .get(func)
-                .copied()
-                .or_else(|| search.linkage.binding(func))
-        };
-
-        // Order: Tarjan's SCCs come out with every group after the groups it has edges to,
-        // and an edge here means "imports from", so dependencies come first.
-        let mut graph: DiGraphMap<ModuleId, ()> = DiGraphMap::new();
-        for (id, manifest) in &manifests {
-            graph.add_node(*id);
-            for (func, _) in manifest.fn_imports() {
-                if let Some(dep) = bound_to(&self, func)
-                    && planned.contains(&dep)
-                {
-                    graph.add_edge(*id, dep, ());
-                }
-            }
-        }
-        let mut groups = petgraph::algo::tarjan_scc(&graph);
-        let mut group_of = BTreeMap::new();
-        let mut cycles = vec![];
-        for (index, group) in groups.iter_mut().enumerate() {
-            group.sort();
-            for id in group.iter() {
-                group_of.insert(*id, index);
-            }
-            if group.len() > 1 || graph.contains_edge(group[0], group[0]) {
-                cycles.push(group.clone());
-            }
-        }
-
-        let mut modules = Vec::with_capacity(planned.len());
-        for id in groups.into_iter().flatten() {
-            let manifest = &manifests[&id];
-            let mut imports = Vec::with_capacity(manifest.imports.len());
-            for import in &manifest.imports {
-                let binding = match (&import.kind, import.namespace.as_str()) {
-                    (ImportKind::Func(signature), FN_NAMESPACE) => {
-                        let func = import.name.clone();
-                        match bound_to(&self, &func) {
-                            Some(dep)
-                                if self.signature_of(&func, &dep).as_ref() == Some(signature) =>
-                            {
-                                if planned.contains(&dep) && group_of[&dep] == group_of[&id] {
-                                    ImportBinding::Trampoline { func }
-                                } else {
-                                    ImportBinding::Export { module: dep, func }
-                                }
-                            }
-                            _ => ImportBinding::Lazy {
-                                func,
-                                signature: signature.clone(),
-                            },
-                        }
-                    }
-                    (ImportKind::Global { ty, mutable }, GLOBAL_NAMESPACE) => {
-                        let def = manifest.global(&import.name).expect("checked manifest");
-                        let binding = if *mutable {
-                            GlobalBinding::Shared(*ty)
-                        } else {
-                            match self.check_global(id, def) {
-                                Some(Ok(value)) => GlobalBinding::Value(value),
-                                Some(Err(_)) | None => GlobalBinding::Placeholder(*ty),
-                            }
-                        };
-                        ImportBinding::Global {
-                            name: import.name.clone(),
-                            binding,
-                        }
-                    }
-                    _ => ImportBinding::Embedder,
-                };
-                imports.push(binding);
-            }
-            modules.push(PlannedModule {
-                module: id,
-                manifest: Arc::clone(manifest),
-                imports,
-            });
-        }
-
-        let mut set_globals = BTreeMap::new();
-        let chosen: Vec<(String, ModuleId)> =
-            self.chosen.iter().map(|(f, m)| (f.clone(), *m)).collect();
-        for (func, module) in &chosen {
-            let manifest = Arc::clone(self.manifest(module).and_then(Result::ok).expect("chosen"));
-            let entry = manifest.function(func).expect("chosen entries exist");
-            for global in &entry.globals {
-                let def = manifest.global(global).expect("checked manifest");
-                // A mutable global is set once per process, when the first function using
-                // it is bound; later bindings must not reset what the code has changed.
-                let already_set = self.linkage.shared_global(global).is_some();
-                if let (true, false, Some(Ok(value))) =
-                    (def.mutable, already_set, self.check_global(*module, def))
-                {
-                    set_globals.insert(global.clone(), (def.ty, value));
-                }
-            }
-        }
-        if !self.pending.is_empty() {
-            return Err(Need::Globals(self.pending.into_values().collect()));
-        }
-
-        let signature = self
-            .signature_of(target, &target_module)
-            .expect("the target's module defines it");
-        Ok(LoadPlan {
-            target: target.into(),
-            module: target_module,
-            signature,
-            modules,
-            cycles,
-            bindings: chosen,
-            set_globals: set_globals
-                .into_iter()
-                .map(|(name, (ty, value))| (name, ty, value))
-                .collect(),
-            generation: self.linkage.generation(),
-        })
+        (progress, search.steps)
     }
 }

@@ -58,7 +58,7 @@ impl fmt::Display for ValType {
 }
 
 /// A function signature: parameter and result types.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FuncSig {
     /// Parameter types, in order.
     pub params: Vec<ValType>,

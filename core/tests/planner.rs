@@ -181,7 +181,7 @@ fn mutable_globals_are_validated_only_when_a_function_using_them_is_targeted() {
 }
 
 #[test]
-fn immutable_global_is_validated_at_instantiation_and_a_stale_one_becomes_a_placeholder() {
+fn an_immutable_global_no_chosen_function_uses_is_not_validated_and_becomes_a_placeholder() {
     let wasm = wat::parse_str(
         r#"(module
           (import "linkcache:global" "cfg.k" (global $k i32))
@@ -190,23 +190,36 @@ fn immutable_global_is_validated_at_instantiation_and_a_stale_one_becomes_a_plac
           (@custom "linkcache.globals" "\01\05cfg.k\015"))"#,
     )
     .unwrap();
+    let placeholder = [ImportBinding::Global {
+        name: "cfg.k".into(),
+        binding: GlobalBinding::Placeholder(linkcache_core::ValType::I32),
+    }];
+    // Stale, and used by no function of the closure: a hit, and never asked about.
     let mut h = Harness::new();
     h.add(&wasm);
     h.env.insert("cfg.k".into(), "6".into());
     let plan = h.target("m.plain").unwrap();
-    assert_eq!(
-        plan.modules[0].imports,
-        [ImportBinding::Global {
-            name: "cfg.k".into(),
-            binding: GlobalBinding::Placeholder(linkcache_core::ValType::I32)
-        }]
-    );
+    assert_eq!(plan.modules[0].imports, placeholder);
+    assert!(h.validated.is_empty(), "{:?}", h.validated);
+    // The instance holds a placeholder, so the function reading it is a miss here.
     assert!(matches!(h.target("m.reads"), Err(Miss::StaleGlobal { .. })));
 
-    // With the definition current, the value is bound at instantiation.
+    // Current: still not validated for m.plain; m.reads, in the module instantiated
+    // with the placeholder, is a miss in this process that names the reason...
     let mut h = Harness::new();
     h.add(&wasm);
     let plan = h.target("m.plain").unwrap();
+    assert_eq!(plan.modules[0].imports, placeholder);
+    assert!(h.validated.is_empty(), "{:?}", h.validated);
+    match h.target("m.reads") {
+        Err(Miss::StaleGlobal { reason, .. }) => {
+            assert!(reason.contains("placeholder"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // ...and a new process that targets it validates the global and binds its value.
+    h.restart();
+    let plan = h.target("m.reads").unwrap();
     assert_eq!(
         plan.modules[0].imports,
         [ImportBinding::Global {
@@ -214,6 +227,7 @@ fn immutable_global_is_validated_at_instantiation_and_a_stale_one_becomes_a_plac
             binding: GlobalBinding::Value(linkcache_core::Value::I32(5))
         }]
     );
+    assert_eq!(h.validated, ["cfg.k"]);
 }
 
 #[test]

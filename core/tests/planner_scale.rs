@@ -1,0 +1,178 @@
+//! The planner's work on large and adversarial closures, counted in steps
+//! ([`Planner::next_counting_steps`]), never timed.
+//!
+//! Modules here are manifests without bytes (the planner reads only manifests), so a
+//! 100,000-module chain costs no wasm parsing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use linkcache_core::{
+    Candidate, FN_NAMESPACE, FuncSig, Function, Import, ImportKind, Linkage, Manifest, Miss,
+    ModuleId, Need, Planner, Progress, ValType,
+};
+
+fn sig() -> FuncSig {
+    FuncSig::new([ValType::I64], [ValType::I64])
+}
+
+/// A manifest defining `func` that calls `calls`; `salt` tells duplicates apart.
+fn manifest(func: &str, calls: &[String], salt: u32) -> Manifest {
+    Manifest {
+        module: ModuleId::of(format!("{func}/{salt}").as_bytes()),
+        byte_len: 1,
+        functions: vec![Function {
+            name: func.into(),
+            signature: sig(),
+            calls: calls.to_vec(),
+            globals: vec![],
+        }],
+        imports: calls
+            .iter()
+            .map(|c| Import {
+                namespace: FN_NAMESPACE.into(),
+                name: c.clone(),
+                kind: ImportKind::Func(sig()),
+            })
+            .collect(),
+        globals: vec![],
+    }
+}
+
+#[derive(Default)]
+struct Manifests {
+    by_id: BTreeMap<ModuleId, Arc<Manifest>>,
+    index: BTreeMap<String, Vec<Candidate>>,
+}
+
+impl Manifests {
+    fn add(&mut self, manifest: Manifest) {
+        let at = self.by_id.len() as u64;
+        for f in &manifest.functions {
+            self.index
+                .entry(f.name.clone())
+                .or_default()
+                .push(Candidate {
+                    module: manifest.module,
+                    committed_at: at,
+                });
+        }
+        self.by_id.insert(manifest.module, Arc::new(manifest));
+    }
+
+    /// Drives a planner to the end, answering every need; returns the outcome, the
+    /// number of `next` rounds and the steps summed over them.
+    fn plan(&self, target: &str) -> (Result<usize, Miss>, usize, u64) {
+        let linkage = Linkage::new();
+        let mut planner = Planner::new(target);
+        let mut steps = 0;
+        for round in 1.. {
+            let (progress, taken) = planner.next_counting_steps(&linkage);
+            steps += taken;
+            match progress {
+                Progress::Ready(plan) => return (Ok(plan.modules.len()), round, steps),
+                Progress::Miss(miss) => return (Err(miss), round, steps),
+                Progress::Need(Need::Candidates(_) | Need::Manifest(_)) => {
+                    // Answer everything at once, as the hosts' closure answering does.
+                    for (func, list) in &self.index {
+                        planner.answer_candidates(func, list.clone());
+                    }
+                    planner.answer_candidates("leaf.missing", vec![]);
+                    for (id, m) in &self.by_id {
+                        planner.answer_manifest(*id, Ok(Arc::clone(m)));
+                    }
+                }
+                Progress::Need(Need::Globals(_)) => unreachable!("no globals here"),
+            }
+        }
+        unreachable!()
+    }
+}
+
+fn level(i: usize) -> String {
+    format!("chain.{i}")
+}
+
+/// `levels` func_names where level i calls level i + 1, `duplicates` modules defining
+/// each, and the last level calling `leaf.missing`, which nobody defines.
+fn duplicated_chain(levels: usize, duplicates: u32, leaf: Option<&str>) -> Manifests {
+    let mut store = Manifests::default();
+    for i in 0..levels {
+        let calls = if i + 1 < levels {
+            vec![level(i + 1)]
+        } else {
+            leaf.map(String::from).into_iter().collect()
+        };
+        for salt in 0..duplicates {
+            store.add(manifest(&level(i), &calls, salt));
+        }
+    }
+    store
+}
+
+#[test]
+fn a_24_level_chain_of_duplicates_with_a_missing_leaf_misses_in_linear_steps() {
+    let store = duplicated_chain(24, 2, Some("leaf.missing"));
+    let (outcome, rounds, steps) = store.plan(&level(0));
+    assert_eq!(
+        outcome,
+        Err(Miss::MissingDependency {
+            function: level(23),
+            dependency: "leaf.missing".into()
+        })
+    );
+    assert_eq!(rounds, 2, "one round to ask, one to decide");
+    // 48 candidates, 48 calls: a backtracking search takes 2^24 tries here.
+    assert!(steps < 2_000, "{steps} steps");
+}
+
+#[test]
+fn planner_steps_grow_linearly_with_a_duplicated_chain_with_a_missing_leaf() {
+    let steps = |levels| {
+        duplicated_chain(levels, 3, Some("leaf.missing"))
+            .plan(&level(0))
+            .2
+    };
+    let (small, large) = (steps(50), steps(800));
+    // 16 times the candidates: at most 16 times the steps (plus a little slack).
+    assert!(
+        large <= small * 18,
+        "{small} steps for 50 levels, {large} for 800"
+    );
+}
+
+#[test]
+fn a_chain_of_100_000_modules_plans_without_overflowing_the_stack() {
+    let levels = 100_000;
+    let store = duplicated_chain(levels, 1, None);
+    // A small stack, as on wasm32 or a thread of a host: the planner must not recurse
+    // per chain step.
+    let (outcome, rounds, steps) = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || store.plan(&level(0)))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(outcome, Ok(levels));
+    assert_eq!(rounds, 2);
+    assert!(steps < 20 * levels as u64, "{steps} steps");
+}
+
+#[test]
+fn a_chain_of_100_000_modules_with_a_missing_leaf_misses_without_overflowing_the_stack() {
+    let levels = 100_000;
+    let store = duplicated_chain(levels, 1, Some("leaf.missing"));
+    let (outcome, _, _) = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || store.plan(&level(0)))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Err(Miss::MissingDependency {
+            function: level(levels - 1),
+            dependency: "leaf.missing".into()
+        })
+    );
+}
