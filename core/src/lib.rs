@@ -88,8 +88,8 @@ pub use analyze::{
 pub use id::{ModuleId, ParseModuleIdError};
 pub use linkage::{Linkage, OutdatedPlan};
 pub use manifest::{
-    FN_NAMESPACE, Function, GLOBAL_NAMESPACE, GLOBALS_SECTION, GlobalDef, Import, ImportKind,
-    Manifest,
+    ANALYZER_VERSION, FN_NAMESPACE, Function, GLOBAL_NAMESPACE, GLOBALS_SECTION, GlobalDef, Import,
+    ImportKind, Manifest,
 };
 pub use plan::{
     Candidate, GlobalBinding, GlobalCheck, GlobalKey, ImportBinding, LoadPlan, Miss, Need,

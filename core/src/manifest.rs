@@ -18,6 +18,16 @@ pub const GLOBAL_NAMESPACE: &str = "linkcache:global";
 /// The custom section that carries global definitions inside a module.
 pub const GLOBALS_SECTION: &str = "linkcache.globals";
 
+/// The version of the analysis that derives a [`Manifest`] from wasm bytes
+/// ([`crate::analyze`]); bump it whenever the analysis may give another manifest for the
+/// same bytes.
+///
+/// A store records it beside a manifest that was checked against its bytes (by analyzing
+/// them, at commit or at import), so that a load can trust a manifest checked by this very
+/// analysis and skip [`Manifest::check_against`]; a manifest recorded with another version
+/// (or none) is checked again before its bytes are used.
+pub const ANALYZER_VERSION: u32 = 1;
+
 /// Everything the cache needs to plan loads of one module.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {

@@ -3,7 +3,7 @@
 //!
 //! | name | when |
 //! | --- | --- |
-//! | `LinkCacheMiss` | `target` cannot return a function; `cause`, `function`, `detail` say why |
+//! | `LinkCacheMiss` | `target` cannot return a function; `missCause`, `function`, `detail` say why |
 //! | `LinkCacheInvalidModule` | `addModule` got bytes that are not a module linkcache accepts |
 //! | `LinkCacheCorrupt` | a bundle or record failed its checks |
 //! | `LinkCacheQuotaExceeded` | the origin's storage quota is full; nothing was half-written |
@@ -43,11 +43,12 @@ impl WebError {
 
     /// The error for a miss.
     pub fn miss(miss: &Miss) -> WebError {
+        let cause = camel_case(miss.cause());
         WebError {
             name: "LinkCacheMiss",
-            message: format!("miss ({}): {miss}", miss.cause()),
+            message: format!("miss ({cause}): {miss}"),
             miss: Some((
-                miss.cause().into(),
+                cause,
                 miss.function().into(),
                 miss.detail().map(str::to_string),
             )),
@@ -63,7 +64,8 @@ impl WebError {
             let set = |k: &str, v: JsValue| {
                 let _ = Reflect::set(object, &JsValue::from_str(k), &v);
             };
-            set("cause", JsValue::from_str(cause));
+            // Not `cause`: ES2022 gives `Error.cause` to the underlying error.
+            set("missCause", JsValue::from_str(cause));
             set("function", JsValue::from_str(function));
             set(
                 "detail",
@@ -72,6 +74,23 @@ impl WebError {
         }
         error.into()
     }
+}
+
+/// `missing_dependency` as `missingDependency`: the JS face's keys are camelCase.
+fn camel_case(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl From<WebError> for JsValue {

@@ -23,9 +23,37 @@
 #[cfg(target_arch = "wasm32")]
 pub mod cache;
 #[cfg(target_arch = "wasm32")]
+mod changes;
+#[cfg(target_arch = "wasm32")]
+mod compile;
+#[cfg(target_arch = "wasm32")]
 pub mod errors;
 #[cfg(target_arch = "wasm32")]
+mod imports;
+#[cfg(target_arch = "wasm32")]
+mod info;
+#[cfg(target_arch = "wasm32")]
+mod js;
+#[cfg(target_arch = "wasm32")]
+mod load;
+#[cfg(target_arch = "wasm32")]
+mod plan;
+#[cfg(target_arch = "wasm32")]
+mod quota;
+#[cfg(target_arch = "wasm32")]
+pub mod snapshot;
+#[cfg(target_arch = "wasm32")]
+pub mod stats;
+#[cfg(target_arch = "wasm32")]
 pub mod store;
+#[cfg(target_arch = "wasm32")]
+mod target;
+#[cfg(target_arch = "wasm32")]
+mod typescript;
+#[cfg(all(target_arch = "wasm32", feature = "wat"))]
+pub mod wat;
 
 #[cfg(target_arch = "wasm32")]
-pub use cache::{LinkCache, Stats};
+pub use cache::LinkCache;
+#[cfg(target_arch = "wasm32")]
+pub use stats::Stats;

@@ -4,7 +4,8 @@
 //! database <name>, schema version SCHEMA_VERSION
 //!   modules    key: ModuleId hex   value: Uint8Array (the wasm bytes)
 //!   manifests  key: ModuleId hex   value: { id, record: Uint8Array (Manifest record),
-//!                                           functions: [func_name...], committedAt }
+//!                                           functions: [func_name...], committedAt,
+//!                                           analyzer: ANALYZER_VERSION that checked it }
 //!              index by_function on `functions`, multiEntry: func_name -> manifests
 //!   meta       key: "clock"        value: the last committedAt handed out
 //! ```
@@ -31,27 +32,37 @@
 //! Reads check what they read: a manifest record that does not decode (checksum,
 //! truncation, an unknown format version) or that describes another module is a broken
 //! entry, and so are bytes whose BLAKE3 is not their key. Both become misses with cause
-//! `broken` (or a fallback to a duplicate), never a wrong link.
+//! `broken` (or a fallback to a duplicate), never a wrong link. A manifest is checked
+//! against its bytes (analyzed) once, before it is committed (`addModule` analyzes,
+//! `importBundle` checks), and the value records the analyzer version that did it; a load
+//! re-checks only a manifest recorded by another version. Plans read through
+//! [`crate::snapshot`], in one read-only transaction.
 //!
 //! # Upgrades
 //! The schema is declarative: opening at [`SCHEMA_VERSION`] creates missing stores and
 //! indexes and drops any other store (idb's `DatabaseBuilder`), so a database of any
 //! older version converges to this layout; records an older layout left that do not
 //! decode count as broken entries. A database of a newer version is refused with
-//! `LinkCacheSchemaTooNew`. A connection closes itself when another tab or worker needs
-//! a version change, so it never blocks an upgrade; its later operations fail with
-//! `LinkCacheClosed`.
+//! `LinkCacheSchemaTooNew`. An upgrade that another connection blocks fails with
+//! `LinkCacheUpgradeBlocked` as soon as the browser fires `blocked` (no timer). A
+//! connection closes itself when another tab or worker needs a version change, so it
+//! never blocks an upgrade, and calls the `on_closed` callback given to
+//! [`IdbStore::open`]; its later operations fail with `LinkCacheClosed`.
 //!
 //! The records are the native host's (`linkcache_core::record`): a bundle from
 //! `linkcache export` imports here.
 
-use std::sync::Arc;
+use std::future::IntoFuture;
 
-use idb::builder::{IndexBuilder, ObjectStoreBuilder};
-use idb::{Database, KeyPath, KeyRange, Query, Transaction, TransactionMode};
-use js_sys::{Array, Object, Reflect, Uint8Array};
-use linkcache_core::{Candidate, Manifest, ModuleId};
+use futures_util::future::{Either, select};
+use idb::{
+    Database, DatabaseEvent, Event, Factory, IndexParams, KeyPath, ObjectStoreParams, Request,
+    Transaction, TransactionMode,
+};
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use linkcache_core::{ANALYZER_VERSION, Manifest, ModuleId};
 use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 use web_sys::IdbTransaction;
 
 use crate::errors::{WebError, storage_error, transaction_aborted};
@@ -59,10 +70,10 @@ use crate::errors::{WebError, storage_error, transaction_aborted};
 /// The schema version; bump it (with an upgrade path) when the layout changes.
 pub const SCHEMA_VERSION: u32 = 2;
 
-const MODULES: &str = "modules";
-const MANIFESTS: &str = "manifests";
+pub(crate) const MODULES: &str = "modules";
+pub(crate) const MANIFESTS: &str = "manifests";
 const META: &str = "meta";
-const BY_FUNCTION: &str = "by_function";
+pub(crate) const BY_FUNCTION: &str = "by_function";
 const CLOCK: &str = "clock";
 
 /// One manifest as the store lists it.
@@ -90,7 +101,7 @@ fn get(object: &JsValue, key: &str) -> JsValue {
     Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
-fn key(id: &ModuleId) -> JsValue {
+pub(crate) fn key(id: &ModuleId) -> JsValue {
     JsValue::from_str(&id.to_string())
 }
 
@@ -120,18 +131,52 @@ impl Tx {
 }
 
 impl IdbStore {
-    /// Opens (creating or upgrading) the database `name`.
-    pub async fn open(name: &str) -> Result<IdbStore, WebError> {
-        let by_function = IndexBuilder::new(BY_FUNCTION.into(), KeyPath::new_single("functions"))
-            .multi_entry(true);
-        let db = Database::builder(name)
-            .version(SCHEMA_VERSION)
-            .add_object_store(ObjectStoreBuilder::new(MODULES))
-            .add_object_store(ObjectStoreBuilder::new(MANIFESTS).add_index(by_function))
-            .add_object_store(ObjectStoreBuilder::new(META))
-            .build()
-            .await
-            .map_err(|e| storage_error("opening the database", &e))?;
+    /// Opens (creating or upgrading) the database `name`. When another connection blocks
+    /// the upgrade, fails with `LinkCacheUpgradeBlocked` at the browser's `blocked` event
+    /// (the connection, should it open later, is closed at once). `on_closed` is called
+    /// when another tab or worker's upgrade or deletion closes this connection.
+    pub async fn open(name: &str, on_closed: Box<dyn FnOnce()>) -> Result<IdbStore, WebError> {
+        const DOING: &str = "opening the database";
+        let fail = |e: idb::Error| storage_error(DOING, &e);
+        let factory = Factory::new().map_err(fail)?;
+        let mut request = factory.open(name, Some(SCHEMA_VERSION)).map_err(fail)?;
+        request.on_upgrade_needed(|event| {
+            // An error here aborts the upgrade, and the open fails with it.
+            let _ = upgrade(&event);
+        });
+        let mut signal: Option<Function> = None;
+        let blocked = Promise::new(&mut |resolve, _| signal = Some(resolve));
+        request.on_blocked(move |_| {
+            if let Some(signal) = signal {
+                let _ = signal.call0(&JsValue::NULL);
+            }
+        });
+        let opening = Box::pin(request.into_future());
+        let mut db = match select(opening, JsFuture::from(blocked)).await {
+            Either::Left((db, _)) => db.map_err(fail)?,
+            Either::Right((_, opening)) => {
+                // Nobody would hold the connection if it opened later, and it would
+                // block the next upgrade.
+                wasm_bindgen_futures::spawn_local(async move {
+                    if let Ok(db) = opening.await {
+                        db.close();
+                    }
+                });
+                return Err(WebError::new(
+                    "LinkCacheUpgradeBlocked",
+                    format!(
+                        "opening `{name}` needs a newer database version, and another tab or worker \
+                         holds an older linkcache-web's connection open; close or reload it"
+                    ),
+                ));
+            }
+        };
+        db.on_version_change(move |event| {
+            if let Ok(db) = event.database() {
+                db.close();
+            }
+            on_closed();
+        });
         Ok(IdbStore { db })
     }
 
@@ -160,7 +205,20 @@ impl IdbStore {
         })
     }
 
-    /// Commits a module: bytes, manifest and its commit number, in one transaction.
+    /// A read-only transaction over `stores`.
+    pub(crate) fn read_transaction(
+        &self,
+        stores: &[&str],
+        doing: &'static str,
+    ) -> Result<Transaction, WebError> {
+        self.db
+            .transaction(stores, TransactionMode::ReadOnly)
+            .map_err(|e| storage_error(doing, &e))
+    }
+
+    /// Commits a module whose manifest was checked against its bytes (analyzed, or
+    /// checked with [`Manifest::check_against`]): bytes, manifest, the analyzer version
+    /// and its commit number, in one transaction.
     /// Returns `false` when the module was there already (its records are rewritten
     /// with its old commit number, which repairs a damaged copy).
     pub async fn commit(&self, wasm: &[u8], manifest: &Manifest) -> Result<bool, WebError> {
@@ -218,6 +276,7 @@ impl IdbStore {
         set(&value, "record", &record);
         set(&value, "functions", &functions);
         set(&value, "committedAt", &JsValue::from_f64(committed_at));
+        set(&value, "analyzer", &JsValue::from(ANALYZER_VERSION));
         manifests
             .put(&value, Some(&id))
             .map_err(fail)?
@@ -225,49 +284,6 @@ impl IdbStore {
             .map_err(fail)?;
         tx.done().await?;
         Ok(existing.is_none())
-    }
-
-    /// The modules the index lists for `func_name` (an index lookup, no scan).
-    pub async fn candidates(&self, func_name: &str) -> Result<Vec<Candidate>, WebError> {
-        const DOING: &str = "looking up a function";
-        let fail = |e: idb::Error| storage_error(DOING, &e);
-        let tx = self.transaction(&[MANIFESTS], TransactionMode::ReadOnly, DOING)?;
-        let index = tx.store(MANIFESTS)?.index(BY_FUNCTION).map_err(fail)?;
-        let only = KeyRange::only(&JsValue::from_str(func_name)).map_err(fail)?;
-        let values = index
-            .get_all(Some(Query::KeyRange(only)), None)
-            .map_err(fail)?
-            .await
-            .map_err(fail)?;
-        let mut candidates = Vec::new();
-        for value in values {
-            let Some(id) = get(&value, "id").as_string().and_then(|s| s.parse().ok()) else {
-                continue;
-            };
-            let committed_at = get(&value, "committedAt").as_f64().unwrap_or(f64::MAX) as u64;
-            candidates.push(Candidate {
-                module: id,
-                committed_at,
-            });
-        }
-        Ok(candidates)
-    }
-
-    /// The manifest of `id`: `Ok(Err(reason))` when it is missing or corrupt.
-    pub async fn manifest(&self, id: &ModuleId) -> Result<Result<Arc<Manifest>, String>, WebError> {
-        const DOING: &str = "reading a manifest";
-        let fail = |e: idb::Error| storage_error(DOING, &e);
-        let tx = self.transaction(&[MANIFESTS], TransactionMode::ReadOnly, DOING)?;
-        let value = tx
-            .store(MANIFESTS)?
-            .get(key(id))
-            .map_err(fail)?
-            .await
-            .map_err(fail)?;
-        Ok(match value {
-            None => Err("its manifest is missing".into()),
-            Some(value) => decode_manifest(&value, id).map(Arc::new),
-        })
     }
 
     /// The bytes of `id`, checked against the id: `Ok(Err(reason))` when missing or corrupt.
@@ -381,7 +397,8 @@ impl IdbStore {
     }
 }
 
-fn decode_manifest(value: &JsValue, id: &ModuleId) -> Result<Manifest, String> {
+/// Decodes a stored manifest value of module `id`; `Err` says why it is broken.
+pub fn decode_manifest(value: &JsValue, id: &ModuleId) -> Result<Manifest, String> {
     let record = get(value, "record")
         .dyn_into::<Uint8Array>()
         .map_err(|_| "its manifest record is missing".to_string())?
@@ -394,4 +411,37 @@ fn decode_manifest(value: &JsValue, id: &ModuleId) -> Result<Manifest, String> {
         )),
         Err(e) => Err(format!("its manifest is corrupt: {e}")),
     }
+}
+
+/// Brings a database of any older layout to this one (in the upgrade transaction):
+/// creates missing stores and the index, drops any other store.
+fn upgrade(event: &idb::event::VersionChangeEvent) -> Result<(), idb::Error> {
+    let db = event.database()?;
+    let existing = db.store_names();
+    for name in &existing {
+        if ![MODULES, MANIFESTS, META].contains(&name.as_str()) {
+            db.delete_object_store(name)?;
+        }
+    }
+    let has = |name: &str| existing.iter().any(|n| n == name);
+    for name in [MODULES, META] {
+        if !has(name) {
+            db.create_object_store(name, ObjectStoreParams::new())?;
+        }
+    }
+    let manifests = if has(MANIFESTS) {
+        let upgrading = event
+            .target()?
+            .transaction()
+            .ok_or(idb::Error::EventTargetNotFound)?;
+        upgrading.object_store(MANIFESTS)?
+    } else {
+        db.create_object_store(MANIFESTS, ObjectStoreParams::new())?
+    };
+    if !manifests.index_names().iter().any(|n| n == BY_FUNCTION) {
+        let mut params = IndexParams::new();
+        params.multi_entry(true);
+        manifests.create_index(BY_FUNCTION, KeyPath::new_single("functions"), Some(params))?;
+    }
+    Ok(())
 }

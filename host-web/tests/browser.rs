@@ -120,7 +120,7 @@ async fn run_scenario(scenario: &linkcache_tests::Scenario) -> Result<(), String
                 expect_error,
             } => {
                 let result =
-                    wait(cache.add_module(Uint8Array::from(bytes[label].as_slice()))).await;
+                    wait(cache.add_module(Uint8Array::from(bytes[label].as_slice()).into())).await;
                 match (result, expect_error) {
                     (Ok(id), None) if id.as_string() == Some(labels.id(label).to_string()) => {}
                     (Ok(id), None) => return Err(at(format!("adding `{label}` gave {id:?}"))),
@@ -201,7 +201,9 @@ async fn run_scenario(scenario: &linkcache_tests::Scenario) -> Result<(), String
                 cache = open(&db, &options).await;
             }
             Step::Corrupt(label) => {
-                let store = IdbStore::open(&db).await.map_err(|e| at(e.message))?;
+                let store = IdbStore::open(&db, Box::new(|| {}))
+                    .await
+                    .map_err(|e| at(e.message))?;
                 let mut damaged = bytes[label].clone();
                 let middle = damaged.len() / 2;
                 damaged[middle] ^= 0xff;
@@ -217,6 +219,20 @@ async fn run_scenario(scenario: &linkcache_tests::Scenario) -> Result<(), String
     Ok(())
 }
 
+/// `missingDependency` as the core's `missing_dependency`.
+fn snake_case(camel: &str) -> String {
+    camel
+        .chars()
+        .flat_map(|c| {
+            if c.is_ascii_uppercase() {
+                vec!['_', c.to_ascii_lowercase()]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 fn outcome_of(report: &JsValue) -> TargetOutcome {
     let ids = |key: &str| -> Vec<ModuleId> {
         Array::from(&prop(report, key))
@@ -230,7 +246,7 @@ fn outcome_of(report: &JsValue) -> TargetOutcome {
         }
     } else {
         TargetOutcome::Miss {
-            cause: prop(report, "cause").as_string().unwrap_or_default(),
+            cause: snake_case(&prop(report, "missCause").as_string().unwrap_or_default()),
             function: prop(report, "function").as_string().unwrap_or_default(),
             detail: prop(report, "detail").as_string(),
         }
@@ -281,8 +297,8 @@ fn stat(cache: &LinkCache, key: &str) -> f64 {
 async fn modules_added_before_a_reload_load_after_it_without_a_compile_callback() {
     let db = unique("persist");
     let cache = open(&db, &JsValue::UNDEFINED).await;
-    wait(cache.add_module(wasm(UTIL))).await.unwrap();
-    wait(cache.add_module(wasm(MATH))).await.unwrap();
+    wait(cache.add_module(wasm(UTIL).into())).await.unwrap();
+    wait(cache.add_module(wasm(MATH).into())).await.unwrap();
     assert_eq!(call_i64(&cache, "math.quad", 3).await, 81);
     cache.close();
 
@@ -326,7 +342,7 @@ async fn modules_added_before_a_reload_load_after_it_without_a_compile_callback(
 #[wasm_bindgen_test]
 async fn non_wasm_bytes_are_a_named_error_and_the_cache_stays_usable() {
     let cache = open(&unique("invalid"), &JsValue::UNDEFINED).await;
-    let err = wait(cache.add_module(Uint8Array::from(&b"definitely not wasm"[..])))
+    let err = wait(cache.add_module(Uint8Array::from(&b"definitely not wasm"[..]).into()))
         .await
         .unwrap_err();
     assert_eq!(
@@ -339,46 +355,49 @@ async fn non_wasm_bytes_are_a_named_error_and_the_cache_stays_usable() {
             .unwrap()
             .contains("not a WebAssembly module")
     );
-    wait(cache.add_module(wasm(UTIL))).await.unwrap();
+    wait(cache.add_module(wasm(UTIL).into())).await.unwrap();
     assert_eq!(call_i64(&cache, "util.sq", 9).await, 81);
 }
 
 #[wasm_bindgen_test]
 async fn a_miss_is_an_error_with_its_cause() {
     let cache = open(&unique("miss"), &JsValue::UNDEFINED).await;
-    wait(cache.add_module(wasm(MATH))).await.unwrap();
+    wait(cache.add_module(wasm(MATH).into())).await.unwrap();
     let err = wait(cache.target("math.quad".into())).await.unwrap_err();
     assert_eq!(
         prop(&err, "name").as_string().as_deref(),
         Some("LinkCacheMiss")
     );
     assert_eq!(
-        prop(&err, "cause").as_string().as_deref(),
-        Some("missing_dependency")
+        prop(&err, "missCause").as_string().as_deref(),
+        Some("missingDependency")
     );
     assert_eq!(prop(&err, "detail").as_string().as_deref(), Some("util.sq"));
     let misses = prop(&cache.stats(), "misses");
-    assert_eq!(prop(&misses, "missing_dependency").as_f64(), Some(1.0));
+    assert_eq!(prop(&misses, "missingDependency").as_f64(), Some(1.0));
 }
 
 #[wasm_bindgen_test]
 async fn a_corrupt_manifest_record_is_a_broken_miss_and_a_duplicate_replaces_it() {
     let db = unique("corrupt");
     let cache = open(&db, &JsValue::UNDEFINED).await;
-    let id: ModuleId = wait(cache.add_module(wasm(UTIL)))
+    let id: ModuleId = wait(cache.add_module(wasm(UTIL).into()))
         .await
         .unwrap()
         .as_string()
         .unwrap()
         .parse()
         .unwrap();
-    let store = IdbStore::open(&db).await.unwrap();
+    let store = IdbStore::open(&db, Box::new(|| {})).await.unwrap();
     store
         .overwrite_manifest_record(&id, b"LCMF garbage")
         .await
         .unwrap();
     let err = wait(cache.target("util.sq".into())).await.unwrap_err();
-    assert_eq!(prop(&err, "cause").as_string().as_deref(), Some("broken"));
+    assert_eq!(
+        prop(&err, "missCause").as_string().as_deref(),
+        Some("broken")
+    );
     assert!(
         prop(&err, "message")
             .as_string()
@@ -393,7 +412,7 @@ async fn a_corrupt_manifest_record_is_a_broken_miss_and_a_duplicate_replaces_it(
         .into_iter()
         .chain([0, 4, 3, b'd', b'u', b'p'])
         .collect::<Vec<u8>>();
-    wait(cache.add_module(Uint8Array::from(dup.as_slice())))
+    wait(cache.add_module(Uint8Array::from(dup.as_slice()).into()))
         .await
         .unwrap();
     let fresh = open(&db, &JsValue::UNDEFINED).await;
@@ -404,22 +423,22 @@ async fn a_corrupt_manifest_record_is_a_broken_miss_and_a_duplicate_replaces_it(
 #[wasm_bindgen_test]
 async fn a_tampered_bundle_is_rejected_and_a_good_one_imports() {
     let source = open(&unique("bundle-src"), &JsValue::UNDEFINED).await;
-    wait(source.add_module(wasm(UTIL))).await.unwrap();
-    wait(source.add_module(wasm(MATH))).await.unwrap();
+    wait(source.add_module(wasm(UTIL).into())).await.unwrap();
+    wait(source.add_module(wasm(MATH).into())).await.unwrap();
     let bundle: Uint8Array = wait(source.export_bundle()).await.unwrap().unchecked_into();
 
     let target = open(&unique("bundle-dst"), &JsValue::UNDEFINED).await;
     let mut bytes = bundle.to_vec();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
-    let err = wait(target.import_bundle(Uint8Array::from(bytes.as_slice())))
+    let err = wait(target.import_bundle(Uint8Array::from(bytes.as_slice()).into()))
         .await
         .unwrap_err();
     assert_eq!(
         prop(&err, "name").as_string().as_deref(),
         Some("LinkCacheCorrupt")
     );
-    let ids = wait(target.import_bundle(bundle)).await.unwrap();
+    let ids = wait(target.import_bundle(bundle.into())).await.unwrap();
     assert_eq!(Array::from(&ids).length(), 2);
     assert_eq!(call_i64(&target, "math.quad", 2).await, 16);
 }
@@ -487,7 +506,7 @@ async fn an_upgrade_blocked_by_another_connection_is_a_named_error() {
     let close: Function = prop(&old, "close").unchecked_into();
     close.call0(&old).unwrap();
     let cache = open(&db, &JsValue::UNDEFINED).await;
-    wait(cache.add_module(wasm(UTIL))).await.unwrap();
+    wait(cache.add_module(wasm(UTIL).into())).await.unwrap();
     assert_eq!(call_i64(&cache, "util.sq", 3).await, 9);
 }
 
@@ -551,7 +570,7 @@ fn close_raw(db: &JsValue) {
 }
 
 async fn add(cache: &LinkCache, bytes: &[u8]) -> ModuleId {
-    wait(cache.add_module(Uint8Array::from(bytes)))
+    wait(cache.add_module(Uint8Array::from(bytes).into()))
         .await
         .unwrap()
         .as_string()
@@ -612,7 +631,7 @@ async fn concurrent_get_or_compile_calls_in_one_tab_both_succeed() {
 async fn close_releases_the_connection_and_later_calls_reject_with_closed() {
     let db = unique("close");
     let cache = open(&db, &JsValue::UNDEFINED).await;
-    wait(cache.add_module(wasm(UTIL))).await.unwrap();
+    wait(cache.add_module(wasm(UTIL).into())).await.unwrap();
     let sq: Function = wait(cache.target("util.sq".into()))
         .await
         .unwrap()
@@ -625,7 +644,7 @@ async fn close_releases_the_connection_and_later_calls_reject_with_closed() {
         .expect("a closed cache does not block an upgrade");
     close_raw(&newer);
 
-    let err = wait(cache.add_module(wasm(MATH))).await.unwrap_err();
+    let err = wait(cache.add_module(wasm(MATH).into())).await.unwrap_err();
     assert_eq!(name_of(&err).as_deref(), Some("LinkCacheClosed"), "{err:?}");
     // The function returned before keeps working.
     let result = sq
@@ -648,7 +667,7 @@ async fn close_releases_the_connection_and_later_calls_reject_with_closed() {
 async fn another_tab_upgrading_closes_this_connection_instead_of_waiting_for_it() {
     let db = unique("versionchange");
     let cache = open(&db, &JsValue::UNDEFINED).await;
-    wait(cache.add_module(wasm(UTIL))).await.unwrap();
+    wait(cache.add_module(wasm(UTIL).into())).await.unwrap();
     assert_eq!(call_i64(&cache, "util.sq", 3).await, 9);
     let newer = wait(raw_open(&db, 3, &[], None))
         .await
@@ -690,7 +709,10 @@ async fn a_database_of_an_older_layout_is_upgraded_and_its_old_records_are_broke
 
     let cache = open(&db, &JsValue::UNDEFINED).await;
     let err = wait(cache.target("util.sq".into())).await.unwrap_err();
-    assert_eq!(prop(&err, "cause").as_string().as_deref(), Some("broken"));
+    assert_eq!(
+        prop(&err, "missCause").as_string().as_deref(),
+        Some("broken")
+    );
     let modules = Array::from(&wait(cache.modules()).await.unwrap());
     assert_eq!(modules.length(), 1);
     assert!(prop(&modules.get(0), "broken").is_string());
@@ -711,7 +733,7 @@ async fn re_adding_the_same_bytes_repairs_damaged_stored_bytes_and_keeps_their_o
     let committed = |modules: &JsValue| prop(&Array::from(modules).get(0), "committedAt");
     let before = committed(&wait(cache.modules()).await.unwrap());
 
-    let store = IdbStore::open(&db).await.unwrap();
+    let store = IdbStore::open(&db, Box::new(|| {})).await.unwrap();
     store
         .overwrite_module_bytes(&id, b"\0asm garbage")
         .await
@@ -802,7 +824,7 @@ async fn resolve_global_answers_values_or_stale_and_a_wrong_answer_is_stale() {
         &with("if (name !== 'g.k' || definition !== '5' || type !== 'i64' || bytes.length !== 1) throw new Error('bad arguments'); return BigInt(definition) * 10n;"),
     )
     .await;
-    wait(cache.add_module(Uint8Array::from(bytes.as_slice())))
+    wait(cache.add_module(Uint8Array::from(bytes.as_slice()).into()))
         .await
         .unwrap();
     assert_eq!(call_i64(&cache, "g.add", 1).await, 51);
@@ -820,8 +842,8 @@ async fn resolve_global_answers_values_or_stale_and_a_wrong_answer_is_stale() {
         let stale = open(&db, &with(body)).await;
         let err = wait(stale.target("g.add".into())).await.unwrap_err();
         assert_eq!(
-            prop(&err, "cause").as_string().as_deref(),
-            Some("stale_global")
+            prop(&err, "missCause").as_string().as_deref(),
+            Some("staleGlobal")
         );
         assert_eq!(prop(&err, "detail").as_string().as_deref(), Some("g.k"));
         assert!(
@@ -837,8 +859,8 @@ async fn resolve_global_answers_values_or_stale_and_a_wrong_answer_is_stale() {
     let wrong = open(&db, &with("return 'five';")).await;
     let err = wait(wrong.target("g.add".into())).await.unwrap_err();
     assert_eq!(
-        prop(&err, "cause").as_string().as_deref(),
-        Some("stale_global")
+        prop(&err, "missCause").as_string().as_deref(),
+        Some("staleGlobal")
     );
     assert!(
         prop(&err, "message")

@@ -1,0 +1,144 @@
+//! Small bridges between Rust and JavaScript values: the inline JS helpers, conversions
+//! of wasm values, property access on plain objects.
+
+use js_sys::{Function, Map, Object, Promise, Reflect};
+use linkcache_core::{ValType, Value};
+use serde::Serialize;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(inline_js = r#"
+export function make_forwarder(funcs, name, lazy) {
+  return function (...args) {
+    const f = funcs.get(name);
+    if (f === undefined) {
+      const e = new Error(lazy
+        ? `linkcache: \`${name}\` lies outside the closure loaded so far; await cache.target("${name}") before calling code that reaches it`
+        : `linkcache: \`${name}\` was called before its module group was bound`);
+      e.name = "LinkCacheNotLoaded";
+      throw e;
+    }
+    return f(...args);
+  };
+}
+export function new_global(type, mutable, value) {
+  return new WebAssembly.Global({ value: type, mutable }, value);
+}
+export function set_global(global, value) { global.value = value; }
+export function now() { return performance.now(); }
+export function to_text(x) { try { return String(x); } catch { return typeof x; } }
+export function report_error(e) { (globalThis.reportError ?? console.error)(e); }
+"#)]
+extern "C" {
+    /// A function that calls `funcs.get(name)`, or throws `LinkCacheNotLoaded`.
+    pub fn make_forwarder(funcs: &Map, name: &str, lazy: bool) -> Function;
+    /// `new WebAssembly.Global({value: ty, mutable}, value)`.
+    #[wasm_bindgen(catch)]
+    pub fn new_global(ty: &str, mutable: bool, value: &JsValue) -> Result<JsValue, JsValue>;
+    /// `global.value = value`.
+    #[wasm_bindgen(catch)]
+    pub fn set_global(global: &JsValue, value: &JsValue) -> Result<(), JsValue>;
+    /// `performance.now()`.
+    pub fn now() -> f64;
+    /// `String(x)`, or its type when that throws.
+    pub fn to_text(value: &JsValue) -> String;
+    /// Reports an error the way an uncaught one is (`reportError`), without throwing.
+    pub fn report_error(error: &JsValue);
+}
+
+/// The WebAssembly JS API's name of a value type.
+pub fn val_type_name(ty: ValType) -> &'static str {
+    match ty {
+        ValType::I32 => "i32",
+        ValType::I64 => "i64",
+        ValType::F32 => "f32",
+        ValType::F64 => "f64",
+        ValType::V128 => "v128",
+        ValType::FuncRef => "anyfunc",
+        ValType::ExternRef => "externref",
+    }
+}
+
+/// A core value as a JS value: numbers, and BigInt for i64.
+pub fn to_js(value: Value) -> JsValue {
+    match value {
+        Value::I32(x) => JsValue::from(x),
+        Value::I64(x) => JsValue::from(js_sys::BigInt::from(x)),
+        Value::F32(bits) => JsValue::from(f32::from_bits(bits)),
+        Value::F64(bits) => JsValue::from(f64::from_bits(bits)),
+        Value::V128(_) => JsValue::UNDEFINED,
+    }
+}
+
+/// A JS value as a core value of type `ty`.
+pub fn from_js(ty: ValType, value: &JsValue) -> Option<Value> {
+    /// An integral number in `[min, max]`.
+    fn integer(value: &JsValue, min: f64, max: f64) -> Option<f64> {
+        value
+            .as_f64()
+            .filter(|x| x.fract() == 0.0 && (min..=max).contains(x))
+    }
+    Some(match ty {
+        // -2^31 ..= 2^32 - 1: unsigned values wrap, as WebAssembly.Global's do.
+        ValType::I32 => {
+            Value::I32(integer(value, -2_147_483_648.0, 4_294_967_295.0)? as i64 as i32)
+        }
+        ValType::I64 => match value.dyn_ref::<js_sys::BigInt>() {
+            Some(big) => Value::I64(i64::try_from(big.clone()).ok()?),
+            // A safe integer given as a number.
+            None => Value::I64(
+                integer(value, -9_007_199_254_740_991.0, 9_007_199_254_740_991.0)? as i64,
+            ),
+        },
+        ValType::F32 => Value::from_f32(value.as_f64()? as f32),
+        ValType::F64 => Value::from_f64(value.as_f64()?),
+        _ => return None,
+    })
+}
+
+/// `object[key]`, or `undefined`.
+pub fn prop(object: &JsValue, key: &str) -> JsValue {
+    Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// `object[key] = value` on a plain object.
+pub fn set(object: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(object, &JsValue::from_str(key), value);
+}
+
+/// The message of a thrown value.
+pub fn describe(error: &JsValue) -> String {
+    error
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .unwrap_or_else(|| to_text(error))
+}
+
+/// A value as a plain JS object (maps as objects, `None` as `null`).
+pub fn to_plain<T: Serialize + ?Sized>(value: &T) -> JsValue {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap_or(JsValue::NULL)
+}
+
+/// `value` itself, or what it resolves to when it is a Promise.
+pub async fn settle(value: JsValue) -> Result<JsValue, JsValue> {
+    match value.dyn_ref::<Promise>() {
+        Some(promise) => wasm_bindgen_futures::JsFuture::from(promise.clone()).await,
+        None => Ok(value),
+    }
+}
+
+/// The bytes of an `ArrayBuffer` or of any view of one (`Uint8Array`, `DataView`, ...).
+pub fn bytes_of(value: &JsValue) -> Option<Vec<u8>> {
+    if let Some(buffer) = value.dyn_ref::<js_sys::ArrayBuffer>() {
+        return Some(js_sys::Uint8Array::new(buffer).to_vec());
+    }
+    if !js_sys::ArrayBuffer::is_view(value) {
+        return None;
+    }
+    let buffer = prop(value, "buffer");
+    let offset = prop(value, "byteOffset").as_f64()? as u32;
+    let length = prop(value, "byteLength").as_f64()? as u32;
+    Some(js_sys::Uint8Array::new_with_byte_offset_and_length(&buffer, offset, length).to_vec())
+}

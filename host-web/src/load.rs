@@ -1,0 +1,201 @@
+//! Loading a plan: compile the planned modules concurrently, instantiate them in plan
+//! order, sharing both with every other target of this tab.
+//!
+//! - The bytes of every planned module this tab has not compiled are read in one batch,
+//!   in the plan's own transaction ([`Snapshot::module_bytes`]); each is checked against
+//!   its id (BLAKE3) and, only when its manifest was recorded by another analyzer
+//!   version, against its manifest, then handed to `WebAssembly.compile` at once, so the
+//!   browser compiles them all in parallel.
+//! - A compile is kept as its promise from the moment it starts: a concurrent target that
+//!   needs the same module awaits the same promise instead of compiling again.
+//! - An instance is kept with the import bindings it was made with: a plan that binds the
+//!   module's imports the same way (a concurrent target, or this target planning again
+//!   after another one overtook it) reuses it instead of instantiating again.
+
+use std::collections::HashMap;
+
+use js_sys::{Object, Promise, Uint8Array};
+use linkcache_core::{LoadPlan, ModuleId};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::cache::{LinkCache, SharedInstance};
+use crate::errors::WebError;
+use crate::js::{describe, prop};
+use crate::snapshot::Snapshot;
+
+/// Why a plan could not be instantiated.
+pub(crate) enum LoadError {
+    /// This module cannot be loaded: mark it broken and plan again.
+    Broken(ModuleId, String),
+    /// A record read after the plan's transaction was split is gone (another tab removed
+    /// it in between): plan again, blaming no module.
+    Vanished,
+    /// IndexedDB failed: give up this target.
+    Storage(WebError),
+}
+
+/// What one load did.
+#[derive(Default)]
+pub(crate) struct LoadReport {
+    /// Modules this load instantiated.
+    pub loaded: Vec<ModuleId>,
+    /// Modules this load compiled from IndexedDB bytes.
+    pub compiled: Vec<ModuleId>,
+}
+
+impl LinkCache {
+    /// Compiles (or reuses) and instantiates (or reuses) every module of `plan`, in order.
+    /// Returns the plan's instances' exports, or the first module that failed and why.
+    pub(crate) async fn load(
+        &self,
+        plan: &LoadPlan,
+        snapshot: &mut Snapshot<'_>,
+        report: &mut LoadReport,
+    ) -> Result<HashMap<ModuleId, Object>, LoadError> {
+        self.start_compiles(plan, snapshot, report).await?;
+        let mut fresh: HashMap<ModuleId, Object> = HashMap::new();
+        for planned in &plan.modules {
+            let id = planned.module;
+            let shared = {
+                let inner = self.inner.borrow();
+                inner
+                    .pending
+                    .get(&id)
+                    .filter(|instance| instance.imports == planned.imports)
+                    .map(|instance| instance.instance.clone())
+            };
+            let instance = match shared {
+                Some(instance) => instance,
+                None => {
+                    report.loaded.push(id);
+                    self.start_instance(planned, &fresh).await?
+                }
+            };
+            let instance = JsFuture::from(instance).await.map_err(|e| {
+                self.inner.borrow_mut().pending.remove(&id);
+                LoadError::Broken(id, format!("instantiation failed: {}", describe(&e)))
+            })?;
+            fresh.insert(id, prop(&instance, "exports").unchecked_into());
+        }
+        Ok(fresh)
+    }
+
+    /// Starts `WebAssembly.compile` for every planned module that has no compile (done
+    /// or in flight) in this tab, with bytes read in one batch.
+    async fn start_compiles(
+        &self,
+        plan: &LoadPlan,
+        snapshot: &mut Snapshot<'_>,
+        report: &mut LoadReport,
+    ) -> Result<(), LoadError> {
+        let needed: Vec<ModuleId> = {
+            let inner = self.inner.borrow();
+            plan.modules
+                .iter()
+                .map(|planned| planned.module)
+                .filter(|id| !inner.compiled.contains_key(id))
+                .collect()
+        };
+        let (in_memory, needed): (Vec<ModuleId>, Vec<ModuleId>) = {
+            let inner = self.inner.borrow();
+            needed
+                .into_iter()
+                .partition(|id| inner.memory.contains_key(id))
+        };
+        let mut stored = snapshot
+            .module_bytes(&needed)
+            .await
+            .map_err(LoadError::Storage)?;
+        let mut needed = needed;
+        for id in in_memory {
+            let bytes = self.inner.borrow().memory.get(&id).map(|(_, b)| b.clone());
+            needed.push(id);
+            stored.push(bytes);
+        }
+        for (id, bytes) in needed.into_iter().zip(stored) {
+            // Another target of this tab started it while we read.
+            if self.inner.borrow().compiled.contains_key(&id) {
+                continue;
+            }
+            let Some(bytes) = bytes else {
+                return Err(if snapshot.split() {
+                    LoadError::Vanished
+                } else {
+                    LoadError::Broken(id, "its wasm bytes are missing".into())
+                });
+            };
+            self.check_bytes(plan, &id, &bytes)?;
+            let compile = js_sys::WebAssembly::compile(&bytes);
+            let mut inner = self.inner.borrow_mut();
+            inner.compiled.insert(id, compile);
+            inner.stats.modules_compiled += 1;
+            inner.stats.bytes_read += u64::from(bytes.length());
+            report.compiled.push(id);
+        }
+        Ok(())
+    }
+
+    /// Checks stored bytes against their id, and against their manifest unless this
+    /// analyzer checked it when it was committed or imported.
+    fn check_bytes(
+        &self,
+        plan: &LoadPlan,
+        id: &ModuleId,
+        bytes: &Uint8Array,
+    ) -> Result<(), LoadError> {
+        let fail = |reason: String| LoadError::Broken(*id, reason);
+        let copy = bytes.to_vec();
+        if !id.matches(&copy) {
+            return Err(fail(format!(
+                "its wasm bytes are corrupt ({} bytes that do not hash to the module id)",
+                copy.len()
+            )));
+        }
+        let checked = self.decoded(id).is_some_and(|d| d.checked);
+        if !checked {
+            let planned = plan.modules.iter().find(|m| m.module == *id);
+            if let Some(planned) = planned {
+                planned.manifest.check_against(&copy).map_err(fail)?;
+                let mut inner = self.inner.borrow_mut();
+                inner.stats.manifests_checked += 1;
+                if let Some(decoded) = inner.manifests.get_mut(id) {
+                    decoded.checked = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts instantiating `planned` (once its compile is done) and shares the promise.
+    async fn start_instance(
+        &self,
+        planned: &linkcache_core::PlannedModule,
+        fresh: &HashMap<ModuleId, Object>,
+    ) -> Result<Promise, LoadError> {
+        let id = planned.module;
+        let fail = |reason: String| LoadError::Broken(id, reason);
+        let compile = self.inner.borrow().compiled.get(&id).cloned();
+        // Forgotten meanwhile (the tab's state was reset): plan again.
+        let Some(compile) = compile else {
+            return Err(LoadError::Vanished);
+        };
+        let module = JsFuture::from(compile).await.map_err(|e| {
+            self.inner.borrow_mut().compiled.remove(&id);
+            fail(format!("WebAssembly.compile failed: {}", describe(&e)))
+        })?;
+        let module: js_sys::WebAssembly::Module = module.unchecked_into();
+        let imports = self.import_object(planned, fresh).map_err(fail)?;
+        let instance = js_sys::WebAssembly::instantiate_module(&module, &imports);
+        let mut inner = self.inner.borrow_mut();
+        inner.stats.modules_loaded += 1;
+        inner.pending.insert(
+            id,
+            SharedInstance {
+                imports: planned.imports.clone(),
+                instance: instance.clone(),
+            },
+        );
+        Ok(instance)
+    }
+}

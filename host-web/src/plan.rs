@@ -1,0 +1,234 @@
+//! Planning a target in the browser: the core [`Planner`] answered from one
+//! [`Snapshot`] (one read-only transaction) and this tab's decoded manifests.
+//!
+//! The planner asks for one func_name's candidates at a time and restarts its search
+//! after every answer; answering it request by request would cost a transaction (or at
+//! least a round trip) per question. Instead, the first question is answered with the
+//! whole closure, level by level: the candidates of every func_name of a level in one
+//! batch of index requests, whose values are the manifests (decoded once per tab, as
+//! they are content-addressed), then the callees of those manifests as the next level.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use js_sys::{Array, Uint8Array};
+use linkcache_core::{
+    ANALYZER_VERSION, Candidate, GlobalCheck, GlobalOutcome, LoadPlan, Manifest, Miss, ModuleId,
+    Need, Planner, Progress, ValType,
+};
+use wasm_bindgen::JsValue;
+
+use crate::cache::{Decoded, LinkCache};
+use crate::errors::WebError;
+use crate::js::{describe, from_js, prop, settle, to_text, val_type_name};
+use crate::snapshot::{Listed, Snapshot, analyzer_of};
+use crate::store::decode_manifest;
+
+impl LinkCache {
+    /// Runs the planner to a plan or a miss, answering its needs from `snapshot`.
+    pub(crate) async fn plan(
+        &self,
+        func_name: &str,
+        snapshot: &mut Snapshot<'_>,
+    ) -> Result<LoadPlan, WebError> {
+        let mut planner = Planner::new(func_name);
+        let outcome = loop {
+            let progress = planner.next(&self.inner.borrow().linkage);
+            match progress {
+                Progress::Ready(plan) => break Ok(plan),
+                Progress::Miss(miss) => break Err(miss),
+                Progress::Need(Need::Candidates(func)) => {
+                    self.answer_closure(snapshot, &mut planner, func).await?;
+                }
+                Progress::Need(Need::Manifest(module)) => {
+                    let decoded = match self.decoded(&module) {
+                        Some(decoded) => decoded,
+                        None => match snapshot.manifest(&module).await? {
+                            Some(value) => self.decode(&module, &value),
+                            None => Decoded {
+                                manifest: Err("its manifest is missing".into()),
+                                checked: false,
+                            },
+                        },
+                    };
+                    planner.answer_manifest(module, decoded.manifest);
+                }
+                Progress::Need(Need::Globals(checks)) => {
+                    for check in &checks {
+                        let outcome = self.resolve_global(check).await;
+                        planner.answer_global(check, outcome);
+                    }
+                }
+            }
+        };
+        let mut inner = self.inner.borrow_mut();
+        let broken_before = inner.linkage.broken_modules().count();
+        inner.linkage.learn(&planner);
+        inner.stats.broken_skipped +=
+            (inner.linkage.broken_modules().count() - broken_before) as u64;
+        outcome.map_err(|miss: Miss| WebError::miss(&miss))
+    }
+
+    /// The manifest of `id` as this tab decoded it already.
+    pub(crate) fn decoded(&self, id: &ModuleId) -> Option<Decoded> {
+        self.inner.borrow().manifests.get(id).cloned()
+    }
+
+    /// Decodes a stored manifest value (once per tab).
+    fn decode(&self, id: &ModuleId, value: &JsValue) -> Decoded {
+        if let Some(decoded) = self.decoded(id) {
+            return decoded;
+        }
+        let decoded = Decoded {
+            manifest: decode_manifest(value, id).map(Arc::new),
+            checked: analyzer_of(value) == ANALYZER_VERSION,
+        };
+        // Only a manifest that decoded is content-addressed; a broken record may be
+        // repaired by a re-add.
+        if decoded.manifest.is_ok() {
+            self.inner
+                .borrow_mut()
+                .manifests
+                .insert(*id, decoded.clone());
+        }
+        decoded
+    }
+
+    /// Answers the candidates of `func_name` together with the rest of its closure
+    /// (candidates and manifests, transitively), one level of func_names per batch of
+    /// requests.
+    async fn answer_closure(
+        &self,
+        snapshot: &mut Snapshot<'_>,
+        planner: &mut Planner,
+        func_name: String,
+    ) -> Result<(), WebError> {
+        let mut level = vec![func_name];
+        while !level.is_empty() {
+            let listed = snapshot.candidates(&level).await?;
+            let mut next = BTreeSet::new();
+            for (func, mut entries) in level.iter().zip(listed) {
+                entries.extend(self.in_memory(func));
+                let mut candidates = Vec::with_capacity(entries.len());
+                for entry in entries {
+                    candidates.push(Candidate {
+                        module: entry.id,
+                        committed_at: entry.committed_at,
+                    });
+                    let manifest = self.candidate_manifest(planner, &entry.id, &entry.value);
+                    let Some(function) = manifest.as_ref().and_then(|m| m.function(func)) else {
+                        continue;
+                    };
+                    let inner = self.inner.borrow();
+                    for callee in &function.calls {
+                        if inner.linkage.binding(callee).is_none()
+                            && !planner.has_candidates(callee)
+                            && !level.contains(callee)
+                        {
+                            next.insert(callee.clone());
+                        }
+                    }
+                }
+                planner.answer_candidates(func, candidates);
+            }
+            level = next.into_iter().collect();
+        }
+        Ok(())
+    }
+
+    /// The modules kept in memory (the quota was full) that define `func`, after every
+    /// stored candidate.
+    fn in_memory(&self, func: &str) -> Vec<Listed> {
+        self.inner
+            .borrow()
+            .memory
+            .iter()
+            .filter(|(_, (manifest, _))| manifest.function(func).is_some())
+            .map(|(id, _)| Listed {
+                id: *id,
+                committed_at: u64::MAX,
+                value: JsValue::UNDEFINED,
+            })
+            .collect()
+    }
+
+    /// The manifest of a candidate (loaded, or decoded and given to the planner), or
+    /// `None` when it is broken.
+    fn candidate_manifest(
+        &self,
+        planner: &mut Planner,
+        id: &ModuleId,
+        value: &JsValue,
+    ) -> Option<Arc<Manifest>> {
+        {
+            let inner = self.inner.borrow();
+            if let Some(manifest) = inner.linkage.loaded_manifest(id) {
+                return Some(Arc::clone(manifest));
+            }
+            if inner.linkage.broken_reason(id).is_some() {
+                return None;
+            }
+        }
+        if planner.answered_manifest(id).is_none() {
+            let decoded = self.decode(id, value);
+            planner.answer_manifest(*id, decoded.manifest);
+        }
+        match planner.answered_manifest(id) {
+            Some(Ok(manifest)) => Some(Arc::clone(manifest)),
+            _ => None,
+        }
+    }
+
+    /// The embedder's decision on a global definition (`resolveGlobal`, which may return
+    /// a Promise), or the literal reading.
+    async fn resolve_global(&self, check: &GlobalCheck) -> GlobalOutcome {
+        let resolver = self.inner.borrow().resolve_global.clone();
+        let outcome = match resolver {
+            None => linkcache_core::literal_global(check),
+            Some(resolve) => {
+                let text = String::from_utf8_lossy(&check.global.definition).into_owned();
+                let ty = check.global.ty;
+                let args = Array::of4(
+                    &JsValue::from_str(&check.global.name),
+                    &JsValue::from_str(&text),
+                    &JsValue::from_str(val_type_name(ty)),
+                    &Uint8Array::from(check.global.definition.as_slice()),
+                );
+                let answer = match resolve.apply(&JsValue::NULL, &args) {
+                    Ok(value) => settle(value).await,
+                    Err(e) => Err(e),
+                };
+                match answer {
+                    Ok(value) => global_value(&check.global.name, ty, &value),
+                    Err(e) => Err(describe(&e)),
+                }
+            }
+        };
+        let mut inner = self.inner.borrow_mut();
+        match &outcome {
+            Ok(_) => inner.stats.globals_validated += 1,
+            Err(_) => inner.stats.globals_stale += 1,
+        }
+        outcome
+    }
+}
+
+/// What `resolveGlobal` answered, as an outcome: a value of the global's type, or
+/// `{stale: reason}`.
+fn global_value(name: &str, ty: ValType, value: &JsValue) -> GlobalOutcome {
+    let stale = prop(value, "stale");
+    if value.is_object() && !stale.is_undefined() {
+        return Err(stale.as_string().unwrap_or_else(|| to_text(&stale)));
+    }
+    from_js(ty, value).ok_or_else(|| {
+        format!(
+            "resolveGlobal(\"{name}\") returned {}, not a {ty} value{}",
+            to_text(value),
+            if ty == ValType::I64 {
+                " (a BigInt)"
+            } else {
+                ""
+            }
+        )
+    })
+}

@@ -1,0 +1,45 @@
+//! [`Stats`]: what one tab or worker did since it opened the cache.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Statistics of one `LinkCache` (one tab or worker) since it was opened.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Targets that returned a function.
+    pub hits: u64,
+    /// Misses by cause (camelCase, as `LinkCacheMiss.missCause`).
+    pub misses: BTreeMap<String, u64>,
+    /// Modules instantiated.
+    pub modules_loaded: u64,
+    /// Modules compiled with `WebAssembly.compile` from IndexedDB bytes.
+    pub modules_compiled: u64,
+    /// Global definitions validated.
+    pub globals_validated: u64,
+    /// Global definitions found stale.
+    pub globals_stale: u64,
+    /// Broken modules skipped.
+    pub broken_skipped: u64,
+    /// Bytes read from IndexedDB.
+    pub bytes_read: u64,
+    /// Modules added by this tab.
+    pub modules_added: u64,
+    /// Modules `getOrCompile` ran from memory because the storage quota was full.
+    pub not_persisted: u64,
+    /// Calls of `getOrCompile`'s compile callback.
+    pub compiles: u64,
+    /// Plans made (each reads IndexedDB in one transaction unless it awaited the embedder).
+    pub plans: u64,
+    /// IndexedDB transactions those plans took.
+    pub plan_transactions: u64,
+    /// Manifests checked against their bytes at load (recorded by another analyzer version).
+    pub manifests_checked: u64,
+    /// Bytes the origin uses, as the browser estimates (`navigator.storage.estimate()`).
+    pub usage: Option<f64>,
+    /// Bytes the origin may use, as the browser estimates.
+    pub quota: Option<f64>,
+    /// Milliseconds spent targeting.
+    pub time_ms: f64,
+}

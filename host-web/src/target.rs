@@ -1,0 +1,211 @@
+//! `target` and `tryTarget`: plan, load, commit, and replan when another target of this
+//! tab overtook the plan or a module turned out broken.
+
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Object, Promise};
+use linkcache_core::{ModuleId, ValType};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::cache::{LinkCache, js_err};
+use crate::errors::WebError;
+use crate::js::{describe, now, prop, set, set_global, to_js, val_type_name};
+use crate::load::{LoadError, LoadReport};
+use crate::snapshot::Snapshot;
+
+#[wasm_bindgen]
+impl LinkCache {
+    /// Resolves to the function `funcName` (a WebAssembly export, called directly), or
+    /// rejects with a `LinkCacheMiss` whose `missCause`, `function` and `detail` say why.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Function>")]
+    pub fn target(&self, #[wasm_bindgen(js_name = funcName)] func_name: String) -> Promise {
+        let this = self.handle();
+        future_to_promise(async move {
+            let (func, _) = this.target_inner(&func_name).await.map_err(js_err)?;
+            Ok(func.into())
+        })
+    }
+
+    /// Like `target`, but resolves to a report instead of rejecting; it never rejects:
+    /// `{hit: true, fn, module, signature, params, results, loaded: [ids], compiled: [ids],
+    /// timeMs}`, or on a miss
+    /// `{hit: false, missCause, function, detail, message, timeMs}`, or on any other
+    /// failure `{hit: false, error, message, timeMs}` (`error`: the `LinkCache...`
+    /// error).
+    #[wasm_bindgen(js_name = tryTarget, unchecked_return_type = "Promise<TargetReport>")]
+    pub fn try_target(&self, #[wasm_bindgen(js_name = funcName)] func_name: String) -> Promise {
+        let this = self.handle();
+        future_to_promise(async move {
+            let started = now();
+            let report = Object::new();
+            match this.target_inner(&func_name).await {
+                Ok((func, load)) => this.hit_report(&report, &func_name, &func, &load),
+                Err(e) => {
+                    set(&report, "hit", &JsValue::FALSE);
+                    set(&report, "message", &JsValue::from_str(&e.message));
+                    match &e.miss {
+                        Some((cause, function, detail)) => {
+                            set(&report, "missCause", &JsValue::from_str(cause));
+                            set(&report, "function", &JsValue::from_str(function));
+                            set(
+                                &report,
+                                "detail",
+                                &detail.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+                            );
+                        }
+                        None => set(&report, "error", &e.to_js()),
+                    }
+                }
+            }
+            set(&report, "timeMs", &JsValue::from_f64(now() - started));
+            Ok(report.into())
+        })
+    }
+}
+
+impl LinkCache {
+    fn hit_report(&self, report: &Object, func_name: &str, func: &Function, load: &LoadReport) {
+        set(report, "hit", &JsValue::TRUE);
+        set(report, "fn", func);
+        let module = self.inner.borrow().linkage.binding(func_name);
+        set(
+            report,
+            "module",
+            &JsValue::from_str(&module.map(|m| m.to_string()).unwrap_or_default()),
+        );
+        let signature = module.and_then(|m| {
+            let inner = self.inner.borrow();
+            Some(
+                inner
+                    .linkage
+                    .loaded_manifest(&m)?
+                    .function(func_name)?
+                    .signature
+                    .clone(),
+            )
+        });
+        if let Some(signature) = signature {
+            let names = |types: &[ValType]| -> Array {
+                types
+                    .iter()
+                    .map(|t| JsValue::from_str(val_type_name(*t)))
+                    .collect()
+            };
+            set(report, "params", &names(&signature.params));
+            set(report, "results", &names(&signature.results));
+            set(
+                report,
+                "signature",
+                &JsValue::from_str(&signature.to_string()),
+            );
+        }
+        let ids = |v: &[ModuleId]| -> Array {
+            v.iter()
+                .map(|id| JsValue::from_str(&id.to_string()))
+                .collect()
+        };
+        set(report, "loaded", &ids(&load.loaded));
+        set(report, "compiled", &ids(&load.compiled));
+    }
+
+    pub(crate) fn bound(&self, func_name: &str) -> Option<Function> {
+        let inner = self.inner.borrow();
+        inner.linkage.binding(func_name)?;
+        inner
+            .funcs
+            .get(&JsValue::from_str(func_name))
+            .dyn_into::<Function>()
+            .ok()
+    }
+
+    /// Targets `func_name`, counting the outcome in the stats.
+    pub(crate) async fn target_inner(
+        &self,
+        func_name: &str,
+    ) -> Result<(Function, LoadReport), WebError> {
+        let started = now();
+        let result = self.target_loop(func_name).await;
+        let mut inner = self.inner.borrow_mut();
+        inner.stats.time_ms += now() - started;
+        match &result {
+            Ok(_) => inner.stats.hits += 1,
+            Err(e) => {
+                if let Some((cause, _, _)) = &e.miss {
+                    *inner.stats.misses.entry(cause.clone()).or_default() += 1;
+                }
+            }
+        }
+        result
+    }
+
+    async fn target_loop(&self, func_name: &str) -> Result<(Function, LoadReport), WebError> {
+        loop {
+            if let Some(func) = self.bound(func_name) {
+                return Ok((func, LoadReport::default()));
+            }
+            let epoch = self.inner.borrow().epoch;
+            let store = Rc::clone(&self.inner.borrow().store);
+            let mut snapshot = Snapshot::new(&store);
+            let planned = self.plan(func_name, &mut snapshot).await;
+            let mut report = LoadReport::default();
+            let loaded = match planned {
+                Ok(plan) => self
+                    .load(&plan, &mut snapshot, &mut report)
+                    .await
+                    .map(|instances| (plan, instances)),
+                Err(e) => Err(LoadError::Storage(e)),
+            };
+            {
+                let mut inner = self.inner.borrow_mut();
+                inner.stats.plans += 1;
+                inner.stats.plan_transactions += u64::from(snapshot.transactions());
+            }
+            let (plan, instances) = match loaded {
+                Ok(loaded) => loaded,
+                Err(LoadError::Broken(module, reason)) => {
+                    let mut inner = self.inner.borrow_mut();
+                    inner.linkage.mark_broken(module, reason);
+                    inner.stats.broken_skipped += 1;
+                    continue;
+                }
+                Err(LoadError::Vanished) => continue,
+                Err(LoadError::Storage(e)) => return Err(e),
+            };
+            let mut inner = self.inner.borrow_mut();
+            // Another target of this tab committed first, or the tab forgot its state:
+            // plan again against what is bound now (reusing the instances made).
+            if inner.epoch != epoch || inner.linkage.commit(&plan).is_err() {
+                continue;
+            }
+            for id in instances.keys() {
+                inner.pending.remove(id);
+            }
+            inner.instances.extend(instances);
+            for (func, module) in &plan.bindings {
+                let exports = inner.instances.get(module).cloned().unwrap_or_default();
+                inner
+                    .funcs
+                    .set(&JsValue::from_str(func), &prop(&exports, func));
+            }
+            for (name, ty, value) in &plan.set_globals {
+                if let Some(global) = inner.shared_globals.get(name) {
+                    set_global(global, &to_js(*value)).map_err(|e| {
+                        WebError::new(
+                            "LinkCacheStorage",
+                            format!("setting global `{name}` ({ty}): {}", describe(&e)),
+                        )
+                    })?;
+                }
+            }
+            drop(inner);
+            return match self.bound(func_name) {
+                Some(func) => Ok((func, report)),
+                None => Err(WebError::new(
+                    "LinkCacheStorage",
+                    format!("`{func_name}` was bound but its module does not export it"),
+                )),
+            };
+        }
+    }
+}
