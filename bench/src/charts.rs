@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use plotters::coord::combinators::IntoLogRange;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use wasmtime::{Result, format_err};
 
@@ -75,14 +76,14 @@ impl Chart {
     pub fn render(&self, caption: &str) -> Result<String> {
         let plot_height = match &self.plot {
             Plot::Lines { .. } => 400,
-            Plot::Bars {
-                series, groups, ..
-            } => 100 + groups.len() as u32 * (series.len() as u32 + 1) * 26,
+            Plot::Bars { series, groups, .. } => {
+                100 + groups.len() as u32 * (series.len() as u32 + 1) * 26
+            }
         };
         let mut svg = String::new();
         {
-            let root = SVGBackend::with_string(&mut svg, (WIDTH, plot_height + 30))
-                .into_drawing_area();
+            let root =
+                SVGBackend::with_string(&mut svg, (WIDTH, plot_height + 30)).into_drawing_area();
             root.fill(&WHITE).map_err(drawing)?;
             let (area, footer) = root.split_vertically(plot_height);
             match &self.plot {
@@ -127,10 +128,7 @@ impl Chart {
             .margin_right(40)
             .x_label_area_size(42)
             .y_label_area_size(76)
-            .build_cartesian_2d(
-                (x_low..x_high).log_scale(),
-                (y_low..y_high).log_scale(),
-            )
+            .build_cartesian_2d((x_low..x_high).log_scale(), (y_low..y_high).log_scale())
             .map_err(drawing)?;
         chart
             .configure_mesh()
@@ -182,9 +180,7 @@ impl Chart {
         log: bool,
         format: fn(f64) -> String,
     ) -> Result<()> {
-        // One row per bar plus a heading row per group, top to bottom.
-        let rows_per_group = series.len() + 1;
-        let rows = (groups.len() * rows_per_group) as f64;
+        let rows = rows(series, groups);
         let values = || groups.iter().flat_map(|g| g.values.iter().copied());
         let builder = |area| {
             let mut builder = ChartBuilder::on(area);
@@ -196,9 +192,6 @@ impl Chart {
                 .y_label_area_size(8);
             builder
         };
-        let heading = (FONT, 13).into_font().style(FontStyle::Bold);
-        let value_font = (FONT, 12).into_font();
-        let row_top = |g: usize, r: usize| rows - (g * rows_per_group + r) as f64;
         if log {
             let (low, high) = decades(values());
             // Room at the right for the value printed beside the longest bar.
@@ -216,7 +209,7 @@ impl Chart {
                 .light_line_style(RGBColor(0xee, 0xf1, 0xf4))
                 .draw()
                 .map_err(drawing)?;
-            draw_bars(&mut chart, low, series, groups, &row_top, format, &heading, &value_font)
+            draw_bars(&mut chart, low, series, groups, format)
         } else {
             let high = values()
                 .filter(|v| v.is_finite())
@@ -236,26 +229,32 @@ impl Chart {
                 .light_line_style(RGBColor(0xee, 0xf1, 0xf4))
                 .draw()
                 .map_err(drawing)?;
-            draw_bars(&mut chart, 0.0, series, groups, &row_top, format, &heading, &value_font)
+            draw_bars(&mut chart, 0.0, series, groups, format)
         }
     }
 }
 
-/// The bars, their values and the group headings on a chart whose `x` starts at `start`.
-#[allow(clippy::too_many_arguments)]
+/// Rows of a bar chart: a heading row per group and a row per bar.
+fn rows(series: &[String], groups: &[Group]) -> f64 {
+    (groups.len() * (series.len() + 1)) as f64
+}
+
+/// The bars, their values and the group headings, top to bottom, on a chart whose `x`
+/// starts at `start` and whose `y` counts [`rows`].
 fn draw_bars<X>(
-    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>,
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, RangedCoordf64>>,
     start: f64,
     series: &[String],
     groups: &[Group],
-    row_top: &dyn Fn(usize, usize) -> f64,
     format: fn(f64) -> String,
-    heading: &FontDesc<'_>,
-    value_font: &FontDesc<'_>,
 ) -> Result<()>
 where
     X: Ranged<ValueType = f64>,
 {
+    let heading = (FONT, 13).into_font().style(FontStyle::Bold);
+    let value_font = (FONT, 12).into_font();
+    let rows = rows(series, groups);
+    let row_top = |g: usize, r: usize| rows - (g * (series.len() + 1) + r) as f64;
     for (g, group) in groups.iter().enumerate() {
         chart
             .draw_series(std::iter::once(

@@ -11,7 +11,10 @@ const QUICK_CHARTS: [(&str, &str); 3] = [
         "cache-size.svg",
         "Warm target() + first call against cache size",
     ),
-    ("large-module.svg", "A large module's load in a second process"),
+    (
+        "large-module.svg",
+        "A large module's load in a second process",
+    ),
     (
         "add-throughput.svg",
         "add_module throughput against concurrent writers",

@@ -207,7 +207,9 @@ fn real_main() -> Result<(), Error> {
         cold_stats.artifacts_deserialized,
     );
     println!("\nThe cache these processes filled: {}", dir.display());
-    println!("Look inside it with the `linkcache` CLI (`cargo run -p linkcache-native --bin linkcache -- ...`):");
+    println!(
+        "Look inside it with the `linkcache` CLI (`cargo run -p linkcache-native --bin linkcache -- ...`):"
+    );
     let dir_arg = format!("--dir '{}'", dir.display());
     println!("  linkcache {dir_arg} stats");
     println!(
