@@ -84,29 +84,29 @@ function groups(ids, out, into) {
   return result;
 }
 
-// Columns of a group: callers first. A module's column is its distance from the group's
-// roots (modules nothing in the group calls); modules on a cycle with no root start one.
+// Columns of a group: callers first, every module right of all its callers (longest
+// path from the group's roots); modules on a cycle stand right of their callers outside it.
 function columnsOf(group, out, into) {
-  const column = new Map();
-  const queue = [];
-  const seed = (id) => {
-    column.set(id, 0);
-    queue.push(id);
-  };
-  group.filter((id) => into.get(id).size === 0).forEach(seed);
-  for (;;) {
-    while (queue.length) {
-      const id = queue.shift();
-      for (const next of out.get(id)) {
-        if (!column.has(next)) {
-          column.set(next, column.get(id) + 1);
-          queue.push(next);
-        }
-      }
+  const members = new Set(group);
+  const column = new Map(group.map((id) => [id, 0]));
+  const waiting = new Map(group.map((id) => [id, [...into.get(id)].filter((c) => members.has(c)).length]));
+  const queue = group.filter((id) => waiting.get(id) === 0);
+  const placed = new Set();
+  const place = (id) => {
+    placed.add(id);
+    for (const next of out.get(id)) {
+      if (placed.has(next)) continue;
+      column.set(next, Math.max(column.get(next), column.get(id) + 1));
+      waiting.set(next, waiting.get(next) - 1);
+      if (waiting.get(next) === 0) queue.push(next);
     }
-    const rest = group.find((id) => !column.has(id));
+  };
+  for (;;) {
+    while (queue.length) place(queue.shift());
+    // What is left sits on a cycle: place its earliest committed module as if free.
+    const rest = group.find((id) => !placed.has(id));
     if (rest === undefined) break;
-    seed(rest);
+    place(rest);
   }
   const columns = [];
   for (const id of group) (columns[column.get(id)] ??= []).push(id);
