@@ -191,10 +191,15 @@ function drawGraph(modules) {
     });
     window.linkcacheDemo.graph = graph;
   }
+  // Functions go where layoutModules puts them; module boxes follow their functions.
+  // (Cytoscape 3.34 drew no edges when the nodes were only given positions, with or
+  // without a preset layout; a layout run first, then the positions, draws them.)
   const positions = layoutModules(drawn, moduleEdges);
   graph.elements().remove();
   graph.add(elements);
-  graph.layout({ name: "preset", positions: (node) => positions.get(node.id()), fit: true, padding: 16 }).run();
+  graph.layout({ name: "grid" }).run();
+  graph.nodes().not(":parent").positions((node) => ({ ...positions.get(node.id()) }));
+  graph.fit(undefined, 16);
   if (graph.zoom() > 1.4) {
     // A small graph: keep the text at a readable size instead of filling the canvas.
     graph.zoom(1.4);

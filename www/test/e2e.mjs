@@ -107,17 +107,22 @@ async function callAndCheck(page, func, kind) {
   return { delta, after, how };
 }
 
-// The graph keeps each module whole: its functions in one column inside its box, and no
-// two module boxes overlap.
+// The graph keeps each module whole: its functions in one column inside its box, no
+// two module boxes overlap, and every call edge is drawn (has a length). Returns the
+// module boxes and the number of edges.
 async function assertModulesKeptTogether(page) {
-  const boxes = await page.evaluate(() => {
+  const { boxes, edges } = await page.evaluate(() => {
     const graph = window.linkcacheDemo.graph;
-    return graph.nodes(":parent").map((m) => ({
-      id: m.id(),
-      box: m.boundingBox(),
-      xs: m.children().map((f) => f.position("x")),
-    }));
+    return {
+      boxes: graph.nodes(":parent").map((m) => ({
+        id: m.id(),
+        box: m.boundingBox(),
+        xs: m.children().map((f) => f.position("x")),
+      })),
+      edges: graph.edges().map((e) => ({ id: e.id(), box: e.boundingBox() })),
+    };
   });
+  for (const { id, box } of edges) assert.ok(box.w + box.h > 0, `the edge ${id} is drawn`);
   assert.ok(boxes.length > 0, "modules are drawn");
   for (const { id, xs } of boxes) {
     assert.ok(xs.every((x) => x === xs[0]), `the functions of ${id.slice(0, 8)} stand in one column`);
@@ -128,7 +133,7 @@ async function assertModulesKeptTogether(page) {
       assert.ok(apart, `module boxes ${a.id.slice(0, 8)} and ${b.id.slice(0, 8)} overlap`);
     }
   }
-  return boxes;
+  return { boxes, edges: edges.length };
 }
 
 const tests = [];
@@ -145,8 +150,9 @@ test("a first call compiles", async () => {
   assert.equal(await text(first, "#compiled-count"), "2 modules", "math.fib and the util module it calls");
   assert.equal(delta("modulesAdded"), 2);
   assert.equal(await first.getAttribute("#call-chart g.bar.last", "data-how"), "compiled");
-  const boxes = await assertModulesKeptTogether(first);
+  const { boxes, edges } = await assertModulesKeptTogether(first);
   assert.equal(boxes.length, 2, "math.fib's module and util's");
+  assert.equal(edges, 1, "math.fib calls util.add");
   await first.screenshot({ path: new URL("first-call-compiles.png", results).pathname });
 });
 
@@ -196,8 +202,9 @@ test("a call through several modules: its modules stay together in the graph", a
   const { delta } = await callAndCheck(first, "stack.run", "cold");
   assert.equal(await text(first, "#result"), "3", "gcd(3^20 mod 1000000007, 6561)");
   assert.equal(delta("modulesAdded"), 1, "only stack.run's own module is new");
-  const boxes = await assertModulesKeptTogether(first);
+  const { boxes, edges } = await assertModulesKeptTogether(first);
   assert.equal(boxes.length, 5, "stack, pow, gcd, util and fib's modules");
+  assert.equal(edges, 4, "stack.run → math.pow, math.gcd; math.pow → util.mul; math.fib → util.add");
   await callAndCheck(first, "stack.run", "warm");
   await first.locator("#call-chart").screenshot({ path: new URL("call-chart.png", results).pathname });
   await first.locator("#graph").screenshot({ path: new URL("graph.png", results).pathname });
