@@ -1,15 +1,21 @@
 // The demo page: calls functions through linkcache-web, compiling on a miss, and shows
 // what the cache did: hit or miss, what was compiled, what was loaded, the graph.
+// Statistics it reads from `stats()`: hits, misses (by cause), modulesLoaded,
+// modulesCompiled, modulesAdded, bytesRead, timeMs.
 import init, { LinkCache, watToWasm } from "/node_modules/linkcache-web/linkcache_web.js";
 import cytoscape from "/node_modules/cytoscape/dist/cytoscape.esm.min.mjs";
 import { library, sourceOf, callable } from "./samples.js";
+import { drawCallChart } from "./call-chart.js";
+import { layoutModules } from "./graph-layout.js";
+import { formatBytes, formatCount, formatMs, plural } from "./format.js";
 
 const DB = "linkcache-demo";
 const $ = (id) => document.getElementById(id);
 let cache;
 let graph;
 let lastLoaded = [];
-const timings = new Map(); // func -> {first, how, warm}
+const calls = new Map(); // func -> {cold: {ms, how}, warm: {ms, how} | null}
+let lastCall = null; // {func, kind}
 
 function showError(error) {
   const box = $("error");
@@ -43,7 +49,7 @@ async function compile(miss) {
 }
 
 async function call(func) {
-  const before = cache.stats();
+  const before = statsOf(cache);
   const started = performance.now();
   let report = await cache.tryTarget(func);
   let compiledByCompiler = 0;
@@ -64,44 +70,80 @@ async function call(func) {
   }
   const result = report.fn(...library[func].args);
   const elapsed = performance.now() - started;
-  const after = cache.stats();
+  const after = statsOf(cache);
+  const cached = (await cache.modules()).length;
 
-  const outcome = compiledByCompiler > 0 ? "miss → compiled" : "hit";
-  $("outcome").textContent = outcome;
+  const how = compiledByCompiler > 0 ? "compiled" : loaded.length ? "loaded" : "bound";
+  $("outcome").textContent = compiledByCompiler > 0 ? "miss → compiled" : "hit";
   $("outcome").className = compiledByCompiler > 0 ? "miss" : "hit";
   $("result").textContent = String(result);
-  $("compiled-count").textContent = String(compiledByCompiler);
-  $("loaded-list").textContent = loaded.length
-    ? `${loaded.length} (${loaded.map((id) => id.slice(0, 8)).join(", ")}), ${after.modulesCompiled - before.modulesCompiled} compiled by the browser from IndexedDB`
+  $("compiled-count").textContent = plural(compiledByCompiler, "module");
+  $("loaded-count").textContent = loaded.length
+    ? `${formatCount(after.modulesLoaded - before.modulesLoaded)} of ${formatCount(cached)} cached (${loaded.map((id) => id.slice(0, 8)).join(", ")})`
     : "none (already loaded in this tab)";
-  $("call-time").textContent = `${elapsed.toFixed(2)} ms`;
+  $("browser-compiled").textContent = plural(after.modulesCompiled - before.modulesCompiled, "module");
+  $("bytes-read").textContent = formatBytes(after.bytesRead - before.bytesRead);
+  $("call-time").textContent = formatMs(elapsed);
+  $("target-time").textContent = formatMs(after.timeMs - before.timeMs);
   lastLoaded = loaded;
 
-  const row = timings.get(func);
-  const how = compiledByCompiler > 0 ? "compiled, added" : loaded.length ? "loaded from IndexedDB" : "already loaded";
-  if (!row) timings.set(func, { first: elapsed, how, warm: null });
-  else row.warm = elapsed;
-  renderTimings();
+  const entry = { ms: elapsed, how };
+  const row = calls.get(func);
+  if (!row) calls.set(func, { cold: entry, warm: null });
+  else row.warm = entry;
+  lastCall = { func, kind: row ? "warm" : "cold" };
+  renderCallChart();
   await refresh();
 }
 
-function renderTimings() {
-  const body = $("timings").querySelector("tbody");
-  body.replaceChildren(
-    ...[...timings].map(([func, t]) => {
-      const tr = document.createElement("tr");
-      tr.innerHTML = `<td><code>${func}</code></td><td>${t.first.toFixed(2)} ms</td><td>${t.how}</td><td>${
-        t.warm == null ? "–" : `${t.warm.toFixed(3)} ms`
-      }</td>`;
-      return tr;
-    }),
-  );
+// This tab's statistics with the fields the page reads, missing ones as zero.
+function statsOf(linkcache) {
+  const s = linkcache.stats() ?? {};
+  const number = (v) => (typeof v === "number" ? v : 0);
+  const misses = typeof s.misses === "number" ? { any: s.misses } : (s.misses ?? {});
+  return {
+    raw: s,
+    hits: number(s.hits),
+    misses,
+    missTotal: Object.values(misses).reduce((a, b) => a + number(b), 0),
+    modulesLoaded: number(s.modulesLoaded),
+    modulesCompiled: number(s.modulesCompiled),
+    modulesAdded: number(s.modulesAdded),
+    bytesRead: number(s.bytesRead),
+    timeMs: number(s.timeMs),
+  };
+}
+
+function renderCallChart() {
+  const rows = [];
+  for (const [func, { cold, warm }] of calls) {
+    for (const [kind, entry] of [["cold", cold], ["warm", warm]]) {
+      if (!entry) continue;
+      const last = lastCall?.func === func && lastCall.kind === kind;
+      rows.push({ func, kind, ms: entry.ms, how: entry.how, last });
+    }
+  }
+  drawCallChart($("call-chart"), rows);
+}
+
+function renderSummary(stats, cached) {
+  const causes = Object.entries(stats.misses).filter(([, n]) => n > 0);
+  $("sum-hits").textContent = formatCount(stats.hits);
+  $("sum-misses").textContent = stats.missTotal
+    ? `${formatCount(stats.missTotal)} (${causes.map(([cause, n]) => `${cause.replaceAll("_", " ")}: ${formatCount(n)}`).join(", ")})`
+    : "0";
+  $("sum-loaded").textContent = `${formatCount(stats.modulesLoaded)} of ${formatCount(cached)} cached`;
+  $("sum-compiled").textContent = formatCount(stats.modulesCompiled);
+  $("sum-added").textContent = formatCount(stats.modulesAdded);
+  $("sum-bytes").textContent = formatBytes(stats.bytesRead);
+  $("sum-time").textContent = formatMs(stats.timeMs);
+  $("stats").textContent = JSON.stringify(stats.raw, null, 2);
 }
 
 async function refresh() {
   const modules = await cache.modules();
   $("module-count").textContent = String(modules.length);
-  $("stats").textContent = JSON.stringify(cache.stats(), null, 2);
+  renderSummary(statsOf(cache), modules.length);
   drawGraph(modules);
 }
 
@@ -109,9 +151,9 @@ function drawGraph(modules) {
   const definers = new Map();
   for (const m of modules) for (const f of m.functions) definers.set(f.name, (definers.get(f.name) ?? 0) + 1);
   const bound = cache.bindings();
+  const drawn = modules.filter((m) => !m.functions.every((f) => f.name.startsWith("gen."))); // fillers: counted, not drawn
   const elements = [];
-  for (const m of modules) {
-    if (m.functions.every((f) => f.name.startsWith("gen."))) continue; // fillers: counted, not drawn
+  for (const m of drawn) {
     elements.push({ data: { id: m.id, label: m.id.slice(0, 8) }, classes: lastLoaded.includes(m.id) ? "loaded" : "" });
     for (const f of m.functions) {
       const id = `${m.id}/${f.name}`;
@@ -122,12 +164,15 @@ function drawGraph(modules) {
   // Edges from each function to the module bound (or first defining) its callees.
   const firstDefiner = new Map();
   for (const m of modules) for (const f of m.functions) if (!firstDefiner.has(f.name)) firstDefiner.set(f.name, m.id);
-  for (const m of modules) {
+  const drawnFunctions = new Set(elements.map((e) => e.data.id));
+  const moduleEdges = [];
+  for (const m of drawn) {
     for (const f of m.functions) {
       for (const callee of f.calls) {
         const target = bound[callee] ?? firstDefiner.get(callee);
-        if (target && elements.some((e) => e.data.id === `${target}/${callee}`)) {
+        if (target && drawnFunctions.has(`${target}/${callee}`)) {
           elements.push({ data: { id: `${m.id}/${f.name}->${callee}`, source: `${m.id}/${f.name}`, target: `${target}/${callee}` } });
+          moduleEdges.push([m.id, target]);
         }
       }
     }
@@ -144,10 +189,22 @@ function drawGraph(modules) {
         { selector: "edge", style: { width: 1.5, "curve-style": "bezier", "target-arrow-shape": "triangle", "line-color": "#7a8794", "target-arrow-color": "#7a8794" } },
       ],
     });
+    window.linkcacheDemo.graph = graph;
   }
+  // Functions go where layoutModules puts them; module boxes follow their functions.
+  // (Cytoscape 3.34 drew no edges when the nodes were only given positions, with or
+  // without a preset layout; a layout run first, then the positions, draws them.)
+  const positions = layoutModules(drawn, moduleEdges);
   graph.elements().remove();
   graph.add(elements);
-  graph.layout({ name: "breadthfirst", directed: true, padding: 10, spacingFactor: 1.3 }).run();
+  graph.layout({ name: "grid" }).run();
+  graph.nodes().not(":parent").positions((node) => ({ ...positions.get(node.id()) }));
+  graph.fit(undefined, 16);
+  if (graph.zoom() > 1.4) {
+    // A small graph: keep the text at a readable size instead of filling the canvas.
+    graph.zoom(1.4);
+    graph.center();
+  }
 }
 
 async function race() {
@@ -178,6 +235,8 @@ async function race() {
 async function main() {
   await init();
   cache = await LinkCache.open(DB, {});
+  // For the console (and the end-to-end tests): the cache this page uses.
+  window.linkcacheDemo = { cache, graph: null };
   cache.onChange(guarded(() => refresh()));
   for (const func of callable) {
     const button = document.createElement("button");
@@ -203,11 +262,13 @@ async function main() {
   });
   $("clear").onclick = guarded(async () => {
     await cache.clear();
-    timings.clear();
+    calls.clear();
+    lastCall = null;
     lastLoaded = [];
-    renderTimings();
+    renderCallChart();
     await refresh();
   });
+  renderCallChart();
   await refresh();
   document.body.dataset.ready = "true";
 }

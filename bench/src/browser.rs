@@ -14,6 +14,7 @@ use serde_json::{Value as Json, json};
 use wasmtime::error::Context as _;
 use wasmtime::{Result, bail};
 
+use crate::charts::{Chart, Group, Plot};
 use crate::large::{self, LargeModule};
 use crate::report::{Table, count, median, ms, ratio};
 use crate::workload::{self, Params};
@@ -113,8 +114,8 @@ impl Row<'_> {
     }
 }
 
-/// Runs the browser benchmark and returns its table.
-pub fn run(target: &Path, quick: bool, runs: usize) -> Result<Vec<Table>> {
+/// Runs the browser benchmark and returns its table and its chart.
+pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart)> {
     let work = target.join("bench-browser");
     std::fs::create_dir_all(&work)?;
     eprintln!("  building the linkcache-web package (release)");
@@ -283,9 +284,14 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<Vec<Table>> {
             "linkcache ÷ memory",
         ],
     );
+    let mut groups = Vec::new();
     for name in &names {
         let total = lc_total(name);
         let memory = mem_total(name);
+        groups.push(Group {
+            name: name.clone(),
+            values: vec![total, memory],
+        });
         table.row(vec![
             name.clone(),
             count(sizes.get(name).copied().unwrap_or(0) as usize),
@@ -332,5 +338,19 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<Vec<Table>> {
         ms(session_median("linkcache", "warmupMs")),
         ms(session_median("memory", "warmupMs")),
     ));
-    Ok(vec![table])
+    let chart = Chart {
+        file: "browser.svg".into(),
+        title: "The browser: linkcache-web from IndexedDB against compiling from memory".into(),
+        plot: Plot::Bars {
+            value_label: format!("time, median of {runs} fresh browsers (log scale)"),
+            series: vec![
+                "linkcache-web: open + target() + call".into(),
+                "compile + instantiate from memory + call".into(),
+            ],
+            groups,
+            log: true,
+            format: ms,
+        },
+    };
+    Ok((vec![table], chart))
 }

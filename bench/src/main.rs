@@ -2,7 +2,7 @@
 //! measured in one run, ratios printed beside the times (this machine is noisy).
 //!
 //! ```text
-//! cargo run --release -p linkcache-bench -- [--quick] [--only SECTION] [--runs N]
+//! cargo run --release -p linkcache-bench -- [--quick] [--only SECTION] [--runs N] [--out DIR]
 //! ```
 //!
 //! Sections: `target` (warm target() + first call in a fresh process), `partial`
@@ -10,14 +10,18 @@
 //! large module: linkcache against Module::new and wasmtime's own cache), `open`
 //! (Cache::open against cache size), `add` (add_module throughput, 8 processes at once),
 //! `browser` (headless Chromium: IndexedDB against compiling from memory). The report
-//! goes to stdout and to `<target>/bench-report.md`. `--quick` uses small sizes and a
-//! synthetic large module; CI runs it as a smoke test, never asserting times.
+//! goes to stdout and to `<target>/bench-report.md` (`--out DIR`: `DIR/bench-report.md`),
+//! its charts beside it in `bench-charts/` as SVG; a full run (no `--quick`, no `--only`,
+//! no `--out`) also copies the charts into `bench/charts/`, which BENCHMARKS.md embeds.
+//! `--quick` uses small sizes and a synthetic large module; CI runs it as a smoke test,
+//! never asserting times.
 //!
 //! Fresh-process measurements re-execute this binary with `--role NAME ...` (see
 //! [`roles`]); the child times itself and prints JSON.
 
 mod browser;
 mod embedders;
+mod charts;
 mod large;
 mod report;
 mod roles;
@@ -33,6 +37,7 @@ use serde_json::Value as Json;
 use wasmtime::error::Context as _;
 use wasmtime::{Result, bail};
 
+use crate::charts::{Chart, Group, Plot, Series};
 use crate::large::{ImportStubs, LargeModule};
 use crate::report::{Table, count, median, ms, ratio};
 use crate::workload::{Params, Prepared};
@@ -54,6 +59,8 @@ struct Options {
     quick: bool,
     only: Option<String>,
     runs: Option<usize>,
+    /// Where the report and its charts go (default: the target directory).
+    out: Option<PathBuf>,
 }
 
 impl Options {
@@ -102,6 +109,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         quick: false,
         only: None,
         runs: None,
+        out: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -117,9 +125,12 @@ fn parse_options(args: &[String]) -> Result<Options> {
             "--runs" => {
                 options.runs = Some(args.next().context("--runs needs a number")?.parse()?);
             }
+            "--out" => {
+                options.out = Some(args.next().context("--out needs a directory")?.into());
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: linkcache-bench [--quick] [--only {}] [--runs N]",
+                    "usage: linkcache-bench [--quick] [--only {}] [--runs N] [--out DIR]",
                     SECTIONS.join("|")
                 );
                 std::process::exit(0);
@@ -164,12 +175,18 @@ fn run(options: Options) -> Result<()> {
     }
     print!("{out}");
 
+    let out_dir = options.out.clone().unwrap_or_else(|| target.clone());
+    std::fs::create_dir_all(&out_dir)?;
+    let chart_dir = out_dir.join("bench-charts");
+    let caption = report::caption();
+    let full_run = !options.quick && options.only.is_none() && options.out.is_none();
     let mut bench = Bench {
         options,
         target,
         caches,
         prepared: BTreeMap::new(),
         fresh: None,
+        charts: Vec::new(),
     };
     let sections: [(&str, Section); 7] = [
         ("target", Bench::section_target),
@@ -187,9 +204,16 @@ fn run(options: Options) -> Result<()> {
         }
         eprintln!("==> {name}");
         let text = match section(&mut bench) {
-            Ok(tables) => tables.iter().map(Table::render).collect::<String>(),
+            Ok(tables) => {
+                let mut text = tables.iter().map(Table::render).collect::<String>();
+                for chart in bench.charts.drain(..) {
+                    text.push_str(&chart.write(&chart_dir, &caption)?);
+                }
+                text
+            }
             Err(e) => {
                 failed.push(name);
+                bench.charts.clear();
                 format!("### {name}\n\n**Failed:** {e:#}\n\n")
             }
         };
@@ -200,9 +224,21 @@ fn run(options: Options) -> Result<()> {
         "_Whole run: {:.0} s._\n",
         started.elapsed().as_secs_f64()
     ));
-    let path = bench.target.join("bench-report.md");
+    let path = out_dir.join("bench-report.md");
     std::fs::write(&path, &out)?;
     eprintln!("report written to {}", path.display());
+    if full_run && failed.is_empty() {
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts");
+        std::fs::create_dir_all(&committed)?;
+        for entry in std::fs::read_dir(&chart_dir)? {
+            let entry = entry?;
+            std::fs::copy(entry.path(), committed.join(entry.file_name()))?;
+        }
+        eprintln!(
+            "charts copied to {} (BENCHMARKS.md embeds them)",
+            committed.display()
+        );
+    }
     if !failed.is_empty() {
         bail!("sections failed: {failed:?}");
     }
@@ -225,6 +261,8 @@ struct Bench {
     caches: PathBuf,
     prepared: BTreeMap<usize, Prepared>,
     fresh: Option<BTreeMap<(usize, usize), Fresh>>,
+    /// Charts of the section running now, written after its tables.
+    charts: Vec<Chart>,
 }
 
 /// The closures measured: one module, and a chain of ten.
@@ -430,6 +468,7 @@ impl Bench {
             ],
         );
         let mut notes = Vec::new();
+        let mut lines: [Vec<(f64, f64)>; 3] = Default::default();
         for size in self.options.sizes() {
             let prepared = self.prepare(size)?;
             let args = Bench::target_args(&prepared, 10)?;
@@ -448,6 +487,9 @@ impl Bench {
             let everything = medians(&all, "total_ms");
             let one = fresh[&(size, 1)].target_call;
             let ten = fresh[&(size, 10)].target_call;
+            for (line, value) in lines.iter_mut().zip([one, ten, everything]) {
+                line.push((size as f64, value));
+            }
             table.row(vec![
                 format!("{} ({})", count(size), count(prepared.total_modules)),
                 ms(one),
@@ -476,6 +518,29 @@ impl Bench {
         for note in notes {
             table.note(format!("- {note}"));
         }
+        let [one, ten, everything] = lines;
+        self.charts.push(Chart {
+            file: "cache-size.svg".into(),
+            title: "Warm target() + first call against cache size, fresh process".into(),
+            plot: Plot::Lines {
+                x_label: "modules in the cache".into(),
+                y_label: "time (log scale)".into(),
+                series: vec![
+                    Series {
+                        name: "linkcache, closure of 1 module".into(),
+                        points: one,
+                    },
+                    Series {
+                        name: "linkcache, closure of 10 modules".into(),
+                        points: ten,
+                    },
+                    Series {
+                        name: "loading every module".into(),
+                        points: everything,
+                    },
+                ],
+            },
+        });
         Ok(vec![table])
     }
 
@@ -534,6 +599,7 @@ impl Bench {
             ],
         );
         let mut notes = Vec::new();
+        let mut groups = Vec::new();
         for (module, bytes) in self.large_modules()? {
             let id = linkcache_core::ModuleId::of(&bytes);
             let base = self.caches.join(format!("large-{}", &id.to_string()[..16]));
@@ -597,6 +663,10 @@ impl Bench {
                 load("large-linkcache"),
                 load("large-mmap"),
             );
+            groups.push(Group {
+                name: format!("{} ({} KB)", module.name, bytes.len() / 1000),
+                values: vec![compile, wasmtime, linkcache, mmap],
+            });
             cold.row(vec![
                 module.name.clone(),
                 format!("{} KB", bytes.len() / 1000),
@@ -650,6 +720,22 @@ impl Bench {
              process reads and decompresses the file again. linkcache's second `Cache` shares \
              the engine but not the first cache's modules, so it checks and maps the artifact again.",
         );
+        self.charts.push(Chart {
+            file: "large-module.svg".into(),
+            title: "A large module's load in a second process".into(),
+            plot: Plot::Bars {
+                value_label: format!("time, median of {runs} processes (log scale)"),
+                series: vec![
+                    "Module::new (Cranelift)".into(),
+                    "wasmtime's cache".into(),
+                    "linkcache target()".into(),
+                    "deserialize_file, unchecked (floor)".into(),
+                ],
+                groups,
+                log: true,
+                format: ms,
+            },
+        });
         Ok(vec![cold, warm])
     }
 
@@ -716,6 +802,7 @@ impl Bench {
             ],
         );
         let mut single = None;
+        let mut groups = Vec::new();
         for n in [1, writers] {
             let dir = self.caches.join(format!("add-{n}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
@@ -733,6 +820,10 @@ impl Bench {
             }
             let rate = added as f64 / (wall / 1000.0);
             let base = *single.get_or_insert(rate);
+            groups.push(Group {
+                name: plural(n as u64, "writer process"),
+                values: vec![rate],
+            });
             table.row(vec![
                 n.to_string(),
                 format!("{} ({})", count(added as usize), count(distinct)),
@@ -759,11 +850,24 @@ impl Bench {
             ms(fsync),
             ms(t.elapsed().as_secs_f64() * 1000.0)
         ));
+        self.charts.push(Chart {
+            file: "add-throughput.svg".into(),
+            title: "add_module throughput against concurrent writers".into(),
+            plot: Plot::Bars {
+                value_label: "modules committed per second, all writers together".into(),
+                series: vec!["modules/s".into()],
+                groups,
+                log: false,
+                format: |rate| format!("{rate:.0}/s"),
+            },
+        });
         Ok(vec![table])
     }
 
     fn section_browser(&mut self) -> Result<Vec<Table>> {
-        browser::run(&self.target, self.options.quick, self.options.runs(7))
+        let (tables, chart) = browser::run(&self.target, self.options.quick, self.options.runs(7))?;
+        self.charts.push(chart);
+        Ok(tables)
     }
 }
 

@@ -117,16 +117,6 @@ pub fn count(n: usize) -> String {
 
 /// The machine, toolchain and commit, as a Markdown list.
 pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|info| {
@@ -140,23 +130,66 @@ pub fn machine() -> String {
         });
     let kernel = command_output("uname", &["-sr"]);
     let rustc = command_output("rustc", &["--version"]);
+    format!(
+        "- CPU: {}, {} cores available, {memory} RAM; {kernel}\n\
+         - wasmtime {}, {rustc}, `--release` build\n\
+         - commit {}{}\n",
+        cpu(),
+        cores(),
+        wasmtime_version(),
+        commit().0,
+        if commit().1 {
+            " (with uncommitted changes in the checkout)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The one-line caption of a chart: machine, build and commit of this run, and the date.
+pub fn caption() -> String {
+    format!(
+        "{}, {} cores · wasmtime {}, {} build · commit {}{} · {}",
+        cpu(),
+        cores(),
+        wasmtime_version(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        commit().0,
+        if commit().1 { "+changes" } else { "" },
+        command_output("date", &["-u", "+%Y-%m-%d"]),
+    )
+}
+
+/// The CPU's model name.
+fn cpu() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+/// The checkout's commit, and whether the checkout has uncommitted changes.
+fn commit() -> (String, bool) {
     let commit = command_output("git", &["rev-parse", "--short=12", "HEAD"]);
     let dirty = Command::new("git")
         .args(["status", "--porcelain", "--untracked-files=no"])
         .output()
         .map(|o| !o.stdout.is_empty())
         .unwrap_or(false);
-    format!(
-        "- CPU: {cpu}, {cores} cores available, {memory} RAM; {kernel}\n\
-         - wasmtime {}, {rustc}, `--release` build\n\
-         - commit {commit}{}\n",
-        wasmtime_version(),
-        if dirty {
-            " (with uncommitted changes in the checkout)"
-        } else {
-            ""
-        }
-    )
+    (commit, dirty)
 }
 
 /// The wasmtime version this binary links, from the workspace's lock file.

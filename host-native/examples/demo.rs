@@ -174,6 +174,10 @@ fn real_main() -> Result<(), Error> {
     }
     let child = String::from_utf8_lossy(&output.stdout);
     let (warm_times, warm_stats) = child.split_once("\n--stats--\n").expect("child output");
+    let (warm_times, warm_counts) = warm_times
+        .split_once("\n--compiled reused--\n")
+        .expect("child output");
+    let (warm_compiled, warm_reused) = warm_counts.split_once(' ').expect("child counts");
     let warm: Vec<f64> = warm_times
         .lines()
         .map(|l| l.parse().expect("child time"))
@@ -195,9 +199,21 @@ fn real_main() -> Result<(), Error> {
         println!("\n(process 1 found everything cached by an earlier run; `--reset` starts cold)");
     }
     println!(
-        "\nOnly the closure of each call was loaded: {} of {} modules.",
+        "\nOnly the closure of each call was loaded: {} of {} modules. Process 1 compiled {} and \
+         reused {} precompiled; process 2 compiled {warm_compiled} and reused {warm_reused}.",
         cold_stats.modules_loaded,
-        cache.dir().modules()?.len()
+        cache.dir().modules()?.len(),
+        cold_stats.modules_compiled,
+        cold_stats.artifacts_deserialized,
+    );
+    println!("\nThe cache these processes filled: {}", dir.display());
+    println!(
+        "Look inside it with the `linkcache` CLI (`cargo run -p linkcache-native --bin linkcache -- ...`):"
+    );
+    let dir_arg = format!("--dir '{}'", dir.display());
+    println!("  linkcache {dir_arg} stats");
+    println!(
+        "  linkcache {dir_arg} graph --format dot    # add a func_name (stack.run) for one closure"
     );
     Ok(())
 }
@@ -208,8 +224,14 @@ fn warm_child(dir: &std::path::Path) -> Result<(), Error> {
     for row in &rows {
         println!("{}", row.time.as_secs_f64() * 1000.0);
     }
+    let stats = cache.stats();
+    println!("--compiled reused--");
+    println!(
+        "{} {}",
+        stats.modules_compiled, stats.artifacts_deserialized
+    );
     println!("--stats--");
-    print_stats(&cache.stats());
+    print_stats(&stats);
     Ok(())
 }
 
