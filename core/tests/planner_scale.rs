@@ -4,7 +4,7 @@
 //! Modules here are manifests without bytes (the planner reads only manifests), so a
 //! 100,000-module chain costs no wasm parsing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use linkcache_core::{
@@ -175,4 +175,49 @@ fn a_chain_of_100_000_modules_with_a_missing_leaf_misses_without_overflowing_the
             dependency: "leaf.missing".into()
         })
     );
+}
+
+mod random_graphs {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+        /// Random graphs of up to 400 func_names with duplicates, cycles and calls to
+        /// names nobody defines: the steps stay within a constant times the size of the
+        /// candidate closure (candidates + calls), whatever the answer.
+        #[test]
+        fn planner_steps_stay_linear_in_the_closure_on_random_graphs(
+            names in 50usize..400,
+            seed in any::<u64>(),
+        ) {
+            let mut state = seed | 1;
+            let mut random = move |bound: usize| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % bound as u64) as usize
+            };
+            let mut store = Manifests::default();
+            let mut size = 0;
+            for name in 0..names {
+                for salt in 0..1 + random(3) {
+                    // Callees among the names and a few (name + names) nobody defines.
+                    let calls: BTreeSet<String> = (0..random(4))
+                        .map(|_| format!("r.{}", random(names + names / 20 + 1)))
+                        .collect();
+                    let calls: Vec<String> = calls.into_iter().collect();
+                    size += 1 + calls.len();
+                    store.add(manifest(&format!("r.{name}"), &calls, salt as u32));
+                }
+            }
+            for missing in names..names + names / 20 + 1 {
+                store.index.insert(format!("r.{missing}"), vec![]);
+            }
+            let (_, rounds, steps) = store.plan("r.0");
+            prop_assert!(rounds <= 2);
+            prop_assert!(steps <= 40 * size as u64, "{} steps for a closure of size {}", steps, size);
+        }
+    }
 }

@@ -226,3 +226,100 @@ proptest! {
         }
     }
 }
+
+/// A module for the brute-force comparison: for each function it defines, the names it
+/// calls and whether it uses the global `p.s` compiled against a stale definition.
+type StaleSpec = BTreeMap<usize, (BTreeSet<usize>, bool)>;
+
+fn stale_spec() -> impl Strategy<Value = StaleSpec> {
+    prop::collection::btree_map(
+        0..6usize,
+        (
+            prop::collection::btree_set(0..6usize, 0..3),
+            prop::bool::weighted(0.2),
+        ),
+        1..3,
+    )
+}
+
+/// Brute force: the target is loadable when some assignment of func_names to modules
+/// (each defining it, without a stale global) binds the target and every call of every
+/// bound function. Tries every assignment: (candidates + 1) ^ names.
+fn brute_force(specs: &[StaleSpec], target: usize) -> bool {
+    let options: Vec<Vec<Option<usize>>> = (0..6)
+        .map(|name| {
+            let mut choices = vec![None];
+            choices.extend(
+                specs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.get(&name).is_some_and(|(_, stale)| !stale))
+                    .map(|(m, _)| Some(m)),
+            );
+            choices
+        })
+        .collect();
+    let mut choice = [0usize; 6];
+    loop {
+        let assigned = |name: usize| options[name][choice[name]];
+        let consistent = assigned(target).is_some()
+            && (0..6).all(|name| match assigned(name) {
+                None => true,
+                Some(m) => specs[m][&name].0.iter().all(|c| assigned(*c).is_some()),
+            });
+        if consistent {
+            return true;
+        }
+        // Next assignment, like an odometer.
+        let mut digit = 0;
+        loop {
+            if digit == 6 {
+                return false;
+            }
+            choice[digit] += 1;
+            if choice[digit] < options[digit].len() {
+                break;
+            }
+            choice[digit] = 0;
+            digit += 1;
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_planner_agrees_with_a_brute_force_search_over_every_assignment(
+        specs in prop::collection::vec(stale_spec(), 1..7),
+        target in 0..6usize,
+    ) {
+        let mut h = common::Harness::new();
+        h.env.insert("p.s".into(), "1".into());
+        for (salt, spec) in specs.iter().enumerate() {
+            let names: Vec<(String, Vec<String>, bool)> = spec
+                .iter()
+                .map(|(f, (calls, stale))| (name(*f), calls.iter().map(|c| name(*c)).collect(), *stale))
+                .collect();
+            let calls: Vec<Vec<&str>> = names.iter().map(|(_, c, _)| c.iter().map(String::as_str).collect()).collect();
+            let salt_name = format!("salt.{salt}");
+            let mut funcs: Vec<Func<'_>> = names
+                .iter()
+                .zip(&calls)
+                .map(|((n, _, stale), c)| Func { name: n, calls: c, globals: if *stale { &["p.s"] } else { &[] } })
+                .collect();
+            funcs.push(Func { name: &salt_name, calls: &[], globals: &[] });
+            let definition = BTreeMap::from([("p.s", "2")]);
+            h.add(&common::module_with_globals(&funcs, &definition));
+        }
+        let outcome = h.target(&name(target));
+        prop_assert_eq!(outcome.is_ok(), brute_force(&specs, target), "{:?}", outcome.as_ref().err());
+        if let Ok(plan) = &outcome {
+            // Every bound function is usable: none uses the stale global.
+            for (func, module) in &plan.bindings {
+                let manifest = h.store.manifest(module).unwrap().unwrap();
+                prop_assert!(manifest.function(func).unwrap().globals.is_empty(), "{} bound with a stale global", func);
+            }
+        }
+    }
+}

@@ -15,5 +15,5 @@ pub use runner::{
 };
 pub use scenario::{
     ALL, MISS_CAUSES, ModuleSpec, Number, Scenario, ScenarioError, Step, TargetExpectation, all,
-    env_outcome, env_resolver, parse,
+    env_outcome, env_resolver, parse, take_validated,
 };

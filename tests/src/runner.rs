@@ -172,6 +172,17 @@ pub fn check_target(
             return Err(format!("`{}` expected a miss, got a hit", expected.func));
         }
     }
+    let validated = crate::scenario::take_validated();
+    if let Some(global) = expected
+        .not_validated
+        .iter()
+        .find(|g| validated.contains(g))
+    {
+        return Err(format!(
+            "targeting `{}` sent global `{global}` to the resolver, though no function of its closure uses it",
+            expected.func
+        ));
+    }
     for (func, label) in &expected.bound {
         let got = binding(func);
         if got != Some(labels.id(label)) {
@@ -263,6 +274,7 @@ pub fn run(scenario: &Scenario, host: &mut dyn ScenarioHost) -> Result<(), Strin
                 (Err(_), Some(_)) => {}
             },
             Step::Target(expected) => {
+                crate::scenario::take_validated();
                 let outcome = host.target(&expected.func).map_err(at)?;
                 check_target(expected, &outcome, &labels, &|f| host.binding(f)).map_err(at)?;
             }

@@ -17,6 +17,7 @@
 //! miss = "missing_dependency"        # miss: Miss::cause(), and optionally
 //! miss_function = "math.quad"        #   Miss::function()
 //! miss_detail = "util.sq"            #   Miss::detail()
+//! not_validated = ["cfg.unused"]     # globals the resolver must not have been asked about
 //! [[steps]]
 //! call = "math.quad"                 # target if needed, call, compare results
 //! args = [3]
@@ -88,6 +89,7 @@ pub static ALL: &[(&str, &str)] = &[
     scenario!("34_one_function_two_names.toml"),
     scenario!("35_cycle_with_a_missing_dependency.toml"),
     scenario!("36_corrupt_cycle_member_replaced.toml"),
+    scenario!("37_unused_stale_global_not_validated.toml"),
 ];
 
 /// One parsed scenario.
@@ -170,6 +172,10 @@ pub struct TargetExpectation {
     pub miss_function: Option<String>,
     /// For misses: the detail (missing dependency, stale global).
     pub miss_detail: Option<String>,
+    /// Globals [`env_outcome`] must not have been asked about since the previous
+    /// target was checked (partial validation: only the globals the closure's functions
+    /// use are validated).
+    pub not_validated: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +200,8 @@ struct RawStep {
     miss: Option<String>,
     miss_function: Option<String>,
     miss_detail: Option<String>,
+    #[serde(default)]
+    not_validated: Vec<String>,
     call: Option<String>,
     args: Option<Vec<Number>>,
     results: Option<Vec<Number>>,
@@ -284,6 +292,7 @@ fn convert(raw: RawStep) -> Result<Step, String> {
         ("miss", raw.miss.is_some(), "target"),
         ("miss_function", raw.miss_function.is_some(), "target"),
         ("miss_detail", raw.miss_detail.is_some(), "target"),
+        ("not_validated", !raw.not_validated.is_empty(), "target"),
         ("args", raw.args.is_some(), "call"),
         ("results", raw.results.is_some(), "call"),
     ];
@@ -328,6 +337,7 @@ fn convert(raw: RawStep) -> Result<Step, String> {
             bound: raw.bound,
             miss: raw.miss,
             miss_function: raw.miss_function,
+            not_validated: raw.not_validated,
             miss_detail: raw.miss_detail,
         }));
     }
@@ -400,7 +410,11 @@ impl fmt::Display for Number {
 
 /// The scenario rule for globals: a definition is current when `env` has no entry for
 /// the global or an entry equal to its text; its value is then the literal.
+///
+/// Every global it is asked about is logged for this thread; [`take_validated`] drains
+/// the log (the runner checks a target step's `not_validated` with it).
 pub fn env_outcome(env: &BTreeMap<String, String>, check: &GlobalCheck) -> GlobalOutcome {
+    VALIDATED.with(|log| log.borrow_mut().push(check.global.name.clone()));
     let text = String::from_utf8_lossy(&check.global.definition);
     match env.get(&check.global.name) {
         Some(current) if *current != text => Err(format!(
@@ -409,6 +423,15 @@ pub fn env_outcome(env: &BTreeMap<String, String>, check: &GlobalCheck) -> Globa
         _ => Value::parse_literal(check.global.ty, &text)
             .ok_or_else(|| format!("definition {text:?} is not a {} literal", check.global.ty)),
     }
+}
+
+thread_local! {
+    static VALIDATED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The globals [`env_outcome`] was asked about on this thread since the last call.
+pub fn take_validated() -> Vec<String> {
+    VALIDATED.with(|log| std::mem::take(&mut *log.borrow_mut()))
 }
 
 /// [`env_outcome`] as a global resolver over `env`, to hand to
