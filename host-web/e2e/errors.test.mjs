@@ -25,7 +25,7 @@ await withBrowser(async ({ browser, url }) => {
     const listed = (await cache.modules()).length;
     await cache.addModule(small(2));
     const calls = [(await cache.target("q.small1"))(), (await cache.target("q.small2"))()];
-    return { error, bigHit: afterBig.hit, bigCause: afterBig.cause, listed, calls };
+    return { error, bigHit: afterBig.hit, bigCause: afterBig.missCause, listed, calls };
   });
   assert.equal(quota.error?.name, "LinkCacheQuotaExceeded", JSON.stringify(quota));
   assert.match(quota.error.message, /quota/);
@@ -53,7 +53,7 @@ await withBrowser(async ({ browser, url }) => {
     r.onerror = () => reject(r.error);
   }), db);
   const blocked = await a.evaluate(async (db) => {
-    try { await LinkCache.open(db, { upgradeTimeoutMs: 300 }); return null; }
+    try { await LinkCache.open(db); return null; }
     catch (e) { return { name: e.name, message: e.message }; }
   }, db);
   assert.equal(blocked?.name, "LinkCacheUpgradeBlocked", JSON.stringify(blocked));
