@@ -2,9 +2,10 @@
 // what the cache did: hit or miss, what was compiled, what was loaded, the graph.
 // Statistics it reads from `stats()`: hits, misses (by cause), modulesLoaded,
 // modulesCompiled, modulesAdded, bytesRead, timeMs.
-import init, { LinkCache, watToWasm } from "/node_modules/linkcache-web/linkcache_web.js";
+import init, { LinkCache, moduleId } from "/node_modules/linkcache-web/linkcache_web.js";
+import initWat, { watToWasm } from "/node_modules/linkcache-web/wat/linkcache_web_wat.js";
 import cytoscape from "/node_modules/cytoscape/dist/cytoscape.esm.min.mjs";
-import { library, sourceOf, callable } from "./samples.js";
+import { library, sourceOf, callable, raceSources, raceTag } from "./samples.js";
 import { drawCallChart } from "./call-chart.js";
 import { layoutModules } from "./graph-layout.js";
 import { formatBytes, formatCount, formatMs, plural } from "./format.js";
@@ -42,7 +43,7 @@ function guarded(action) {
 
 // The compiler: compiles whatever a miss says is missing.
 async function compile(miss) {
-  const wanted = miss.cause === "missing_dependency" ? miss.detail : miss.function;
+  const wanted = miss.missCause === "missingDependency" ? miss.detail : miss.function;
   const source = sourceOf(wanted);
   if (!source) throw new Error(`the demo compiler does not know \`${wanted}\``);
   return [watToWasm(source)];
@@ -58,7 +59,7 @@ async function call(func) {
     // A miss: compile what it names, add it, try again (what getOrCompile does), so
     // that the page can show each step.
     for (let round = 0; !report.hit && round < 5; round++) {
-      if (!["unknown", "missing_dependency", "broken"].includes(report.cause)) break;
+      if (!["unknown", "missingDependency", "broken"].includes(report.missCause)) break;
       for (const bytes of await compile(report)) {
         await cache.addModule(bytes);
         compiledByCompiler += 1;
@@ -223,17 +224,22 @@ async function race() {
   const modules = await raceCache.modules();
   raceCache.close();
   const defining = modules.filter((m) => m.functions.some((f) => f.name === "race.f"));
-  const agree = results.every((r) => r.bindings["race.f"] === results[0].bindings["race.f"]);
+  // Both workers must be bound to one module and must both have run its code: the
+  // result carries the tag of the worker whose bytes ran.
+  const bound = results[0].bindings["race.f"];
+  const boundWorker = ["A", "B"].find((w) => moduleId(watToWasm(raceSources(w)[1])) === bound);
+  const expected = boundWorker ? 36 + raceTag(boundWorker) : NaN;
+  const agree = results.every((r) => r.bindings["race.f"] === bound && r.result === expected);
   $("race-result").innerHTML = `
     <p>${results.map((r) => `worker ${r.worker}: compiled ${r.compiled}×, race.f(6) = ${r.result}, bound to <code>${r.bindings["race.f"].slice(0, 12)}</code>`).join("<br>")}</p>
     <p id="race-summary">${defining.length} modules define <code>race.f</code> (duplicates);
-    ${agree ? "both workers are bound to the same one: the earliest committed" : "the workers disagree"}.</p>`;
+    ${agree ? `both workers are bound to the same one, worker ${boundWorker}'s (the earliest committed), and both ran its code` : "the workers disagree, or one ran code it is not bound to"}.</p>`;
   $("race-result").dataset.duplicates = String(defining.length);
   $("race-result").dataset.agree = String(agree);
 }
 
 async function main() {
-  await init();
+  await Promise.all([init(), initWat()]);
   cache = await LinkCache.open(DB, {});
   // For the console (and the end-to-end tests): the cache this page uses.
   window.linkcacheDemo = { cache, graph: null };

@@ -1,10 +1,11 @@
 // A worker that compiles the race functions into its own modules when the cache misses.
-import init, { LinkCache, watToWasm } from "/node_modules/linkcache-web/linkcache_web.js";
+import init, { LinkCache } from "/node_modules/linkcache-web/linkcache_web.js";
+import initWat, { watToWasm } from "/node_modules/linkcache-web/wat/linkcache_web_wat.js";
 import { raceSources } from "./samples.js";
 
 self.onmessage = async ({ data: { db, worker, startAt } }) => {
   try {
-    await init();
+    await Promise.all([init(), initWat()]);
     const cache = await LinkCache.open(db, {});
     await new Promise((r) => setTimeout(r, Math.max(0, startAt - Date.now()))); // start together
     let compiled = 0;

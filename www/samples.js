@@ -63,12 +63,15 @@ export function sourceOf(funcName) {
 
 export const callable = ["math.fib", "math.gcd", "math.pow", "stack.run"];
 
-// Functions for the race: each worker compiles its own bytes (a custom section names it).
+// Functions for the race: each worker compiles its own bytes, whose race.f adds the
+// worker's own tag (A: 1, B: 2), so a result tells which worker's code ran: a worker that
+// ran its own duplicate instead of the one both are bound to gives itself away.
+export const raceTag = (worker) => (worker === "A" ? 1 : 2);
 export function raceSources(worker) {
   return [
     `(module (func (export "race.sq") (param i32) (result i32) (i32.mul (local.get 0) (local.get 0))) (@custom "worker" "${worker}"))`,
     `(module (import "linkcache:fn" "race.sq" (func $sq (param i32) (result i32)))
-       (func (export "race.f") (param i32) (result i32) (i32.add (call $sq (local.get 0)) (i32.const 1)))
+       (func (export "race.f") (param i32) (result i32) (i32.add (call $sq (local.get 0)) (i32.const ${raceTag(worker)})))
        (@custom "worker" "${worker}"))`,
   ];
 }

@@ -25,7 +25,12 @@ await withBrowser(async ({ browser, url }) => {
     const listed = (await cache.modules()).length;
     await cache.addModule(small(2));
     const calls = [(await cache.target("q.small1"))(), (await cache.target("q.small2"))()];
-    return { error, bigHit: afterBig.hit, bigCause: afterBig.cause, listed, calls };
+    // getOrCompile with the quota full: the function runs from this tab's memory.
+    const compiled = await cache.getOrCompile("q.big", () => big);
+    const stats = await cache.refreshStats();
+    return { error, bigHit: afterBig.hit, bigCause: afterBig.missCause, listed, calls,
+             fromMemory: compiled(), notPersisted: stats.notPersisted, quota: stats.quota,
+             usage: stats.usage, listedAfter: (await cache.modules()).length };
   });
   assert.equal(quota.error?.name, "LinkCacheQuotaExceeded", JSON.stringify(quota));
   assert.match(quota.error.message, /quota/);
@@ -33,6 +38,11 @@ await withBrowser(async ({ browser, url }) => {
   assert.equal(quota.bigCause, "unknown");
   assert.equal(quota.listed, 1);
   assert.deepEqual(quota.calls, [1, 2], "the cache works after the quota error");
+  assert.equal(quota.fromMemory, 1, "getOrCompile returns the function with the quota full");
+  assert.equal(quota.notPersisted, 1, "counted as not persisted");
+  assert.equal(quota.listedAfter, 2, "and nothing of it was written");
+  // navigator.storage.estimate() (Chromium's does not show the DevTools override).
+  assert.ok(quota.quota > 0 && quota.usage > 0 && quota.usage <= quota.quota, JSON.stringify(quota));
   // With the quota back, the same module commits.
   await cdp.send("Storage.overrideQuotaForOrigin", { origin });
   const bigAfter = await a.evaluate(async () => {
@@ -42,7 +52,7 @@ await withBrowser(async ({ browser, url }) => {
     return (await window.quotaCache.target("q.big"))();
   });
   assert.equal(bigAfter, 1);
-  console.log("ok: a full quota is LinkCacheQuotaExceeded, nothing half-written, the cache still works");
+  console.log("ok: a full quota is LinkCacheQuotaExceeded, nothing half-written, the cache still works, getOrCompile runs from memory");
 
   // 2. Another tab holds version 1 of the database open and ignores "versionchange".
   const b = await openPage(context, url);
@@ -53,7 +63,7 @@ await withBrowser(async ({ browser, url }) => {
     r.onerror = () => reject(r.error);
   }), db);
   const blocked = await a.evaluate(async (db) => {
-    try { await LinkCache.open(db, { upgradeTimeoutMs: 300 }); return null; }
+    try { await LinkCache.open(db); return null; }
     catch (e) { return { name: e.name, message: e.message }; }
   }, db);
   assert.equal(blocked?.name, "LinkCacheUpgradeBlocked", JSON.stringify(blocked));

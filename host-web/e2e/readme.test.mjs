@@ -21,7 +21,7 @@ await withBrowser(async ({ browser, url }) => {
                          (call $fib (i64.sub (local.get 0) (i64.const 2))))))))`);
     };
   });
-  const script = example.replace('from "linkcache-web"', 'from "/pkg/linkcache_web.js"') +
+  const script = example.replace('from "linkcache-web/wat"', 'from "/pkg/wat/linkcache_web_wat.js"').replace('from "linkcache-web"', 'from "/pkg/linkcache_web.js"') +
     `\nwindow.example = { quad: String(quad(3n)), fib: String(fib(10n)), stats: cache.stats() };`;
   await page.addScriptTag({ type: "module", content: script });
   await page.waitForFunction(() => window.example, null, { timeout: 10000 });

@@ -80,5 +80,21 @@ await withBrowser(async ({ browser, url }) => {
   await a.evaluate(() => window.cache.clear());
   assert.equal((await cleared).type, "cleared");
   assert.equal((await b.evaluate(() => window.cache.modules())).length, 0);
-  console.log("ok: the graph shows the race's duplicates; clearing in one tab reaches the other");
+  // Tab b forgot its bindings: its next target is a miss, and no module was called broken.
+  const afterClear = await b.evaluate(async () => ({
+    bindings: Object.keys(window.cache.bindings()).length,
+    report: await window.cache.tryTarget("race.f"),
+    broken: window.cache.stats().brokenSkipped,
+  }));
+  assert.equal(afterClear.bindings, 0);
+  assert.equal(afterClear.report.missCause, "unknown");
+  assert.equal(afterClear.broken, 0);
+  // Refilled by tab a, both tabs bind the same module again.
+  const refilled = await a.evaluate(async () => {
+    const id = await window.cache.addModule(watToWasm(`(module (func (export "late.h") (result i32) (i32.const 5)))`));
+    return { id, value: (await window.cache.target("late.h"))() };
+  });
+  const inB = await b.evaluate(async () => ({ value: (await window.cache.target("late.h"))(), id: window.cache.bindings()["late.h"] }));
+  assert.deepEqual(inB, refilled);
+  console.log("ok: the graph shows the race's duplicates; clearing in one tab makes the other forget, not mark broken; both agree after a refill");
 });

@@ -335,3 +335,9 @@ impl LinkCache {
         inner.changes.close();
     }
 }
+
+/// The ModuleId (BLAKE3, hex) of some bytes.
+#[wasm_bindgen(js_name = moduleId)]
+pub fn module_id(bytes: &[u8]) -> String {
+    ModuleId::of(bytes).to_string()
+}

@@ -26,6 +26,9 @@ export function new_global(type, mutable, value) {
 }
 export function set_global(global, value) { global.value = value; }
 export function now() { return performance.now(); }
+export function instantiate_compiled(compiled, imports) {
+  return compiled.then((module) => WebAssembly.instantiate(module, imports));
+}
 export function to_text(x) { try { return String(x); } catch { return typeof x; } }
 export function report_error(e) { (globalThis.reportError ?? console.error)(e); }
 "#)]
@@ -38,6 +41,8 @@ extern "C" {
     /// `global.value = value`.
     #[wasm_bindgen(catch)]
     pub fn set_global(global: &JsValue, value: &JsValue) -> Result<(), JsValue>;
+    /// `compiled.then(module => WebAssembly.instantiate(module, imports))`.
+    pub fn instantiate_compiled(compiled: &Promise, imports: &Object) -> Promise;
     /// `performance.now()`.
     pub fn now() -> f64;
     /// `String(x)`, or its type when that throws.

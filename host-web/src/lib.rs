@@ -50,8 +50,6 @@ pub mod store;
 mod target;
 #[cfg(target_arch = "wasm32")]
 mod typescript;
-#[cfg(all(target_arch = "wasm32", feature = "wat"))]
-pub mod wat;
 
 #[cfg(target_arch = "wasm32")]
 pub use cache::LinkCache;

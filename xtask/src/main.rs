@@ -163,33 +163,55 @@ fn web_pkg(release: bool) -> Outcome {
     }
     ensure_wasm_target()?;
     ensure_wasm_bindgen_cli()?;
+    // Two wasm files: the package, and `watToWasm` (the text parser) on its own, so that
+    // a page that never parses text never loads it. The second is a small build.
     let mut build = cargo(&[
         "build",
         "-p",
         "linkcache-web",
+        "-p",
+        "linkcache-web-wat",
         "--target",
         "wasm32-unknown-unknown",
         "--lib",
     ]);
+    // The release package is size-tuned (opt-level z, LTO, one codegen unit).
     if release {
-        build.arg("--release");
+        build.args(["--profile", "wasm-release"]);
     }
     step("build linkcache-web for wasm32", &mut build)?;
-    let profile = if release { "release" } else { "debug" };
+    let profile = if release { "wasm-release" } else { "debug" };
     let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let wasm = format!("{target_dir}/wasm32-unknown-unknown/{profile}/linkcache_web.wasm");
-    step(
-        "wasm-bindgen (host-web/pkg)",
-        Command::new("wasm-bindgen").args([
+    for (crate_name, out_dir) in [
+        ("linkcache_web", "host-web/pkg"),
+        ("linkcache_web_wat", "host-web/pkg/wat"),
+    ] {
+        let wasm = format!("{target_dir}/wasm32-unknown-unknown/{profile}/{crate_name}.wasm");
+        let mut bindgen = Command::new("wasm-bindgen");
+        bindgen.args([
             "--target",
             "web",
             "--out-dir",
-            "host-web/pkg",
+            out_dir,
             "--out-name",
-            "linkcache_web",
-            &wasm,
-        ]),
-    )?;
+            crate_name,
+        ]);
+        if release {
+            bindgen.args(["--remove-name-section", "--remove-producers-section"]);
+        }
+        step(&format!("wasm-bindgen ({out_dir})"), bindgen.arg(&wasm))?;
+        if release {
+            // binaryen from npm: a current wasm-opt (Debian's 108 predates the features
+            // Rust's wasm32 target enables).
+            ensure_npm_deps("host-web/tools")?;
+            let file = format!("{out_dir}/{crate_name}_bg.wasm");
+            step(
+                &format!("wasm-opt -Oz ({file})"),
+                Command::new("host-web/tools/node_modules/.bin/wasm-opt")
+                    .args(["-Oz", &file, "-o", &file]),
+            )?;
+        }
+    }
     for file in ["package.json", "README.md"] {
         let from = Path::new("host-web/npm").join(file);
         if from.exists() {
