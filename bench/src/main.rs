@@ -20,8 +20,8 @@
 //! [`roles`]); the child times itself and prints JSON.
 
 mod browser;
-mod embedders;
 mod charts;
+mod embedders;
 mod large;
 mod report;
 mod roles;
