@@ -208,7 +208,7 @@ fn real_main() -> Result<(), Error> {
     );
     println!("\nThe cache these processes filled: {}", dir.display());
     println!(
-        "Look inside it with the `linkcache` CLI (`cargo run -p linkcache-native --bin linkcache -- ...`):"
+        "Look inside it with the `linkcache` CLI (`cargo run -p linkcache-native --features cli --bin linkcache -- ...`):"
     );
     let dir_arg = format!("--dir '{}'", dir.display());
     println!("  linkcache {dir_arg} stats");
