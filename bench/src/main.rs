@@ -821,7 +821,11 @@ impl Bench {
             let rate = added as f64 / (wall / 1000.0);
             let base = *single.get_or_insert(rate);
             groups.push(Group {
-                name: plural(n as u64, "writer process"),
+                name: if n == 1 {
+                    "1 writer process".to_string()
+                } else {
+                    format!("{n} writer processes")
+                },
                 values: vec![rate],
             });
             table.row(vec![
