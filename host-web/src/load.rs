@@ -57,6 +57,13 @@ impl LinkCache {
         let mut fresh: HashMap<ModuleId, Object> = HashMap::new();
         for planned in &plan.modules {
             let id = planned.module;
+            // Another target of this tab committed this module while this plan waited:
+            // its instance is the tab's one instance of the module.
+            let committed = self.inner.borrow().instances.get(&id).cloned();
+            if let Some(exports) = committed {
+                fresh.insert(id, exports);
+                continue;
+            }
             let shared = {
                 let inner = self.inner.borrow();
                 inner
