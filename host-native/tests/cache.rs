@@ -761,3 +761,45 @@ fn a_full_disk_is_a_clear_error_and_loses_nothing() {
     assert_eq!(sq.call(&cache, (3,)).unwrap(), 9);
     assert_eq!(cache.stats().artifact_write_errors, 1);
 }
+
+#[test]
+fn definitions_passed_out_of_band_are_part_of_the_modules_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale_one = |check: &GlobalCheck| {
+        if check.global.definition == b"1" {
+            Err("cfg.k was redefined".to_string())
+        } else {
+            linkcache_native::core::literal_global(check)
+        }
+    };
+    let code = wasm(
+        r#"(module (import "linkcache:global" "cfg.k" (global $k i64))
+            (func (export "cfg.read") (result i64) (global.get $k)))"#,
+    );
+    let cache = Cache::builder(dir.path())
+        .global_resolver(stale_one)
+        .open()
+        .unwrap();
+    let first = cache
+        .add_module_with(
+            &code,
+            &linkcache_native::core::AnalyzeOptions::default().global("cfg.k", "1"),
+        )
+        .unwrap();
+    assert!(
+        cache.target::<(), i64>("cfg.read").is_err(),
+        "definition 1 is stale"
+    );
+    // The same code with the new definition is another module, not a silent no-op.
+    let second = cache
+        .add_module_with(
+            &code,
+            &linkcache_native::core::AnalyzeOptions::default().global("cfg.k", "2"),
+        )
+        .unwrap();
+    assert_ne!(first, second);
+    assert_ne!(second, ModuleId::of(&code));
+    let read = cache.target::<(), i64>("cfg.read").unwrap();
+    assert_eq!(read.call(&cache, ()).unwrap(), 2);
+    assert_eq!(read.module(), second);
+}
