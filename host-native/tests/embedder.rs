@@ -57,6 +57,17 @@ fn add_quad(cache: &Cache) -> (ModuleId, ModuleId) {
     (util, math)
 }
 
+/// Adds a module whose `func` forwards its argument to the embedder's `env.<import>`.
+fn add_forwarder(cache: &Cache, func: &str, import: &str) {
+    cache
+        .add_module(&wasm(&format!(
+            r#"(module
+                (import "env" "{import}" (func $host (param i64) (result i64)))
+                (func (export "{func}") (param i64) (result i64) (call $host (local.get 0))))"#
+        )))
+        .unwrap();
+}
+
 /// Two modules that both define `dup.f` (racing writers): `1000 + x` and `2000 + x`.
 fn add_duplicates(cache: &Cache) {
     for base in [1000, 2000] {
@@ -196,13 +207,7 @@ fn a_host_function_can_target_another_function_of_its_store_during_a_call() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
     add_quad(&cache);
-    cache
-        .add_module(&wasm(
-            r#"(module
-                (import "env" "ask" (func $ask (param i64) (result i64)))
-                (func (export "app.ask") (param i64) (result i64) (call $ask (local.get 0))))"#,
-        ))
-        .unwrap();
+    add_forwarder(&cache, "app.ask", "ask");
     let mut linker = Linker::<Request>::new(cache.engine());
     let inner = cache.clone();
     linker
@@ -257,13 +262,7 @@ fn a_host_function_of_the_simple_path_calling_back_gets_answers_or_reentrant_nev
         .unwrap();
     *cache_slot.lock().unwrap() = Some(cache.clone());
     add_quad(&cache);
-    cache
-        .add_module(&wasm(
-            r#"(module
-                (import "env" "probe" (func $probe (param i64) (result i64)))
-                (func (export "app.probe") (param i64) (result i64) (call $probe (local.get 0))))"#,
-        ))
-        .unwrap();
+    add_forwarder(&cache, "app.probe", "probe");
     let probe = cache.target::<(i64,), i64>("app.probe").unwrap();
     assert_eq!(probe.call(&cache, (1,)).unwrap(), 2);
     assert_eq!(
@@ -298,13 +297,7 @@ fn a_panicking_host_function_leaves_both_paths_usable() {
         .open()
         .unwrap();
     add_quad(&cache);
-    cache
-        .add_module(&wasm(
-            r#"(module
-                (import "env" "boom" (func $boom (param i64) (result i64)))
-                (func (export "app.boom") (param i64) (result i64) (call $boom (local.get 0))))"#,
-        ))
-        .unwrap();
+    add_forwarder(&cache, "app.boom", "boom");
 
     // The simple path: the panic unwinds out of the call, holding the store's lock.
     let boom = cache.target::<(i64,), i64>("app.boom").unwrap();
