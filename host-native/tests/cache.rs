@@ -786,8 +786,10 @@ fn definitions_passed_out_of_band_are_part_of_the_modules_identity() {
             &linkcache_native::core::AnalyzeOptions::default().global("cfg.k", "1"),
         )
         .unwrap();
-    assert!(
-        cache.target::<(), i64>("cfg.read").is_err(),
+    let stale = cache.target::<(), i64>("cfg.read").unwrap_err();
+    assert_eq!(
+        stale.miss().map(|m| m.cause()),
+        Some("stale_global"),
         "definition 1 is stale"
     );
     // The same code with the new definition is another module, not a silent no-op.
