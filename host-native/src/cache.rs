@@ -185,9 +185,14 @@ impl CacheBuilder {
             (_, false) => Some("disabled by the embedder".into()),
             _ => None,
         };
+        let read_only = match dir.access() {
+            crate::dir::Access::ReadOnly(reason) => Some(reason.clone()),
+            crate::dir::Access::ReadWrite => None,
+        };
         let stats = Stats {
             precompiled,
             untrusted_reason,
+            read_only,
             ..Stats::default()
         };
         let capacity = NonZeroUsize::new(self.modules_in_memory).unwrap_or(NonZeroUsize::MIN);
@@ -383,10 +388,59 @@ impl Cache {
     }
 
     fn commit_analyzed(&self, wasm: &[u8], options: &AnalyzeOptions) -> Result<ModuleId, Error> {
+        self.shared.dir.require_writable_for_add()?;
         let manifest = analyze_with(wasm, options)?;
         self.shared.dir.commit(wasm, &manifest)?;
         self.committed(&manifest.module);
         Ok(manifest.module)
+    }
+
+    /// Adds many modules at once: each is analyzed (any invalid one rejects the whole
+    /// batch before anything is written), then all are committed together with the
+    /// syncs of one commit (see [`DirStore::commit_many`]), which makes a JIT's burst of
+    /// modules far cheaper than one [`Cache::add_module`] each. Returns their ids, in
+    /// order; duplicates resolve in this order too.
+    pub fn add_modules<B: AsRef<[u8]>>(&self, modules: &[B]) -> Result<Vec<ModuleId>, Error> {
+        self.shared.dir.require_writable_for_add()?;
+        let manifests = modules
+            .iter()
+            .map(|wasm| analyze_with(wasm.as_ref(), &AnalyzeOptions::default()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch: Vec<(&[u8], &linkcache_core::Manifest)> = modules
+            .iter()
+            .map(|wasm| wasm.as_ref())
+            .zip(&manifests)
+            .collect();
+        self.shared.dir.commit_many(&batch)?;
+        Ok(manifests
+            .iter()
+            .map(|manifest| {
+                self.committed(&manifest.module);
+                manifest.module
+            })
+            .collect())
+    }
+
+    /// Garbage collection over this cache's directory (see [`DirStore::gc_with`]): at
+    /// most `max_size` bytes remain, and the precompiled artifacts of other engine
+    /// configurations are removed (this cache's are kept).
+    pub fn gc(
+        &self,
+        max_size: u64,
+        progress: impl FnMut(&ModuleId),
+    ) -> Result<crate::GcReport, Error> {
+        let report = self.shared.dir.gc_with(
+            &crate::GcOptions {
+                max_size,
+                keep_engine: Some(&self.shared.engine_key),
+            },
+            progress,
+        )?;
+        for id in &report.evicted {
+            self.shared.registry.forget_module(id);
+        }
+        self.shared.registry.forget_fresh_plans();
+        Ok(report)
     }
 
     /// After a successful commit of `module`: a new module can change what a fresh store
@@ -460,7 +514,7 @@ impl Cache {
     pub fn export_bundle(&self, modules: Option<&[ModuleId]>) -> Result<Bundle, Error> {
         let ids = match modules {
             Some(ids) => ids.to_vec(),
-            None => self.shared.dir.modules()?,
+            None => self.shared.dir.modules_in_commit_order()?,
         };
         let mut bundle = Bundle::default();
         for id in ids {
@@ -475,23 +529,32 @@ impl Cache {
         Ok(bundle)
     }
 
-    /// Imports a bundle: every module is checked against its manifest, then committed.
-    /// Returns the ids imported.
+    /// Imports a bundle: every module is checked against its manifest, then all are
+    /// committed together, stamped in the bundle's order (an exported cache's duplicates
+    /// keep their order). Returns the ids imported.
     pub fn import_bundle(&self, bytes: &[u8]) -> Result<Vec<ModuleId>, Error> {
+        self.shared.dir.require_writable_for_add()?;
         let bundle = Bundle::decode(bytes)?;
-        let mut ids = Vec::with_capacity(bundle.modules.len());
         for (index, module) in bundle.modules.iter().enumerate() {
             module
                 .manifest
                 .check_against(&module.wasm)
                 .map_err(|reason| linkcache_core::BundleError::Mismatch { index, reason })?;
         }
-        for module in &bundle.modules {
-            self.shared.dir.commit(&module.wasm, &module.manifest)?;
-            self.committed(&module.manifest.module);
-            ids.push(module.manifest.module);
-        }
-        Ok(ids)
+        let batch: Vec<(&[u8], &linkcache_core::Manifest)> = bundle
+            .modules
+            .iter()
+            .map(|module| (module.wasm.as_slice(), &module.manifest))
+            .collect();
+        self.shared.dir.commit_many(&batch)?;
+        Ok(bundle
+            .modules
+            .iter()
+            .map(|module| {
+                self.committed(&module.manifest.module);
+                module.manifest.module
+            })
+            .collect())
     }
 }
 

@@ -91,6 +91,16 @@ pub enum Error {
     /// The embedder's linker could not supply an import.
     #[error("linking failed: {0}")]
     Link(String),
+    /// The cache directory is opened read-only (a read-only mount, a directory this user
+    /// cannot write, a root that is not trusted): it serves what it holds, and adding,
+    /// importing or collecting garbage is refused.
+    #[error("the cache directory {} is read-only here ({reason}); adding to it is not possible", dir.display())]
+    ReadOnly {
+        /// The cache root.
+        dir: PathBuf,
+        /// Why this process does not write to it.
+        reason: String,
+    },
     /// A target was used with a cache other than the one it came from.
     #[error("this target belongs to another Cache; target the function on this one")]
     WrongCache,

@@ -151,7 +151,9 @@ mod stats;
 pub mod store_linkage;
 
 pub use cache::{Cache, CacheBuilder, DEFAULT_MODULES_IN_MEMORY, GlobalResolverFn, default_dir};
-pub use dir::{ArtifactLookup, DirStore, GcReport, Problem, Trust};
+pub use dir::{
+    Access, ArtifactLookup, CommitReport, DirStore, GcOptions, GcReport, Problem, Trust,
+};
 pub use error::Error;
 pub use linkcache_core as core;
 pub use load::{from_val, to_val};

@@ -35,13 +35,15 @@ fn load_module(shared: &Shared, id: &ModuleId, manifest: &Manifest) -> Result<Mo
             .artifact(&shared.engine_key, id)
             .map_err(|e| e.to_string())?
         {
-            ArtifactLookup::Found { path, len } => {
-                // SAFETY: the artifact lies in a root owned by this user and writable by
-                // no one else, was written by `Module::serialize` of an engine with the
-                // same compatibility hash (its directory), and its XXH3-128 checksum was
-                // verified just now; files are only ever replaced by rename, never
-                // modified in place.
-                match unsafe { Module::deserialize_file(&shared.engine, &path) } {
+            ArtifactLookup::Found { file, path, len } => {
+                // SAFETY: `file` is the artifact opened once without following symbolic
+                // links, below directories owned by this user (or root) and writable by
+                // nobody else, itself owned by this user (or root) and writable by nobody
+                // else, and its XXH3-128 checksum was computed through this very handle
+                // just now; it was written by `Module::serialize` of an engine with the
+                // same compatibility hash (its directory), and files are only ever
+                // replaced by rename, never modified in place.
+                match unsafe { Module::deserialize_open_file(&shared.engine, file) } {
                     Ok(module) => {
                         check_shape(&module, manifest)?;
                         shared.count(|stats| {
@@ -58,7 +60,7 @@ fn load_module(shared: &Shared, id: &ModuleId, manifest: &Manifest) -> Result<Mo
                     }
                 }
             }
-            ArtifactLookup::Corrupt(reason) => {
+            ArtifactLookup::Rejected(reason) => {
                 tracing::warn!(module = %id, %reason,
                     "linkcache: precompiled artifact rejected, compiling instead");
                 shared.count(|stats| stats.artifacts_rejected += 1);
@@ -73,7 +75,7 @@ fn load_module(shared: &Shared, id: &ModuleId, manifest: &Manifest) -> Result<Mo
         Module::new(&shared.engine, &bytes).map_err(|e| format!("compilation failed: {e:#}"))?;
     check_shape(&module, manifest)?;
     shared.count(|stats| stats.modules_compiled += 1);
-    if shared.precompiled {
+    if shared.precompiled && shared.dir.is_writable() {
         let written = module
             .serialize()
             .map_err(|e| e.to_string())
@@ -84,7 +86,9 @@ fn load_module(shared: &Shared, id: &ModuleId, manifest: &Manifest) -> Result<Mo
                     .map_err(|e| e.to_string())
             });
         match written {
-            Ok(_) => shared.count(|stats| stats.artifacts_written += 1),
+            Ok(Some(_)) => shared.count(|stats| stats.artifacts_written += 1),
+            // gc removed the module meanwhile: nothing to keep an artifact for.
+            Ok(None) => {}
             // A full disk costs the next process a compilation, nothing more.
             Err(error) => {
                 tracing::warn!(module = %id, %error, "linkcache: could not store the precompiled artifact");

@@ -48,6 +48,10 @@ pub struct Stats {
     pub precompiled: bool,
     /// Why precompiled code is not trusted from this cache directory.
     pub untrusted_reason: Option<String>,
+    /// Why the cache directory is read-only for this process (`None`: it is written).
+    /// A read-only cache serves what it holds; modules without a usable artifact are
+    /// compiled in memory ([`Stats::modules_compiled`]).
+    pub read_only: Option<String>,
 }
 
 impl Stats {

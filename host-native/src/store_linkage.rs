@@ -72,6 +72,7 @@ use wasmtime::{
 };
 
 use crate::cache::{Cache, Shared};
+use crate::dir::is_vanished;
 use crate::error::Error;
 use crate::load::{self, func_type, to_val, val_type};
 use crate::registry::lock;
@@ -106,6 +107,9 @@ pub struct StoreLinkage<T: 'static> {
     repairs_seen: usize,
     /// Set for an asynchronous linkage: how its stubs are made.
     async_stub: Option<AsyncStubFn<T>>,
+    /// Modules skipped by the running target because their files vanished (gc): marked
+    /// broken in `linkage` only until the target ends.
+    vanished: Vec<ModuleId>,
 }
 
 impl<T: 'static> StoreLinkage<T> {
@@ -122,6 +126,7 @@ impl<T: 'static> StoreLinkage<T> {
             shared_globals: HashMap::new(),
             loading: Arc::new(AtomicBool::new(false)),
             observer: None,
+            vanished: Vec::new(),
         }
     }
 
@@ -373,6 +378,20 @@ async fn target_inner<T: LinkageView>(
     func_name: &str,
     expected: Option<&FuncSig>,
 ) -> Result<Bound, Error> {
+    let result = target_planned(cx, shared, func_name, expected).await;
+    let view = cx.data_mut().linkage();
+    for module in std::mem::take(&mut view.vanished) {
+        view.linkage.forget_broken(&module);
+    }
+    result
+}
+
+async fn target_planned<T: LinkageView>(
+    cx: &mut StoreContextMut<'_, T>,
+    shared: &Arc<Shared>,
+    func_name: &str,
+    expected: Option<&FuncSig>,
+) -> Result<Bound, Error> {
     if let Some(bound) = already_bound(cx.data_mut().linkage(), func_name) {
         if let Some(expected) = expected.filter(|e| **e != bound.signature) {
             return Err(Miss::SignatureMismatch {
@@ -463,7 +482,13 @@ fn plan(
         .map(|(m, r)| (*m, r.to_string()))
         .collect();
     for (module, reason) in &newly_broken {
-        shared.mark_broken(*module, reason);
+        if is_vanished(reason) {
+            // Removed by gc (or never whole): skipped by this plan, tried again by the
+            // next, since any process may add it again.
+            linkage.forget_broken(module);
+        } else {
+            shared.mark_broken(*module, reason);
+        }
     }
     shared.count(|stats| {
         stats.globals_validated += validated;
@@ -524,7 +549,11 @@ fn note_failure<T: LinkageView>(
     failure: LoadFailure,
     scope: FailureScope,
 ) {
-    if let FailureScope::Module = scope {
+    if is_vanished(&failure.reason) {
+        // Its bytes were removed after it was planned (gc): skipped by this target
+        // (`forget_vanished` clears the mark when it ends), not remembered as damage.
+        cx.data_mut().linkage().vanished.push(failure.module);
+    } else if let FailureScope::Module = scope {
         shared.mark_broken(failure.module, &failure.reason);
     } else {
         tracing::warn!(module = %failure.module, reason = %failure.reason,

@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use linkcache_native::core::{Bundle, BundleError, FuncSig, ImportKind, Manifest, ModuleId, Value};
-use linkcache_native::{Cache, DirStore, Error, Trust, default_dir};
+use linkcache_native::{Access, Cache, DirStore, Error, Trust, default_dir};
 
 const EXIT_CODES: &str = "Exit codes:
   0  success
@@ -192,6 +192,13 @@ fn store(dir: &Path) -> Result<DirStore, Failure> {
 
 fn add(dir: &Path, files: &[PathBuf]) -> Result<ExitCode, Failure> {
     let cache = Cache::open(dir)?;
+    if let Access::ReadOnly(reason) = cache.dir().access() {
+        return Err(Error::ReadOnly {
+            dir: dir.to_path_buf(),
+            reason: reason.clone(),
+        }
+        .into());
+    }
     let bar = progress(files.len() as u64, "adding");
     if files.len() < 20 {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -475,6 +482,7 @@ struct CacheStats {
     artifacts_by_engine: BTreeMap<String, usize>,
     precompiled_trusted: bool,
     untrusted_reason: Option<String>,
+    read_only: Option<String>,
 }
 
 fn stats(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
@@ -500,6 +508,10 @@ fn stats(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
             Trust::Untrusted(reason) => Some(reason),
             Trust::Trusted => None,
         },
+        read_only: match store.access() {
+            Access::ReadOnly(reason) => Some(reason.clone()),
+            Access::ReadWrite => None,
+        },
     };
     if json {
         println!(
@@ -520,6 +532,9 @@ fn stats(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
         match &stats.untrusted_reason {
             None => println!("precompiled code trusted"),
             Some(reason) => println!("precompiled code NOT trusted: {reason}"),
+        }
+        if let Some(reason) = &stats.read_only {
+            println!("read-only  {reason}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -657,18 +672,23 @@ fn parse_size(text: &str) -> Result<u64, String> {
         "G" | "GB" | "GIB" => 1 << 30,
         other => return Err(format!("unknown size unit `{other}` (use K, M or G)")),
     };
-    Ok(number * factor)
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large (at most {} bytes)", u64::MAX))
 }
 
 fn gc(dir: &Path, max_size: u64) -> Result<ExitCode, Failure> {
-    let store = store(dir)?;
-    let modules = store.modules()?.len() as u64;
+    let cache = Cache::open(dir)?;
+    let modules = cache.dir().modules()?.len() as u64;
     let bar = progress(modules, "evicting");
-    let report = store.gc(max_size, |_| bar.inc(1))?;
+    let report = cache.gc(max_size, |_| bar.inc(1))?;
     bar.finish_and_clear();
     println!(
-        "evicted {} module(s), freed {} bytes, {} bytes remain (limit {max_size})",
+        "evicted {} module(s), removed {} leftover file(s) and {} artifact(s) of other \
+         engine configurations, freed {} bytes, {} bytes remain (limit {max_size})",
         report.evicted.len(),
+        report.leftovers_removed,
+        report.other_engine_artifacts_removed,
         report.freed,
         report.remaining
     );

@@ -1,0 +1,264 @@
+//! Garbage collection: what crashed writers and older engines left, then least
+//! recently used modules, whole, while no commit runs (gc holds the directory's lock
+//! exclusively; commits and artifact writes hold it shared).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use linkcache_core::ModuleId;
+
+use super::{DirStore, file_len, files_under, remove_if_present, stem_id};
+use crate::error::Error;
+
+/// What `gc` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Modules removed, least recently used first.
+    pub evicted: Vec<ModuleId>,
+    /// Leftovers removed: temporary files, bytes without a manifest, manifests without
+    /// bytes, index entries naming no committed module, artifacts and use markers of
+    /// modules that are not committed.
+    pub leftovers_removed: u64,
+    /// Artifact files of other engine configurations removed (see [`GcOptions`]).
+    pub other_engine_artifacts_removed: u64,
+    /// Bytes freed.
+    pub freed: u64,
+    /// Bytes the cache holds afterwards.
+    pub remaining: u64,
+}
+
+/// What `gc` keeps.
+#[derive(Clone, Debug)]
+pub struct GcOptions<'a> {
+    /// At most this many bytes remain (modules, manifests, index entries, artifacts).
+    pub max_size: u64,
+    /// The engine configuration whose artifacts are kept (`Cache::gc` passes its own).
+    /// With `Some`, the artifacts of every other configuration (another wasmtime
+    /// version, other settings) are removed first: they are compiled code a process of
+    /// that configuration compiles again when it needs it. With `None` they count
+    /// toward the size and go with their modules.
+    pub keep_engine: Option<&'a str>,
+}
+
+impl DirStore {
+    /// Evicts least recently used modules until the cache holds at most `max_size` bytes,
+    /// after removing what crashed writers left. See [`DirStore::gc_with`].
+    pub fn gc(&self, max_size: u64, progress: impl FnMut(&ModuleId)) -> Result<GcReport, Error> {
+        self.gc_with(
+            &GcOptions {
+                max_size,
+                keep_engine: None,
+            },
+            progress,
+        )
+    }
+
+    /// Garbage collection, holding the directory's lock exclusively (commits wait):
+    /// leftovers first (see [`GcReport::leftovers_removed`]), then the artifacts of other
+    /// engines when asked, then modules whole, least recently used first, until at most
+    /// `max_size` bytes remain. `progress` is called after each evicted module. Files
+    /// that vanish meanwhile (another process's gc) are not errors.
+    pub fn gc_with(
+        &self,
+        options: &GcOptions<'_>,
+        mut progress: impl FnMut(&ModuleId),
+    ) -> Result<GcReport, Error> {
+        self.require_writable()?;
+        let _lock = self.lock_exclusive()?;
+        let before = self.size()?;
+        let mut report = GcReport {
+            leftovers_removed: self.remove_leftovers()?,
+            ..GcReport::default()
+        };
+        if let Some(keep) = options.keep_engine {
+            report.other_engine_artifacts_removed = self.remove_other_engines(keep)?;
+        }
+        let mut size = self.size()?;
+        if size > options.max_size {
+            let mut by_use: Vec<(SystemTime, ModuleId)> = self
+                .modules()?
+                .into_iter()
+                .map(|id| {
+                    let used = fs::metadata(self.used_path(&id))
+                        .and_then(|m| m.modified())
+                        .unwrap_or(UNIX_EPOCH);
+                    (used, id)
+                })
+                .collect();
+            by_use.sort();
+            for (_, id) in by_use {
+                if size <= options.max_size {
+                    break;
+                }
+                let module_size = self.module_size(&id);
+                self.remove_module(&id)?;
+                size = size.saturating_sub(module_size);
+                report.evicted.push(id);
+                progress(&id);
+            }
+            size = self.size()?;
+        }
+        report.remaining = size;
+        report.freed = before.saturating_sub(size);
+        Ok(report)
+    }
+
+    /// Removes a module whole (index entries, manifest, bytes, artifacts, use marker),
+    /// in the reverse of the commit order, while no commit runs.
+    pub fn remove(&self, id: &ModuleId) -> Result<(), Error> {
+        self.require_writable()?;
+        let _lock = self.lock_exclusive()?;
+        self.remove_module(id)
+    }
+
+    fn remove_module(&self, id: &ModuleId) -> Result<(), Error> {
+        if let Ok(Ok(manifest)) = self.manifest(id) {
+            for function in &manifest.functions {
+                remove_if_present(&self.entry_path(&function.name, id))?;
+            }
+        }
+        // Entries a damaged manifest does not list, found by their file name.
+        for path in files_under(&self.root().join("index"))? {
+            if stem_id(&path, "lcix") == Some(*id) {
+                remove_if_present(&path)?;
+            }
+        }
+        remove_if_present(&self.manifest_path(id))?;
+        remove_if_present(&self.module_path(id))?;
+        for engine in self.engine_keys()? {
+            remove_dir_if_present(&self.artifact_dir(&engine, id))?;
+        }
+        remove_if_present(&self.used_path(id))
+    }
+
+    /// Bytes used by a module: its wasm, manifest, index entries and artifacts.
+    fn module_size(&self, id: &ModuleId) -> u64 {
+        let mut size = file_len(&self.module_path(id)) + file_len(&self.manifest_path(id));
+        if let Ok(Ok(manifest)) = self.manifest(id) {
+            for function in &manifest.functions {
+                size += file_len(&self.entry_path(&function.name, id));
+            }
+        }
+        for engine in self.engine_keys().unwrap_or_default() {
+            if let Ok(files) = files_under(&self.artifact_dir(&engine, id)) {
+                size += files.iter().map(|f| file_len(f)).sum::<u64>();
+            }
+        }
+        size
+    }
+
+    /// The engine configurations that have artifacts here.
+    fn engine_keys(&self) -> Result<Vec<String>, Error> {
+        let dir = self.root().join("artifacts");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        Ok(entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect())
+    }
+
+    /// Removes what no commit in progress can be writing (gc holds the lock
+    /// exclusively): every temporary file; bytes whose manifest is missing; manifests
+    /// whose bytes are missing; index entries whose module is not committed (after the
+    /// two above); artifacts and use markers of modules that are not committed.
+    /// Returns how many files it removed.
+    fn remove_leftovers(&self) -> Result<u64, Error> {
+        let mut removed = 0;
+        let mut remove = |path: &Path| -> Result<(), Error> {
+            remove_if_present(path)?;
+            removed += 1;
+            Ok(())
+        };
+        for path in files_under(&self.root().join("tmp"))? {
+            remove(&path)?;
+        }
+        for path in files_under(&self.root().join("modules"))? {
+            if let Some(id) = stem_id(&path, "wasm")
+                && !self.manifest_path(&id).exists()
+            {
+                remove(&path)?;
+            }
+        }
+        let mut committed = BTreeSet::new();
+        for path in files_under(&self.root().join("manifests"))? {
+            let Some(id) = stem_id(&path, "lcmf") else {
+                continue;
+            };
+            if self.module_path(&id).exists() {
+                committed.insert(id);
+            } else {
+                remove(&path)?;
+            }
+        }
+        for path in files_under(&self.root().join("index"))? {
+            if !stem_id(&path, "lcix").is_some_and(|id| committed.contains(&id)) {
+                remove(&path)?;
+            }
+        }
+        for path in files_under(&self.root().join("used"))? {
+            if !path
+                .file_name()
+                .and_then(|name| name.to_str()?.parse::<ModuleId>().ok())
+                .is_some_and(|id| committed.contains(&id))
+            {
+                remove(&path)?;
+            }
+        }
+        for engine in self.engine_keys()? {
+            let engine_dir = self.root().join("artifacts").join(&engine);
+            for prefix in read_dir_names(&engine_dir)? {
+                for module in read_dir_names(&engine_dir.join(&prefix))? {
+                    if !module
+                        .parse::<ModuleId>()
+                        .is_ok_and(|id| committed.contains(&id))
+                    {
+                        let dir = engine_dir.join(&prefix).join(&module);
+                        removed += files_under(&dir)?.len() as u64;
+                        remove_dir_if_present(&dir)?;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes the artifacts of every engine configuration but `keep`; returns how many
+    /// files went.
+    fn remove_other_engines(&self, keep: &str) -> Result<u64, Error> {
+        let mut removed = 0;
+        for engine in self.engine_keys()? {
+            if engine != keep {
+                let dir = self.root().join("artifacts").join(&engine);
+                removed += files_under(&dir)?.len() as u64;
+                remove_dir_if_present(&dir)?;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<(), Error> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(dir, e)),
+        _ => Ok(()),
+    }
+}
+
+/// The names in a directory; none when it is absent.
+fn read_dir_names(dir: &Path) -> Result<Vec<String>, Error> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}

@@ -1,0 +1,378 @@
+//! The on-disk cache directory: its layout and the promises it keeps to readers, writers
+//! and `gc` running in many processes at once.
+//!
+//! ```text
+//! <root>/                         0700, owned by the user
+//!   lock                          advisory lock: commits hold it shared, gc exclusive
+//!   modules/<ab>/<id>.wasm        module bytes, named by their BLAKE3 (ModuleId)
+//!   manifests/<ab>/<id>.lcmf      manifest record (linkcache_core::record)
+//!   index/<nh>/<name-hash>/<id>.lcix
+//!                                 one index entry per (func_name, module); <name-hash>
+//!                                 is BLAKE3(func_name) in hex, the entry carries the name
+//!   artifacts/<engine>/<ab>/<id>/<xxh3>.cwasm
+//!                                 wasmtime precompiled code; <engine> is a hash of
+//!                                 Engine::precompile_compatibility_hash, <xxh3> the
+//!                                 XXH3-128 of the file, checked before deserializing
+//!   used/<ab>/<id>                empty marker whose mtime is the module's last use (gc)
+//!   tmp/<pid>-<random><name>      files being written, created exclusively
+//! ```
+//!
+//! # What a reader may see
+//!
+//! Every file is written to `tmp/` under an unpredictable name and renamed into place,
+//! so a file is either absent or complete. A commit renames a module's bytes and
+//! manifest before its index entries ([`commit`](DirStore::commit_many)), and `gc`
+//! removes them in the reverse order while no commit runs (it holds `lock`
+//! exclusively, commits hold it shared). Readers take no lock, so a reader may see:
+//!
+//! - a module that gc removes while the reader plans or loads it: its manifest or
+//!   bytes vanish, and that target skips the module (a duplicate or a miss) without
+//!   remembering it as broken, so a later re-add by any process makes it usable again;
+//! - a module indexed under some but not all of its functions (a writer killed
+//!   mid-commit): the next add of the same bytes writes the rest;
+//! - damaged files (a disk error, a hand edit): every read is checked (bytes against
+//!   their BLAKE3 id, records against their checksum, artifacts against the XXH3-128
+//!   in their name), a damaged file is a broken candidate, and a re-add replaces it.
+//!
+//! # What a crash leaves
+//!
+//! A commit stages every file in `tmp/`, renames the bytes and manifests into place,
+//! makes them durable (one sync for the whole batch), then renames the index entries
+//! into place and makes those durable before it returns ([`write`]): two syncs per
+//! batch, whatever its number of modules and functions.
+//!
+//! - After a `SIGKILL` (the page cache survives, renames are seen in order): a commit
+//!   that did not return left at most temporary files (removed by gc), bytes and
+//!   manifests that no index entry reaches (orphans, removed by gc or completed by a
+//!   re-add), and index entries for some of its functions, whose manifest and bytes
+//!   exist.
+//! - After a power loss, in addition: what a commit that returned `Ok` wrote is on
+//!   disk; files of a commit that did not return may be missing or empty (their data
+//!   had not reached the disk), but no index entry was renamed before the bytes and
+//!   manifest it names were durable. A damaged file fails its check on read (the module
+//!   is skipped as broken) and the next add of the same bytes replaces it. This relies
+//!   on `syncfs` (Linux) or `fsync` flushing data and directory entries, which
+//!   journaling file systems (ext4, xfs, btrfs) do.
+//!
+//! Files are never rewritten in place: another process may have memory-mapped an
+//! artifact, and changing a mapped file would change the code it runs. A replacement
+//! gets a new name (artifacts are named by checksum) or a rename over the old name.
+//!
+//! # Trust and read-only directories
+//!
+//! Precompiled code runs natively, so it is loaded only from a [trusted](Trust) root
+//! and only through a file handle whose owner and mode were checked, opened without
+//! following symbolic links, below directories that were all checked the same way
+//! ([`trust`]). A root that is not trusted is opened read-only: this process never
+//! writes to it. A directory that cannot be written (a read-only mount, a directory
+//! of another user) also opens read-only ([`Access`]): modules load from their
+//! artifacts when compatible ones exist, compile in memory otherwise, and adding is an
+//! [`Error::ReadOnly`].
+
+mod artifact;
+mod commit;
+mod gc;
+mod read;
+mod trust;
+mod verify;
+mod write;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use linkcache_core::{Candidate, Manifest, ModuleId, Store};
+
+pub use artifact::ArtifactLookup;
+pub use commit::CommitReport;
+pub use gc::{GcOptions, GcReport};
+pub(crate) use read::is_vanished;
+pub use trust::Trust;
+pub use verify::Problem;
+
+use crate::error::{Error, IoContext};
+
+/// A cache directory. Cheap to clone; safe to share between threads and processes.
+#[derive(Clone, Debug)]
+pub struct DirStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    trust: Trust,
+    access: Access,
+}
+
+/// Whether this process may write to a cache directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Modules can be added and artifacts stored.
+    ReadWrite,
+    /// Nothing is written; the reason says why (a read-only file system, no
+    /// permission, a root that is not trusted).
+    ReadOnly(String),
+}
+
+const DIRS: [&str; 6] = ["modules", "manifests", "index", "artifacts", "used", "tmp"];
+
+impl DirStore {
+    /// Opens (creating when absent, mode 0700) the cache directory at `root`. A directory
+    /// this process cannot or must not write opens read-only (see [`DirStore::access`]).
+    pub fn open(root: impl Into<PathBuf>) -> Result<DirStore, Error> {
+        let root: PathBuf = root.into();
+        match fs::metadata(&root) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::io(
+                    &root,
+                    io::Error::new(
+                        io::ErrorKind::NotADirectory,
+                        "the cache root is not a directory",
+                    ),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                trust::create_private_dir(&root).at(&root)?;
+            }
+            Err(e) => return Err(Error::io(&root, e)),
+        }
+        let trust = trust::root_trust(&root);
+        let access = match &trust {
+            Trust::Untrusted(reason) => {
+                Access::ReadOnly(format!("the cache root is not trusted: {reason}"))
+            }
+            Trust::Trusted => writable_access(&root)?,
+        };
+        if let Access::ReadOnly(reason) = &access {
+            tracing::info!(dir = %root.display(), %reason, "linkcache: cache directory opened read-only");
+        }
+        Ok(DirStore {
+            inner: Arc::new(Inner {
+                root,
+                trust,
+                access,
+            }),
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Whether precompiled code read from this root can be trusted: the root must be a
+    /// directory owned by the current user (or root) and not writable by group or
+    /// others. Each artifact and the directories above it are checked again when it is
+    /// loaded.
+    pub fn trust(&self) -> Trust {
+        self.inner.trust.clone()
+    }
+
+    /// Whether this process writes to the directory.
+    pub fn access(&self) -> &Access {
+        &self.inner.access
+    }
+
+    /// Whether this process writes to the directory.
+    pub fn is_writable(&self) -> bool {
+        self.inner.access == Access::ReadWrite
+    }
+
+    /// `Err(Error::ReadOnly)` unless modules can be added (checked before analyzing a
+    /// module, so that a read-only cache refuses an add at once).
+    pub(crate) fn require_writable_for_add(&self) -> Result<(), Error> {
+        self.require_writable()
+    }
+
+    /// `Err(Error::ReadOnly)` unless the directory may be written.
+    fn require_writable(&self) -> Result<(), Error> {
+        match &self.inner.access {
+            Access::ReadWrite => Ok(()),
+            Access::ReadOnly(reason) => Err(Error::ReadOnly {
+                dir: self.root().to_path_buf(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    fn module_path(&self, id: &ModuleId) -> PathBuf {
+        let hex = id.to_string();
+        self.root()
+            .join("modules")
+            .join(&hex[..2])
+            .join(format!("{hex}.wasm"))
+    }
+
+    fn manifest_path(&self, id: &ModuleId) -> PathBuf {
+        let hex = id.to_string();
+        self.root()
+            .join("manifests")
+            .join(&hex[..2])
+            .join(format!("{hex}.lcmf"))
+    }
+
+    fn index_dir(&self, func_name: &str) -> PathBuf {
+        let hash = blake3::hash(func_name.as_bytes()).to_hex();
+        self.root()
+            .join("index")
+            .join(&hash[..2])
+            .join(hash.as_str())
+    }
+
+    fn entry_path(&self, func_name: &str, id: &ModuleId) -> PathBuf {
+        self.index_dir(func_name).join(format!("{id}.lcix"))
+    }
+
+    fn used_path(&self, id: &ModuleId) -> PathBuf {
+        let hex = id.to_string();
+        self.root().join("used").join(&hex[..2]).join(hex)
+    }
+
+    /// The directory holding the artifacts of `id` for the engine `engine_key`.
+    fn artifact_dir(&self, engine_key: &str, id: &ModuleId) -> PathBuf {
+        let hex = id.to_string();
+        self.root()
+            .join("artifacts")
+            .join(engine_key)
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    /// Whether the module's bytes and manifest are committed.
+    pub fn contains(&self, id: &ModuleId) -> bool {
+        self.manifest_path(id).exists()
+    }
+
+    /// Records that `id` was used now (for `gc`); failures are ignored, the marker is
+    /// advisory. A read-only directory keeps no markers.
+    pub fn touch(&self, id: &ModuleId) {
+        if !self.is_writable() {
+            return;
+        }
+        let path = self.used_path(id);
+        let now = std::time::SystemTime::now();
+        let file = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .or_else(|_| {
+                fs::create_dir_all(path.parent().expect("used/<ab>/<id> has a parent"))?;
+                fs::File::options().create(true).append(true).open(&path)
+            });
+        if let Ok(file) = file {
+            let _ = file.set_modified(now);
+        }
+    }
+}
+
+/// `ReadWrite` when every directory of the layout exists (or can be created) and can
+/// be written by this process, else `ReadOnly` with the reason.
+fn writable_access(root: &Path) -> Result<Access, Error> {
+    for dir in DIRS {
+        let path = root.join(dir);
+        match fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) if cannot_write(&e) => {
+                return Ok(Access::ReadOnly(format!(
+                    "cannot create {}: {e}",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+        if let Err(e) = trust::check_writable(&path) {
+            return Ok(Access::ReadOnly(format!(
+                "cannot write {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    Ok(Access::ReadWrite)
+}
+
+/// Whether an error means "this process may not write here" rather than a failure.
+fn cannot_write(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied
+    ) || error.raw_os_error() == Some(libc::EPERM)
+}
+
+impl Store for DirStore {
+    type Error = Error;
+
+    fn candidates(&mut self, func_name: &str) -> Result<Vec<Candidate>, Error> {
+        DirStore::candidates(self, func_name)
+    }
+
+    fn manifest(&mut self, module: &ModuleId) -> Result<Result<Arc<Manifest>, String>, Error> {
+        Ok(DirStore::manifest(self, module)?.map(Arc::new))
+    }
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Removes a file; one already gone (another process's gc) is not an error.
+fn remove_if_present(path: &Path) -> Result<(), Error> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// The module id in a file name `<id>.<ext>`.
+fn stem_id(path: &Path, ext: &str) -> Option<ModuleId> {
+    if path.extension() != Some(OsStr::new(ext)) {
+        return None;
+    }
+    path.file_stem()?.to_str()?.parse().ok()
+}
+
+/// Every file under `dir`, recursively, sorted; an absent directory has none, and a
+/// directory that vanishes during the scan (another process's gc) is skipped.
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&dir, e)),
+            };
+            let file_type = match entry.file_type() {
+                Ok(file_type) => file_type,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&entry.path(), e)),
+            };
+            if file_type.is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads a file, `Ok(None)` when it does not exist (or vanished).
+fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, Error> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}

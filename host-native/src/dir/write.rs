@@ -1,0 +1,153 @@
+//! How files get into the cache directory: staged as exclusive temporary files with
+//! unpredictable names, made durable together, renamed into place; and the advisory
+//! lock that keeps commits and gc apart.
+//!
+//! Durability costs a constant number of syncs per batch of files, not one per file:
+//! on Linux one `syncfs` of the cache's file system flushes every staged file and every
+//! rename at once (elsewhere each file and each directory touched is fsynced). A batch
+//! of modules therefore costs two syncs whatever its number of modules and functions
+//! ([`commit`](super::commit)). `syncfs` also flushes what other programs wrote to the
+//! same file system, so on a disk busy with other writers one sync can take longer; it
+//! is still one.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use super::{DirStore, trust};
+use crate::error::{Error, IoContext};
+
+/// A file written to `tmp/`, not yet in place.
+pub(super) struct Staged {
+    file: NamedTempFile,
+    destination: PathBuf,
+}
+
+/// Holds the directory's advisory lock (shared or exclusive) until dropped.
+pub(super) struct LockGuard {
+    _file: File,
+}
+
+impl DirStore {
+    /// Writes `bytes` to a new temporary file for `destination`: created exclusively
+    /// (an existing file or a planted symbolic link makes it fail, not follow), with a
+    /// name nobody can predict, mode 0600. Not synced yet: see [`DirStore::sync`].
+    pub(super) fn stage(&self, destination: PathBuf, bytes: &[u8]) -> Result<Staged, Error> {
+        let tmp = self.root().join("tmp");
+        let suffix = destination
+            .file_name()
+            .map(|name| format!("-{}", name.to_string_lossy()))
+            .unwrap_or_default();
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!("{}-", std::process::id()))
+            .suffix(&suffix)
+            .tempfile_in(&tmp)
+            .at(&tmp)?;
+        file.write_all(bytes).at(file.path())?;
+        Ok(Staged { file, destination })
+    }
+
+    /// Renames staged files into place (creating their directories, after checking
+    /// that no directory on the way is a symbolic link or writable by others). A file
+    /// already at a destination is replaced (a repair), never modified in place.
+    pub(super) fn place(&self, staged: Vec<Staged>) -> Result<(), Error> {
+        let mut checked: BTreeSet<PathBuf> = BTreeSet::new();
+        for Staged { file, destination } in staged {
+            let parent = destination
+                .parent()
+                .expect("every destination is below the root")
+                .to_path_buf();
+            if !checked.contains(&parent) {
+                fs::create_dir_all(&parent).at(&parent)?;
+                match trust::check_dirs_below(self.root(), &parent) {
+                    Ok(_) => {}
+                    Err(reason) => {
+                        return Err(Error::io(
+                            &parent,
+                            io::Error::new(io::ErrorKind::PermissionDenied, reason),
+                        ));
+                    }
+                }
+                checked.insert(parent);
+            }
+            file.persist(&destination)
+                .map_err(|e| Error::io(&destination, e.error))?;
+        }
+        Ok(())
+    }
+
+    /// Makes durable every file staged and every rename done so far under `paths` (the
+    /// files and directories concerned; on Linux one `syncfs` covers them all).
+    pub(super) fn sync(&self, paths: &[&Path]) -> Result<(), Error> {
+        sync_all(self.root(), paths)
+    }
+
+    /// Writes one file durably: staged, synced, renamed, synced.
+    pub(super) fn write_durably(&self, destination: PathBuf, bytes: &[u8]) -> Result<(), Error> {
+        let staged = self.stage(destination.clone(), bytes)?;
+        self.sync(&[staged.file.path()])?;
+        self.place(vec![staged])?;
+        self.sync(&[destination.parent().unwrap_or(self.root())])
+    }
+
+    /// Takes the lock shared (commits, artifact writes): many at once, none while gc
+    /// runs.
+    pub(super) fn lock_shared(&self) -> Result<LockGuard, Error> {
+        let file = self.lock_file()?;
+        file.lock_shared().at(&self.root().join("lock"))?;
+        Ok(LockGuard { _file: file })
+    }
+
+    /// Takes the lock exclusively (gc): waits for running commits, holds off new ones.
+    pub(super) fn lock_exclusive(&self) -> Result<LockGuard, Error> {
+        let file = self.lock_file()?;
+        file.lock().at(&self.root().join("lock"))?;
+        Ok(LockGuard { _file: file })
+    }
+
+    /// A new open file description of `lock` for every holder: a lock taken through one
+    /// description would be released for every thread by the first unlock.
+    fn lock_file(&self) -> Result<File, Error> {
+        let path = self.root().join("lock");
+        File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .at(&path)
+    }
+}
+
+impl Staged {
+    /// Where the file goes.
+    pub(super) fn destination(&self) -> &Path {
+        &self.destination
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn sync_all(root: &Path, _paths: &[&Path]) -> Result<(), Error> {
+    use std::os::fd::AsRawFd;
+    let dir = File::open(root).at(root)?;
+    // SAFETY: the descriptor is open for the duration of the call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(Error::io(root, io::Error::last_os_error()))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_all(_root: &Path, paths: &[&Path]) -> Result<(), Error> {
+    for path in paths {
+        File::open(path).and_then(|file| file.sync_all()).at(path)?;
+        if let Some(parent) = path.parent() {
+            let _ = File::open(parent).and_then(|dir| dir.sync_all());
+        }
+    }
+    Ok(())
+}
