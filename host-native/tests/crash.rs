@@ -163,6 +163,12 @@ fn a_writer_killed_at_random_points_leaves_no_torn_record() {
         unindexed.len(),
         started.elapsed()
     );
+    // The kills did land inside commits (a temporary file left behind, or a module
+    // committed but not yet indexed), or the recovery above was never exercised.
+    assert!(
+        torn_writes + unindexed.len() >= 1,
+        "no kill in {TRIALS} trials interrupted a commit (seed {seed})"
+    );
     // Kills land anywhere from the first write on; across the trials some modules must
     // have been committed, or nothing was tested.
     assert!(

@@ -1,0 +1,680 @@
+//! The cache directory as a careful user meets it: damaged files repaired by a re-add,
+//! gc removing what crashed writers and older engines leave, commit order that does not
+//! move, batch commits with a constant number of syncs, trust checked on the directories
+//! and the file that runs, and read-only directories that serve calls.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use linkcache_native::core::{IndexEntry, ModuleId, analyze};
+use linkcache_native::{Access, ArtifactLookup, Cache, Error};
+use support::{linkcache, stderr, stdout};
+
+fn wasm(text: &str) -> Vec<u8> {
+    wat::parse_str(text).expect("test WAT parses")
+}
+
+/// `util.sq(x) = x*x`.
+fn util() -> Vec<u8> {
+    wasm(
+        r#"(module (func (export "util.sq") (param i64) (result i64)
+        (i64.mul (local.get 0) (local.get 0))))"#,
+    )
+}
+
+/// `dup.v() = value`, bytes distinguished by `value`.
+fn duplicate(value: i64) -> Vec<u8> {
+    wasm(&format!(
+        r#"(module (func (export "dup.v") (result i64) (i64.const {value})))"#
+    ))
+}
+
+fn sq(cache: &Cache, x: i64) -> Result<i64, Error> {
+    cache.target::<(i64,), i64>("util.sq")?.call(cache, (x,))
+}
+
+fn hex_path(root: &Path, top: &str, id: &ModuleId, ext: &str) -> PathBuf {
+    let hex = id.to_string();
+    root.join(top).join(&hex[..2]).join(format!("{hex}{ext}"))
+}
+
+fn entry_file(root: &Path, func_name: &str, id: &ModuleId) -> PathBuf {
+    let hash = blake3::hash(func_name.as_bytes()).to_hex();
+    root.join("index")
+        .join(&hash[..2])
+        .join(hash.as_str())
+        .join(format!("{id}.lcix"))
+}
+
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn artifacts(root: &Path) -> Vec<PathBuf> {
+    files_under(&root.join("artifacts"))
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    let at = at.min(bytes.len() - 1);
+    bytes[at] ^= 0x5a;
+    fs::write(path, bytes).unwrap();
+}
+
+/// The kinds of file a module has, and how a damaged one shows.
+#[derive(Clone, Copy, Debug)]
+enum Damaged {
+    Bytes,
+    Manifest,
+    IndexEntry,
+    Artifact,
+}
+
+#[test]
+fn re_adding_the_same_bytes_repairs_each_kind_of_damaged_file_in_this_process_and_the_next() {
+    for kind in [
+        Damaged::Bytes,
+        Damaged::Manifest,
+        Damaged::IndexEntry,
+        Damaged::Artifact,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let id = {
+            let cache = Cache::open(root).unwrap();
+            let id = cache.add_module(&util()).unwrap();
+            assert_eq!(sq(&cache, 7).unwrap(), 49);
+            id
+        };
+        let damaged = match kind {
+            Damaged::Bytes => hex_path(root, "modules", &id, ".wasm"),
+            Damaged::Manifest => hex_path(root, "manifests", &id, ".lcmf"),
+            Damaged::IndexEntry => entry_file(root, "util.sq", &id),
+            Damaged::Artifact => artifacts(root)[0].clone(),
+        };
+        flip_byte(&damaged, 60);
+        assert_eq!(
+            Cache::open(root)
+                .unwrap()
+                .dir()
+                .verify(|_| {})
+                .unwrap()
+                .len(),
+            1,
+            "{kind:?}"
+        );
+
+        // Without its artifact (so that damaged bytes are read) the damage shows.
+        let cache = Cache::builder(root).precompiled(false).open().unwrap();
+        match kind {
+            Damaged::Bytes | Damaged::Manifest => {
+                let miss = sq(&cache, 7).unwrap_err();
+                assert_eq!(
+                    miss.miss().map(|m| m.cause()),
+                    Some("broken"),
+                    "{kind:?}: {miss}"
+                );
+            }
+            // A damaged entry is offered last, and the manifest decides; an artifact is
+            // not used here.
+            Damaged::IndexEntry | Damaged::Artifact => assert_eq!(sq(&cache, 7).unwrap(), 49),
+        }
+        let report = cache
+            .dir()
+            .commit(&util(), &analyze(&util()).unwrap())
+            .unwrap();
+        let expected_repairs = match kind {
+            Damaged::Artifact => 0, // artifacts are checked on load, not by a commit
+            _ => 1,
+        };
+        assert_eq!(
+            report.files_written_over_damage, expected_repairs,
+            "{kind:?}"
+        );
+        // The module is whole again for this process too, through the public API.
+        cache.add_module(&util()).unwrap();
+        assert_eq!(
+            sq(&cache, 7).unwrap(),
+            49,
+            "{kind:?} in the repairing process"
+        );
+        drop(cache);
+
+        // The next process (a fresh cache) finds it whole, artifact and all.
+        let fresh = Cache::open(root).unwrap();
+        assert_eq!(sq(&fresh, 6).unwrap(), 36, "{kind:?} in the next process");
+        if matches!(kind, Damaged::Artifact) {
+            // The damaged artifact was rejected once and replaced by a sound one.
+            let stats = fresh.stats();
+            assert_eq!((stats.artifacts_rejected, stats.modules_compiled), (1, 1));
+        }
+        assert!(fresh.dir().verify(|_| {}).unwrap().is_empty(), "{kind:?}");
+    }
+}
+
+#[test]
+fn the_cli_repairs_corrupt_bytes_by_adding_the_same_file_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let file = dir.path().join("util.wasm");
+    fs::write(&file, util()).unwrap();
+    let add = linkcache(&root, &["add", file.to_str().unwrap()]);
+    assert!(add.status.success(), "{}", stderr(&add));
+    let id = ModuleId::of(&util());
+    flip_byte(&hex_path(&root, "modules", &id, ".wasm"), 40);
+    // The CLI's cache compiles from the bytes when no artifact exists yet.
+    let call = linkcache(&root, &["call", "util.sq", "7"]);
+    assert_eq!(call.status.code(), Some(2), "{}", stderr(&call));
+    assert!(stderr(&call).contains("broken"), "{}", stderr(&call));
+
+    let add = linkcache(&root, &["add", file.to_str().unwrap()]);
+    assert!(add.status.success(), "{}", stderr(&add));
+    let call = linkcache(&root, &["call", "util.sq", "7"]);
+    assert!(call.status.success(), "{}", stderr(&call));
+    assert_eq!(stdout(&call).trim(), "49");
+    let verify = linkcache(&root, &["verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+}
+
+#[test]
+fn get_or_compile_with_a_deterministic_compiler_repairs_a_corrupt_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = Cache::open(dir.path())
+        .unwrap()
+        .add_module(&util())
+        .unwrap();
+    flip_byte(&hex_path(dir.path(), "modules", &id, ".wasm"), 30);
+    let cache = Cache::builder(dir.path())
+        .precompiled(false)
+        .open()
+        .unwrap();
+    let mut compiles = 0;
+    let square = cache
+        .get_or_compile::<(i64,), i64, String>("util.sq", |_| {
+            compiles += 1;
+            Ok(vec![util()])
+        })
+        .unwrap();
+    assert_eq!(square.call(&cache, (9,)).unwrap(), 81);
+    assert_eq!(compiles, 1);
+    assert!(cache.dir().verify(|_| {}).unwrap().is_empty());
+}
+
+#[test]
+fn a_batch_commit_costs_two_syncs_whatever_its_size_and_a_complete_one_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let modules: Vec<Vec<u8>> = (0..100)
+        .map(|m| {
+            let functions: String = (0..8)
+                .map(|f| {
+                    format!(
+                        r#"(func (export "b{m}.f{f}") (result i64) (i64.const {}))"#,
+                        m * 8 + f
+                    )
+                })
+                .collect();
+            wasm(&format!("(module {functions})"))
+        })
+        .collect();
+    let manifests: Vec<_> = modules.iter().map(|m| analyze(m).unwrap()).collect();
+    let batch: Vec<_> = modules.iter().map(Vec::as_slice).zip(&manifests).collect();
+    let report = cache.dir().commit_many(&batch).unwrap();
+    assert_eq!(report.syncs, 2);
+    assert_eq!(report.files_written, 100 * (2 + 8));
+    assert_eq!(report.files_written_over_damage, 0);
+    // One module: the same two.
+    let single = wasm(
+        r#"(module (func (export "one.f") (result i64) (i64.const 1))
+        (func (export "one.g") (result i64) (i64.const 2)))"#,
+    );
+    let report = cache
+        .dir()
+        .commit(&single, &analyze(&single).unwrap())
+        .unwrap();
+    assert_eq!((report.syncs, report.files_written), (2, 4));
+    // Everything there already: nothing written, nothing synced.
+    let report = cache.dir().commit_many(&batch).unwrap();
+    assert_eq!((report.syncs, report.files_written), (0, 0));
+
+    // Through the cache: add_modules commits a batch and every function is callable.
+    let more: Vec<Vec<u8>> = (0..10)
+        .map(|m| {
+            wasm(&format!(
+                r#"(module (func (export "more.f{m}") (result i64) (i64.const {m})))"#
+            ))
+        })
+        .collect();
+    let ids = cache.add_modules(&more).unwrap();
+    assert_eq!(ids.len(), 10);
+    for m in 0..10 {
+        let f = cache.target::<(), i64>(&format!("more.f{m}")).unwrap();
+        assert_eq!(f.call(&cache, ()).unwrap(), m);
+    }
+    let f = cache.target::<(), i64>("b99.f7").unwrap();
+    assert_eq!(f.call(&cache, ()).unwrap(), 99 * 8 + 7);
+    assert!(cache.dir().verify(|_| {}).unwrap().is_empty());
+}
+
+#[test]
+fn an_invalid_module_rejects_its_whole_batch_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let err = cache
+        .add_modules(&[util(), b"\0asm\x01\0\0\0garbage".to_vec()])
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidModule(_)), "{err}");
+    assert!(cache.dir().modules().unwrap().is_empty());
+}
+
+fn dup_value(cache: &Cache) -> i64 {
+    cache
+        .target::<(), i64>("dup.v")
+        .unwrap()
+        .call(cache, ())
+        .unwrap()
+}
+
+#[test]
+fn a_clock_stepped_back_does_not_put_a_newer_duplicate_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let first = cache.add_module(&duplicate(1)).unwrap();
+    // As if the clock had run an hour ahead when `first` was committed (and was set
+    // back since): its entry carries a time later than now.
+    let path = entry_file(dir.path(), "dup.v", &first);
+    let mut entry = IndexEntry::decode(&fs::read(&path).unwrap()).unwrap();
+    entry.committed_at += 3_600_000_000_000;
+    fs::write(&path, entry.encode()).unwrap();
+
+    let second = cache.add_module(&duplicate(2)).unwrap();
+    let index = cache.dir().index().unwrap();
+    let order: Vec<ModuleId> = index["dup.v"].iter().map(|e| e.module).collect();
+    assert_eq!(
+        order,
+        [first, second],
+        "the established duplicate stays first"
+    );
+    assert_eq!(dup_value(&Cache::open(dir.path()).unwrap()), 1);
+}
+
+#[test]
+fn completing_an_interrupted_commit_keeps_the_modules_one_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let three = wasm(
+        r#"(module (func (export "t.a") (result i32) (i32.const 1))
+        (func (export "t.b") (result i32) (i32.const 2)) (func (export "t.c") (result i32) (i32.const 3)))"#,
+    );
+    let id = cache.add_module(&three).unwrap();
+    let time = cache.dir().index().unwrap()["t.a"][0].committed_at;
+    fs::remove_file(entry_file(dir.path(), "t.b", &id)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    cache.add_module(&three).unwrap();
+    let index = cache.dir().index().unwrap();
+    for name in ["t.a", "t.b", "t.c"] {
+        assert_eq!(index[name].len(), 1);
+        assert_eq!(index[name][0].committed_at, time, "{name}");
+    }
+}
+
+#[test]
+fn an_exported_and_imported_cache_keeps_the_order_of_its_duplicates() {
+    // Two duplicates whose commit order disagrees with their ids' order, so that an
+    // import that restamped by id would change which one wins.
+    let (older, newer) = (1..100)
+        .map(|v| (duplicate(v), duplicate(v + 1000)))
+        .find(|(a, b)| ModuleId::of(a) > ModuleId::of(b))
+        .unwrap();
+    let source = tempfile::tempdir().unwrap();
+    let cache = Cache::open(source.path()).unwrap();
+    cache.add_module(&older).unwrap();
+    cache.add_module(&newer).unwrap();
+    let expected = dup_value(&cache);
+    let bundle = cache.export_bundle(None).unwrap().encode();
+
+    let target = tempfile::tempdir().unwrap();
+    let imported = Cache::open(target.path()).unwrap();
+    let ids = imported.import_bundle(&bundle).unwrap();
+    assert_eq!(ids, [ModuleId::of(&older), ModuleId::of(&newer)]);
+    assert_eq!(dup_value(&imported), expected);
+    assert_eq!(dup_value(&Cache::open(target.path()).unwrap()), expected);
+}
+
+#[test]
+fn gc_removes_what_crashed_writers_and_other_engines_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let cache = Cache::open(root).unwrap();
+    let kept = cache.add_module(&util()).unwrap();
+    assert_eq!(sq(&cache, 3).unwrap(), 9);
+
+    // A module whose manifest and entries are gone (bytes left: an orphan), one whose
+    // bytes are gone (a manifest without bytes, its entry dangling), one with only an
+    // index entry left, and an artifact of a module that is not committed.
+    let orphan = cache.add_module(&duplicate(1)).unwrap();
+    fs::remove_file(hex_path(root, "manifests", &orphan, ".lcmf")).unwrap();
+    fs::remove_file(entry_file(root, "dup.v", &orphan)).unwrap();
+    let no_bytes = cache.add_module(&duplicate(2)).unwrap();
+    fs::remove_file(hex_path(root, "modules", &no_bytes, ".wasm")).unwrap();
+    let only_entry = cache.add_module(&duplicate(3)).unwrap();
+    fs::remove_file(hex_path(root, "modules", &only_entry, ".wasm")).unwrap();
+    fs::remove_file(hex_path(root, "manifests", &only_entry, ".lcmf")).unwrap();
+    let gone = ModuleId::of(b"not a module of this cache");
+    let engine_dir = artifacts(root)[0].ancestors().nth(3).unwrap().to_path_buf();
+    let stray = engine_dir
+        .join(&gone.to_string()[..2])
+        .join(gone.to_string())
+        .join("0.cwasm");
+    fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    fs::write(&stray, b"stray").unwrap();
+    fs::write(root.join("tmp").join("123-left-by-a-crash"), b"x").unwrap();
+
+    // Artifacts of another engine configuration.
+    let mut config = wasmtime::Config::new();
+    config.cranelift_opt_level(wasmtime::OptLevel::None);
+    let other = Cache::builder(root)
+        .engine(wasmtime::Engine::new(&config).unwrap())
+        .open()
+        .unwrap();
+    assert_eq!(sq(&other, 4).unwrap(), 16);
+    assert_eq!(other.stats().artifacts_written, 1);
+    drop(other);
+    assert_eq!(artifacts(root).len(), 3);
+
+    let report = cache.gc(u64::MAX, |_| {}).unwrap();
+    assert!(report.evicted.is_empty());
+    // tmp file, orphan bytes, manifest without bytes, two dangling entries, the stray
+    // artifact, and use markers of the three modules that are not whole.
+    assert_eq!(
+        report.leftovers_removed,
+        1 + 1 + 1 + 2 + 1 + 3,
+        "{report:?}"
+    );
+    assert_eq!(report.other_engine_artifacts_removed, 1);
+    assert_eq!(cache.dir().modules().unwrap(), [kept]);
+    assert_eq!(artifacts(root).len(), 1);
+    assert!(files_under(&root.join("tmp")).is_empty());
+    assert!(cache.dir().verify(|_| {}).unwrap().is_empty());
+    assert_eq!(cache.dir().index().unwrap().len(), 1);
+    assert_eq!(sq(&Cache::open(root).unwrap(), 5).unwrap(), 25);
+}
+
+#[test]
+fn a_group_writable_directory_above_an_artifact_disables_that_precompiled_code() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let cache = Cache::open(root).unwrap();
+    cache.add_module(&util()).unwrap();
+    assert_eq!(sq(&cache, 2).unwrap(), 4);
+    drop(cache);
+    let artifact = artifacts(root)[0].clone();
+    let engine_dir = artifact.ancestors().nth(3).unwrap().to_path_buf();
+    fs::set_permissions(&engine_dir, fs::Permissions::from_mode(0o775)).unwrap();
+
+    let cache = Cache::open(root).unwrap();
+    assert_eq!(sq(&cache, 3).unwrap(), 9);
+    let stats = cache.stats();
+    assert_eq!(
+        (
+            stats.artifacts_deserialized,
+            stats.artifacts_rejected,
+            stats.modules_compiled
+        ),
+        (0, 1, 1)
+    );
+    // Nor is a new artifact written below that directory.
+    assert_eq!(stats.artifacts_written, 0);
+    assert_eq!(artifacts(root), [artifact]);
+}
+
+#[test]
+fn symbolic_links_to_artifacts_are_not_followed_and_nothing_outside_the_root_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let cache = Cache::open(&root).unwrap();
+    cache.add_module(&util()).unwrap();
+    assert_eq!(sq(&cache, 2).unwrap(), 4);
+    drop(cache);
+    let artifact = artifacts(&root)[0].clone();
+
+    // The artifact file itself a link to a copy outside the root.
+    let copy = outside.join("copy.cwasm");
+    fs::rename(&artifact, &copy).unwrap();
+    std::os::unix::fs::symlink(&copy, &artifact).unwrap();
+    let cache = Cache::open(&root).unwrap();
+    assert_eq!(sq(&cache, 3).unwrap(), 9);
+    assert_eq!(cache.stats().artifacts_deserialized, 0);
+    assert_eq!(cache.stats().artifacts_rejected, 1);
+    drop(cache);
+
+    // The module's artifact directory a link to a directory outside the root: nothing
+    // is loaded from it, and the artifact written after compiling does not land there.
+    let module_dir = artifact.parent().unwrap().to_path_buf();
+    fs::remove_dir_all(&module_dir).unwrap();
+    let planted = outside.join("planted");
+    fs::create_dir(&planted).unwrap();
+    fs::copy(&copy, planted.join(artifact.file_name().unwrap())).unwrap();
+    std::os::unix::fs::symlink(&planted, &module_dir).unwrap();
+    let before = files_under(&outside);
+    let cache = Cache::open(&root).unwrap();
+    assert_eq!(sq(&cache, 4).unwrap(), 16);
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.artifacts_deserialized, stats.modules_compiled),
+        (0, 1)
+    );
+    assert_eq!(stats.artifacts_written, 0);
+    assert_eq!(stats.artifact_write_errors, 1);
+    assert_eq!(
+        files_under(&outside),
+        before,
+        "nothing written outside the root"
+    );
+}
+
+#[test]
+fn the_checked_artifact_handle_is_what_runs_even_if_the_path_is_replaced_after_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let id = cache.add_module(&util()).unwrap();
+    assert_eq!(sq(&cache, 2).unwrap(), 4);
+    let key = artifacts(dir.path())[0]
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let ArtifactLookup::Found { file, path, .. } = cache.dir().artifact(&key, &id).unwrap() else {
+        panic!("the artifact is found");
+    };
+    // Someone swaps the file after the check: a rename of other bytes over its name.
+    let swap = dir.path().join("tmp").join("swap");
+    fs::write(&swap, vec![0xcc; 4096]).unwrap();
+    fs::rename(&swap, &path).unwrap();
+    // SAFETY: the handle was checked by `artifact`, which is what this test is about.
+    let module = unsafe { wasmtime::Module::deserialize_open_file(cache.engine(), file) }.unwrap();
+    let mut store = wasmtime::Store::new(cache.engine(), ());
+    let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+    let f = instance
+        .get_typed_func::<i64, i64>(&mut store, "util.sq")
+        .unwrap();
+    assert_eq!(f.call(&mut store, 12).unwrap(), 144);
+    // The swapped path fails its checksum on the next lookup.
+    assert!(matches!(
+        cache.dir().artifact(&key, &id).unwrap(),
+        ArtifactLookup::Rejected(_)
+    ));
+}
+
+#[test]
+fn a_cache_root_not_trusted_is_never_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    Cache::open(&root).unwrap().add_module(&util()).unwrap();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+    let before = files_under(&root);
+    let cache = Cache::open(&root).unwrap();
+    assert!(matches!(cache.dir().access(), Access::ReadOnly(r) if r.contains("not trusted")));
+    assert_eq!(sq(&cache, 3).unwrap(), 9);
+    assert!(matches!(
+        cache.add_module(&duplicate(1)),
+        Err(Error::ReadOnly { .. })
+    ));
+    assert_eq!(
+        files_under(&root),
+        before,
+        "not even a use marker or an artifact"
+    );
+}
+
+/// A read-only view of `source`: a read-only bind mount (as root), else the same
+/// directory with write permission removed (for a user that is not root).
+struct ReadOnlyView {
+    path: PathBuf,
+    mounted: bool,
+}
+
+impl ReadOnlyView {
+    fn of(source: &Path, at: &Path) -> Option<ReadOnlyView> {
+        use std::process::Command;
+        fs::create_dir_all(at).unwrap();
+        let ok = |c: &mut Command| {
+            c.stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if ok(Command::new("mount").arg("--bind").arg(source).arg(at)) {
+            if ok(Command::new("mount")
+                .args(["-o", "remount,bind,ro"])
+                .arg(at))
+            {
+                return Some(ReadOnlyView {
+                    path: at.to_path_buf(),
+                    mounted: true,
+                });
+            }
+            ok(Command::new("umount").arg(at));
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return None; // root writes through permissions: only a mount is read-only
+        }
+        ok(Command::new("chmod").args(["-R", "a-w"]).arg(source));
+        Some(ReadOnlyView {
+            path: source.to_path_buf(),
+            mounted: false,
+        })
+    }
+}
+
+impl Drop for ReadOnlyView {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = std::process::Command::new("umount")
+                .arg(&self.path)
+                .status();
+        } else {
+            let _ = std::process::Command::new("chmod")
+                .args(["-R", "u+w"])
+                .arg(&self.path)
+                .status();
+        }
+    }
+}
+
+#[test]
+fn a_read_only_cache_directory_serves_calls_with_and_without_artifacts_and_refuses_adds() {
+    let dir = tempfile::tempdir().unwrap();
+    let filled = dir.path().join("filled");
+    {
+        let cache = Cache::open(&filled).unwrap();
+        cache.add_module(&util()).unwrap();
+        assert_eq!(sq(&cache, 1).unwrap(), 1);
+        cache.add_module(&duplicate(5)).unwrap();
+        // `dup.v` gets no artifact; a pre-filled image may ship none at all.
+    }
+    let Some(view) = ReadOnlyView::of(&filled, &dir.path().join("ro")) else {
+        eprintln!("SKIPPED: running as root without permission to mount");
+        return;
+    };
+    let before = files_under(&filled);
+
+    let cache = Cache::open(&view.path).unwrap();
+    assert!(cache.stats().read_only.is_some());
+    // With a compatible artifact: loaded, not compiled.
+    assert_eq!(sq(&cache, 8).unwrap(), 64);
+    // Without one: compiled in memory, counted, no error.
+    assert_eq!(dup_value(&cache), 5);
+    let stats = cache.stats();
+    assert_eq!(
+        (
+            stats.artifacts_deserialized,
+            stats.modules_compiled,
+            stats.artifact_write_errors
+        ),
+        (1, 1, 0)
+    );
+    let err = cache.add_module(&duplicate(6)).unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert!(matches!(cache.gc(0, |_| {}), Err(Error::ReadOnly { .. })));
+    drop(cache);
+
+    // The CLI: a call works with no artifact directory for its engine, an add says why not.
+    let call = linkcache(&view.path, &["call", "dup.v"]);
+    assert!(call.status.success(), "{}", stderr(&call));
+    assert_eq!(stdout(&call).trim(), "5");
+    let file = dir.path().join("m.wasm");
+    fs::write(&file, duplicate(7)).unwrap();
+    let add = linkcache(&view.path, &["add", file.to_str().unwrap()]);
+    assert_eq!(add.status.code(), Some(1));
+    assert!(stderr(&add).contains("read-only"), "{}", stderr(&add));
+    drop(view);
+    assert_eq!(files_under(&filled), before, "nothing was written");
+}
+
+#[test]
+fn gc_with_a_size_too_large_to_represent_is_an_error_not_an_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    Cache::open(dir.path())
+        .unwrap()
+        .add_module(&util())
+        .unwrap();
+    let gc = linkcache(dir.path(), &["gc", "--max-size", "99999999999999999G"]);
+    assert_eq!(gc.status.code(), Some(1));
+    assert!(stderr(&gc).contains("too large"), "{}", stderr(&gc));
+    assert_eq!(
+        Cache::open(dir.path())
+            .unwrap()
+            .dir()
+            .modules()
+            .unwrap()
+            .len(),
+        1
+    );
+}
