@@ -21,6 +21,7 @@
 
 mod browser;
 mod charts;
+mod commit_path;
 mod embedders;
 mod large;
 mod report;
@@ -854,6 +855,11 @@ impl Bench {
             ms(fsync),
             ms(t.elapsed().as_secs_f64() * 1000.0)
         ));
+        let commit_table = if self.options.quick {
+            commit_path::table(&self.caches, 2, 5)?
+        } else {
+            commit_path::table(&self.caches, 9, 30)?
+        };
         self.charts.push(Chart {
             file: "add-throughput.svg".into(),
             title: "add_module throughput against concurrent writers".into(),
@@ -865,7 +871,7 @@ impl Bench {
                 format: |rate| format!("{rate:.0}/s"),
             },
         });
-        Ok(vec![table])
+        Ok(vec![table, commit_table])
     }
 
     fn section_browser(&mut self) -> Result<Vec<Table>> {
