@@ -410,7 +410,7 @@ impl Bench {
                 "plan, with index and manifest reads",
                 "plan, answers from memory",
                 "artifact checksums",
-                "`deserialize_file`",
+                "`deserialize_open_file`",
                 "use markers, per module / per binding",
                 "whole `target()`",
             ],
@@ -447,8 +447,10 @@ impl Bench {
             "Each phase timed on its own with the public APIs, medians of {runs} processes: \
              `linkcache_core::plan` over the `DirStore` (store questions: candidate lists and \
              manifests it asked for, one planner round each), the same plan again answered \
-             from memory (the planner's own CPU time), `DirStore::artifact` (read + XXH3-128) \
-             and `Module::deserialize_file` for each planned module, `DirStore::touch`; then \
+             from memory (the planner's own CPU time), `DirStore::artifact` (directory checks, \
+             one open without following links, owner and mode of the handle, XXH3-128 \
+             through it) and `Module::deserialize_open_file` of that handle for each planned \
+             module, `DirStore::touch`; then \
              a real `target_dynamic` on a new `Cache` in the same process."
         ));
         Ok(vec![table, phases])
@@ -512,8 +514,8 @@ impl Bench {
         table.note(
             "Both in a fresh process, without `Engine::new`. \"Load everything\" is what a cache \
              without a dependency graph does: list the modules, read each one's manifest (for \
-             its globals) and its checksummed artifact from the same directory, \
-             `Module::deserialize_file`, instantiate all of them in import order, call the \
+             its globals) and its checked artifact from the same directory, \
+             `Module::deserialize_open_file`, instantiate all of them in import order, call the \
              function. Its phases, medians:",
         );
         for note in notes {
@@ -707,8 +709,8 @@ impl Bench {
             "Medians of {runs} fresh processes, each timing one load from the inside: get a \
              compiled module and instantiate it (the embedder's imports are stub host \
              functions). linkcache: `Cache::target_dynamic` of one export, which plans, checks \
-             the artifact's XXH3-128 checksum, memory-maps it (`Module::deserialize_file`) and \
-             instantiates. wasmtime cache: `Config::cache` on a directory filled by an \
+             the artifact (directories, owner, mode, XXH3-128 through one handle), memory-maps \
+             that handle (`Module::deserialize_open_file`) and instantiates. wasmtime cache: `Config::cache` on a directory filled by an \
              earlier process, then `Module::new` on the same bytes. `deserialize_file`, \
              unchecked: the artifact mapped with no checksum and no planning, for reference. \
              Engine creation is outside every timing."

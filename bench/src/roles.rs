@@ -149,8 +149,8 @@ fn load_all(root: &Path, func: &str, arg: i32, expected: i64) -> Result<Json> {
         let module = match dir.artifact(&key, id)? {
             // SAFETY: the same checks linkcache makes: a private root, an artifact of this
             // engine's configuration whose checksum was verified just now.
-            ArtifactLookup::Found { path, .. } => unsafe {
-                Module::deserialize_file(&engine, &path)?
+            ArtifactLookup::Found { file, .. } => unsafe {
+                Module::deserialize_open_file(&engine, file)?
             },
             _ => bail!("module {id} has no artifact; the cache was not precompiled"),
         };
@@ -334,18 +334,18 @@ fn phases(root: &Path, func: &str) -> Result<Json> {
 
     let key = workload::engine_key(root)?;
     let t = Instant::now();
-    let mut paths = Vec::new();
+    let mut files = Vec::new();
     for planned in &plan.modules {
         match dir.artifact(&key, &planned.module)? {
-            ArtifactLookup::Found { path, .. } => paths.push(path),
+            ArtifactLookup::Found { file, .. } => files.push(file),
             other => bail!("no artifact: {other:?}"),
         }
     }
     let artifacts_ms = ms_since(t);
     let t = Instant::now();
-    for path in &paths {
-        // SAFETY: checked just now, as linkcache does.
-        unsafe { Module::deserialize_file(&engine, path)? };
+    for file in files {
+        // SAFETY: checked just now, through this handle, as linkcache does.
+        unsafe { Module::deserialize_open_file(&engine, file)? };
     }
     let deserialize_ms = ms_since(t);
     let t = Instant::now();
