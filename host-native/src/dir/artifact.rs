@@ -71,8 +71,7 @@ impl DirStore {
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                // O_NOFOLLOW on a symbolic link.
-                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                Err(e) if trust::is_symlink_refused(&e) => {
                     rejected = Some(format!("{} is a symbolic link", path.display()));
                     continue;
                 }

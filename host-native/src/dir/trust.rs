@@ -94,6 +94,18 @@ fn open_no_follow(path: &Path) -> io::Result<File> {
     File::open(path)
 }
 
+/// Whether an open failed because the last component is a symbolic link
+/// (`O_NOFOLLOW`).
+#[cfg(unix)]
+pub(super) fn is_symlink_refused(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(libc::ELOOP)
+}
+
+#[cfg(not(unix))]
+pub(super) fn is_symlink_refused(_error: &io::Error) -> bool {
+    false
+}
+
 #[cfg(unix)]
 fn owned_and_private(meta: &Metadata, what: &str) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
