@@ -515,13 +515,22 @@ fn a_transaction_aborted_for_quota_is_a_named_error() {
     // A page cannot lower its own quota; host-web/e2e/errors.test.mjs fills a real one
     // (lowered through the DevTools protocol). Here: the mapping of the abort reason, a
     // real DOMException of that name, as IDBTransaction.error gives it.
+    use linkcache_web::errors::{LinkCacheError, LinkCacheQuotaExceeded, LinkCacheStorage};
     let exception =
         web_sys::DomException::new_with_message_and_name("full", "QuotaExceededError").unwrap();
-    let error = linkcache_web::errors::transaction_aborted("adding a module", Some(exception));
+    let error =
+        linkcache_web::errors::transaction_aborted("adding a module", Some(exception.clone()));
     assert_eq!(error.name, "LinkCacheQuotaExceeded");
     let js = error.to_js();
     assert_eq!(name_of(&js).as_deref(), Some("LinkCacheQuotaExceeded"));
+    assert!(js.is_instance_of::<LinkCacheQuotaExceeded>());
+    assert!(js.is_instance_of::<LinkCacheStorage>());
+    assert!(js.is_instance_of::<LinkCacheError>());
     assert!(prop(&js, "message").as_string().unwrap().contains("quota"));
+    assert!(
+        Object::is(&prop(&js, "cause"), &exception),
+        "Error.cause is the browser's DOMException"
+    );
     let unknown = linkcache_web::errors::transaction_aborted("adding a module", None);
     assert_eq!(unknown.name, "LinkCacheStorage");
 }
