@@ -273,7 +273,7 @@ pub fn from_dom_exception(doing: &str, dom_name: &str, detail: &str) -> WebError
             "LinkCacheQuotaExceeded",
             format!(
                 "{doing}: the storage quota of this origin is exhausted, so nothing was written; \
-                 free space (clear() this or another cache) and try again{detail}"
+                 free space (gc({{ maxBytes }}) or clear() this or another cache) and try again{detail}"
             ),
         ),
         "VersionError" => WebError::new(

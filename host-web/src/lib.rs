@@ -30,6 +30,8 @@ mod compile;
 #[cfg(target_arch = "wasm32")]
 pub mod errors;
 #[cfg(target_arch = "wasm32")]
+mod gc;
+#[cfg(target_arch = "wasm32")]
 mod imports;
 #[cfg(target_arch = "wasm32")]
 mod info;

@@ -113,6 +113,8 @@ export interface FunctionInfo { name: string; signature: string; calls: string[]
 export interface ModuleInfo {
   id: string;
   committedAt: number;
+  /** When a tab last recorded a use of it (ms since the epoch): what `gc` goes by. */
+  usedAt?: number;
   byteLen?: number;
   /** Instantiated in this tab. */
   loaded: boolean;
@@ -127,6 +129,13 @@ export interface CacheGraph {
   edges: { module: string; function: string; calls: string }[];
 }
 
-/** A message of `onChange`: another tab or worker added modules or cleared the cache. */
-export type ChangeMessage = { type: "added"; modules: string[] } | { type: "cleared"; modules: [] } | { type: "closed"; modules: [] };
+/** What `gc` did: the modules evicted (least recently used first) and the bytes of records freed and left. */
+export interface GcReport { evicted: string[]; freedBytes: number; remainingBytes: number }
+
+/** A message of `onChange`: another tab or worker added modules, cleared the cache or evicted modules with `gc`. */
+export type ChangeMessage =
+  | { type: "added"; modules: string[] }
+  | { type: "cleared"; modules: [] }
+  | { type: "evicted"; modules: string[] }
+  | { type: "closed"; modules: [] };
 "#;

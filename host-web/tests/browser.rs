@@ -14,7 +14,7 @@ use linkcache_tests::{
     Labels, ModuleSpec, Number, Step, TargetOutcome, all, check_results, check_target, env_outcome,
 };
 use linkcache_web::LinkCache;
-use linkcache_web::store::IdbStore;
+use linkcache_web::store::{IdbStore, SCHEMA_VERSION};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -648,7 +648,7 @@ async fn close_releases_the_connection_and_later_calls_reject_with_closed() {
     cache.close();
 
     // Another tab upgrades the database without being blocked.
-    let newer = wait(raw_open(&db, 3, &[], None))
+    let newer = wait(raw_open(&db, SCHEMA_VERSION + 1, &[], None))
         .await
         .expect("a closed cache does not block an upgrade");
     close_raw(&newer);
@@ -678,7 +678,7 @@ async fn another_tab_upgrading_closes_this_connection_instead_of_waiting_for_it(
     let cache = open(&db, &JsValue::UNDEFINED).await;
     wait(cache.add_module(wasm(UTIL).into())).await.unwrap();
     assert_eq!(call_i64(&cache, "util.sq", 3).await, 9);
-    let newer = wait(raw_open(&db, 3, &[], None))
+    let newer = wait(raw_open(&db, SCHEMA_VERSION + 1, &[], None))
         .await
         .expect("the open cache let the upgrade through");
     close_raw(&newer);
