@@ -2,10 +2,10 @@
 // what the cache did: hit or miss, what was compiled, what was loaded, the graph.
 // Statistics it reads from `stats()`: hits, misses (by cause), modulesLoaded,
 // modulesCompiled, modulesAdded, bytesRead, timeMs.
-import init, { LinkCache, moduleId } from "/node_modules/linkcache-web/linkcache_web.js";
+import init, { LinkCache } from "/node_modules/linkcache-web/linkcache_web.js";
 import initWat, { watToWasm } from "/node_modules/linkcache-web/wat/linkcache_web_wat.js";
 import cytoscape from "/node_modules/cytoscape/dist/cytoscape.esm.min.mjs";
-import { library, sourceOf, callable, raceSources, raceTag } from "./samples.js";
+import { library, sourceOf, callable, raceFunctions, raceExpected } from "./samples.js";
 import { drawCallChart } from "./call-chart.js";
 import { layoutModules } from "./graph-layout.js";
 import { formatBytes, formatCount, formatMs, plural } from "./format.js";
@@ -224,16 +224,19 @@ async function race() {
   const modules = await raceCache.modules();
   raceCache.close();
   const defining = modules.filter((m) => m.functions.some((f) => f.name === "race.f"));
-  // Both workers must be bound to one module and must both have run its code: the
-  // result carries the tag of the worker whose bytes ran.
-  const bound = results[0].bindings["race.f"];
-  const boundWorker = ["A", "B"].find((w) => moduleId(watToWasm(raceSources(w)[1])) === bound);
-  const expected = boundWorker ? 36 + raceTag(boundWorker) : NaN;
-  const agree = results.every((r) => r.bindings["race.f"] === bound && r.result === expected);
+  // Both workers must be bound to the same modules and must both have run their code:
+  // each function's result carries the tag of the worker whose bytes ran.
+  const owner = (func) => results.find((r) => r.own[func] === results[0].bindings[func])?.worker;
+  const [sqOwner, fOwner] = raceFunctions.map(owner);
+  const expected = sqOwner && fOwner ? raceExpected(sqOwner, fOwner) : NaN;
+  const agree = results.every((r) =>
+    raceFunctions.every((func) => r.bindings[func] === results[0].bindings[func]) && r.result === expected);
+  // For the console and the end-to-end tests: what each worker reported.
+  window.linkcacheDemo.race = { results, duplicates: defining.length };
   $("race-result").innerHTML = `
-    <p>${results.map((r) => `worker ${r.worker}: compiled ${r.compiled}×, race.f(6) = ${r.result}, bound to <code>${r.bindings["race.f"].slice(0, 12)}</code>`).join("<br>")}</p>
+    <p>${results.map((r) => `worker ${r.worker}: compiled ${r.compiled}×, race.f(6) = ${r.result}, race.f bound to <code>${r.bindings["race.f"].slice(0, 12)}</code>, race.sq to <code>${r.bindings["race.sq"].slice(0, 12)}</code>`).join("<br>")}</p>
     <p id="race-summary">${defining.length} modules define <code>race.f</code> (duplicates);
-    ${agree ? `both workers are bound to the same one, worker ${boundWorker}'s (the earliest committed), and both ran its code` : "the workers disagree, or one ran code it is not bound to"}.</p>`;
+    ${agree ? `both workers are bound to the same ones (race.f: worker ${fOwner}'s, race.sq: worker ${sqOwner}'s, the earliest committed), and both ran their code` : "the workers disagree, or one ran code it is not bound to"}.</p>`;
   $("race-result").dataset.duplicates = String(defining.length);
   $("race-result").dataset.agree = String(agree);
 }

@@ -63,15 +63,25 @@ export function sourceOf(funcName) {
 
 export const callable = ["math.fib", "math.gcd", "math.pow", "stack.run"];
 
-// Functions for the race: each worker compiles its own bytes, whose race.f adds the
-// worker's own tag (A: 1, B: 2), so a result tells which worker's code ran: a worker that
-// ran its own duplicate instead of the one both are bound to gives itself away.
+// Functions for the race: each worker compiles its own bytes for both functions, and
+// each duplicate returns something of its own: worker A's race.sq adds 10 and its race.f
+// adds 1, worker B's add 20 and 2. race.f(6) = 36 + 10·(race.sq's tag) + (race.f's tag),
+// so a result tells which worker's code ran for each function (47, 48, 57 or 58): a
+// worker that ran its own duplicate of either instead of the one it is bound to gives
+// itself away.
 export const raceTag = (worker) => (worker === "A" ? 1 : 2);
+export const raceFunctions = ["race.sq", "race.f"];
 export function raceSources(worker) {
+  const tag = raceTag(worker);
   return [
-    `(module (func (export "race.sq") (param i32) (result i32) (i32.mul (local.get 0) (local.get 0))) (@custom "worker" "${worker}"))`,
+    `(module (func (export "race.sq") (param i32) (result i32)
+       (i32.add (i32.mul (local.get 0) (local.get 0)) (i32.const ${10 * tag}))) (@custom "worker" "${worker}"))`,
     `(module (import "linkcache:fn" "race.sq" (func $sq (param i32) (result i32)))
-       (func (export "race.f") (param i32) (result i32) (i32.add (call $sq (local.get 0)) (i32.const ${raceTag(worker)})))
+       (func (export "race.f") (param i32) (result i32) (i32.add (call $sq (local.get 0)) (i32.const ${tag})))
        (@custom "worker" "${worker}"))`,
   ];
 }
+
+// What race.f(6) returns when race.sq is bound to worker `sq`'s module and race.f to
+// worker `f`'s.
+export const raceExpected = (sq, f) => 36 + 10 * raceTag(sq) + raceTag(f);

@@ -9,9 +9,12 @@
 //   stubs: [namespaces of embedder imports to stub] }] }
 //
 // Every measurement runs in a fresh browser (a new process on a persistent profile, so
-// IndexedDB survives and nothing compiled does), one row per session: one session times
-// linkcache-web, another compiles and instantiates the same bytes from memory; their
-// order alternates between runs. Before its clock starts, each side does the same work
+// IndexedDB and the HTTP cache survive and nothing compiled in memory does), one row per
+// session: one session times linkcache-web, another compiles and instantiates the same
+// bytes from memory; their order alternates between runs. Two more sessions per run time
+// loading the package itself (`import` + `init()`): one with the HTTP cache cleared
+// first (a first visit), one with the package in the HTTP cache (a returning visitor;
+// the package is served cacheable, as a site would); they alternate too. Before its clock starts, each side does the same work
 // on an unrelated one-function module (`warmup`): the first IndexedDB access of a fresh
 // browser and the first wasm compilation of a fresh tab cost tens of milliseconds that
 // are the browser's start-up, not a target's; they are reported apart. Page timings use performance.now() in a cross-origin
@@ -44,6 +47,8 @@ const server = createServer(async (req, res) => {
       const file = join(spec.pkgDir, normalize(path.slice(5)).replace(/^(\.\.[/\\])+/, ""));
       body = await readFile(file);
       type = types[extname(file)] ?? "application/octet-stream";
+      // The package may come from the HTTP cache, as a site would serve it.
+      headers["cache-control"] = "max-age=86400";
     } else if (path.startsWith("/wasm/")) {
       body = await readFile(files[Number(path.slice(6))]);
       type = "application/wasm";
@@ -66,13 +71,19 @@ const launchOptions = {
          "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 };
 
-// Runs `body(arg)` in a page of a fresh browser on the persistent profile.
-async function session(body, arg) {
+// Runs `body(arg)` in a page of a fresh browser on the persistent profile; with
+// `clearHttpCache`, the browser's HTTP cache is emptied first.
+async function session(body, arg, { clearHttpCache = false } = {}) {
   const context = await chromium.launchPersistentContext(spec.profileDir, launchOptions);
   try {
     const tab = context.pages()[0] ?? (await context.newPage());
     const errors = [];
     tab.on("pageerror", (e) => errors.push(e.message));
+    if (clearHttpCache) {
+      const cdp = await context.newCDPSession(tab);
+      await cdp.send("Network.clearBrowserCache");
+      await cdp.detach();
+    }
     await tab.goto(url);
     const result = await tab.evaluate(body, arg);
     if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
@@ -153,6 +164,18 @@ async function withLinkcache({ row, database }) {
   return out;
 }
 
+// Loading the package in a fresh tab: `import` of its JS and `init()` (which fetches,
+// compiles and instantiates its wasm). Reports whether the wasm came over the network
+// (`transferSize` > 0) or from the HTTP cache.
+async function packageLoad() {
+  const t = performance.now();
+  const { default: init } = await import("/pkg/linkcache_web.js");
+  await init({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
+  const loadMs = performance.now() - t;
+  const wasm = performance.getEntriesByType("resource").find((e) => e.name.endsWith("/pkg/linkcache_web_bg.wasm"));
+  return { loadMs, transferSize: wasm?.transferSize ?? null };
+}
+
 // The same bytes compiled from memory in a fresh tab: fetched first (not timed), then
 // WebAssembly.compile + instantiate of the closure in order, linked by hand, and a call.
 async function fromMemory({ row }) {
@@ -209,8 +232,21 @@ try {
   const added = await session(setup, { rows, database: spec.database });
   const linkcache = [];
   const memory = [];
+  const packageCold = [];
+  const packageWarm = [];
   for (let run = 0; run < spec.runs; run++) {
     process.stderr.write(`    browser round ${run + 1}/${spec.runs}\n`);
+    // The package, cold then warm or warm then cold (a warm load always follows a
+    // session that loaded it, so the HTTP cache holds it).
+    const cold = async () => packageCold.push(await session(packageLoad, null, { clearHttpCache: true }));
+    const warm = async () => packageWarm.push(await session(packageLoad, null));
+    if (run % 2 === 0) {
+      await cold();
+      await warm();
+    } else {
+      await warm();
+      await cold();
+    }
     for (const row of rows) {
       const arg = { row, database: spec.database };
       if (run % 2 === 0) {
@@ -222,7 +258,7 @@ try {
       }
     }
   }
-  console.log(JSON.stringify({ browserVersion, added, linkcache, memory }));
+  console.log(JSON.stringify({ browserVersion, added, linkcache, memory, packageCold, packageWarm }));
 } finally {
   server.close();
 }

@@ -2,9 +2,14 @@
 //! memory, in Debian's headless Chromium driven by bench/browser/bench.mjs
 //! (playwright-core, installed from its lock file; no browser download).
 //!
-//! The npm package is built here in release mode into `<target>/bench-browser/pkg`, the
-//! same commands as `cargo xtask web-pkg --release` but another output directory, so the
-//! benchmark never changes `host-web/pkg` under the other tests.
+//! The npm package is the one that ships, built by `cargo xtask web-pkg --release` (the
+//! size-tuned profile, wasm-opt) into `<target>/bench-browser/pkg`, another output
+//! directory, so the benchmark never changes `host-web/pkg` under the other tests.
+//!
+//! Every value is reported as its median with the minimum and maximum over the runs (at
+//! least [`MIN_RUNS`] outside `--quick`): each run is a fresh browser process per side
+//! and row, the sides interleaved. Beside the rows: the package's own load time in a
+//! fresh tab, with the HTTP cache cleared and with the package in it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,46 +26,49 @@ use crate::workload::{self, Params};
 
 const BENCH_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/browser");
 
-/// Builds linkcache-web for wasm32 in release mode and runs wasm-bindgen on it.
+/// The fewest runs a full browser benchmark reports (issue 11 asks for 7).
+pub const MIN_RUNS: usize = 7;
+
+/// Builds the release npm package, as it ships (`cargo xtask web-pkg --release`: the
+/// size-tuned profile, wasm-bindgen, wasm-opt), into `<target>/bench-browser/pkg`.
 fn build_package(target: &Path) -> Result<PathBuf> {
+    let out = target.join("bench-browser/pkg");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args([
-            "build",
-            "--release",
+            "run",
             "--quiet",
             "-p",
-            "linkcache-web",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--lib",
+            "xtask",
+            "--",
+            "web-pkg",
+            "--release",
+            "--out-dir",
         ])
+        .arg(&out)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .status()
-        .context("running cargo to build linkcache-web")?;
+        .context("running `cargo xtask web-pkg --release`")?;
     if !status.success() {
-        bail!("building linkcache-web for wasm32 failed ({status})");
-    }
-    let wasm = target.join("wasm32-unknown-unknown/release/linkcache_web.wasm");
-    let out = target.join("bench-browser/pkg");
-    let status = Command::new("wasm-bindgen")
-        .args([
-            "--target",
-            "web",
-            "--out-name",
-            "linkcache_web",
-            "--out-dir",
-        ])
-        .arg(&out)
-        .arg(&wasm)
-        .status()
-        .context("running wasm-bindgen (install it with `cargo xtask web-pkg`)")?;
-    if !status.success() {
-        bail!("wasm-bindgen failed ({status})");
+        bail!(
+            "`cargo xtask web-pkg --release --out-dir {}` failed ({status})",
+            out.display()
+        );
     }
     Ok(out)
+}
+
+/// `median (min–max)` of some milliseconds.
+fn spread(values: &[f64]) -> String {
+    if values.is_empty() {
+        return ms(f64::NAN);
+    }
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let bare = |v: f64| ms(v).trim_end_matches(" ms").to_string();
+    format!("{} ({}–{})", ms(median(values)), bare(min), bare(max))
 }
 
 /// Installs playwright-core from bench/browser's lock file when it is missing.
@@ -116,6 +124,7 @@ impl Row<'_> {
 
 /// Runs the browser benchmark and returns its table and its chart.
 pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart)> {
+    let runs = if quick { runs } else { runs.max(MIN_RUNS) };
     let work = target.join("bench-browser");
     std::fs::create_dir_all(&work)?;
     eprintln!("  building the linkcache-web package (release)");
@@ -244,27 +253,28 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
             .context("the browser harness printed nothing")?,
     )?;
 
-    // The median over the sessions of one side of a value picked from each session.
-    let median_of = |side: &str, pick: &dyn Fn(&serde_json::Value) -> Option<f64>| -> f64 {
-        let values: Vec<f64> = result[side]
+    // The values over the sessions of one side of a value picked from each session.
+    let values_of = |side: &str, pick: &dyn Fn(&serde_json::Value) -> Option<f64>| -> Vec<f64> {
+        result[side]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(pick)
-            .collect();
-        median(&values)
+            .collect()
     };
-    let lc = |name: &str, key: &str| median_of("linkcache", &|s| s["rows"][name][key].as_f64());
+    let lc =
+        |name: &str, key: &str| median(&values_of("linkcache", &|s| s["rows"][name][key].as_f64()));
     let lc_total = |name: &str| {
-        median_of("linkcache", &|s| {
+        values_of("linkcache", &|s| {
             let r = &s["rows"][name];
             let call = r["callMs"].as_f64().unwrap_or(0.0);
             Some(r["openMs"].as_f64()? + r["targetMs"].as_f64()? + call)
         })
     };
-    let mem = |name: &str, key: &str| median_of("memory", &|s| s["rows"][name][key].as_f64());
+    let mem =
+        |name: &str, key: &str| median(&values_of("memory", &|s| s["rows"][name][key].as_f64()));
     let mem_total = |name: &str| {
-        median_of("memory", &|s| {
+        values_of("memory", &|s| {
             let r = &s["rows"][name];
             Some(r["loadMs"].as_f64()? + r["callMs"].as_f64().unwrap_or(0.0))
         })
@@ -278,19 +288,18 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
             "`LinkCache.open`",
             "`target()`",
             "first call",
-            "linkcache total",
-            "compile + instantiate from memory (+ call)",
+            "linkcache total (min–max)",
+            "compile + instantiate from memory (+ call) (min–max)",
             "of which `WebAssembly.compile`",
             "linkcache ÷ memory",
         ],
     );
     let mut groups = Vec::new();
     for name in &names {
-        let total = lc_total(name);
-        let memory = mem_total(name);
+        let (total, memory) = (lc_total(name), mem_total(name));
         groups.push(Group {
             name: name.clone(),
-            values: vec![total, memory],
+            values: vec![median(&total), median(&memory)],
         });
         table.row(vec![
             name.clone(),
@@ -298,43 +307,63 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
             ms(lc(name, "openMs")),
             ms(lc(name, "targetMs")),
             ms(lc(name, "callMs")),
-            ms(total),
-            ms(memory),
+            spread(&total),
+            spread(&memory),
             ms(mem(name, "compileMs")),
-            ratio(total, memory),
+            ratio(median(&total), median(&memory)),
         ]);
     }
-    let session_median = |side: &str, key: &str| -> f64 {
-        let values: Vec<f64> = result[side]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s[key].as_f64())
-            .collect();
-        median(&values)
-    };
+    // The package's own load, beside the rows: once per fresh browser or tab.
     let pkg_size = std::fs::metadata(pkg.join("linkcache_web_bg.wasm"))
         .map(|m| m.len())
         .unwrap_or(0);
+    for (side, label) in [
+        (
+            "packageCold",
+            "linkcache-web package itself (`import` + `init()`), HTTP cache cleared",
+        ),
+        (
+            "packageWarm",
+            "linkcache-web package itself (`import` + `init()`), from the HTTP cache",
+        ),
+    ] {
+        let mut row = vec![label.to_string(), count(pkg_size as usize)];
+        row.extend(["–"; 3].map(String::from));
+        row.push(spread(&values_of(side, &|s| s["loadMs"].as_f64())));
+        row.extend(["–"; 3].map(String::from));
+        table.row(row);
+    }
+    // How many loads of each kind fetched the wasm over the network (`transferSize` > 0).
+    let fetched = |side: &str| {
+        let sizes = values_of(side, &|s| s["transferSize"].as_f64());
+        let fetched = sizes.iter().filter(|size| **size > 0.0).count();
+        (fetched, sizes.len())
+    };
+    let (cold_fetched, cold_loads) = fetched("packageCold");
+    let (warm_fetched, warm_loads) = fetched("packageWarm");
+    let warm_cached = warm_loads - warm_fetched;
+    let session_median = |side: &str, key: &str| median(&values_of(side, &|s| s[key].as_f64()));
     table.note(format!(
-        "{} (playwright-core), medians of {runs} runs; every measurement is a fresh browser \
-         process on one persistent profile, one row per process. linkcache-web side: \
+        "{} (playwright-core), medians (min–max) of {runs} runs; every measurement is a fresh \
+         browser process on one persistent profile, one row per process. linkcache-web side: \
          `LinkCache.open`, `target()`, one call (IndexedDB filled by an earlier session; \
          the package compiles the closure from its stored bytes). Memory side: the same \
          bytes, fetched before the clock starts, compiled with `WebAssembly.compile`, \
          instantiated and linked by hand, one call. The sides alternate. Timings are \
-         `performance.now()` in a cross-origin-isolated page. Not in the table, paid once \
-         per fresh browser or tab: loading the linkcache-web package itself (a {} KB \
-         release wasm, `init()`) {}; before its clock starts each side warms up on an \
-         unrelated one-function module, which takes {} with linkcache-web (the first \
-         IndexedDB access of a fresh browser) and {} from memory (the tab's first wasm \
-         compilation).",
+         `performance.now()` in a cross-origin-isolated page. The last two rows: loading \
+         the release package itself ({} KB of wasm, built as `cargo xtask web-pkg \
+         --release` builds it), paid once per fresh tab, in a browser process of its own, \
+         with the HTTP cache cleared first (the wasm came over the network in \
+         {cold_fetched} of {cold_loads}) and with the package in the HTTP cache (served from \
+         it in {warm_cached} of {warm_loads}); they alternate too. Before \
+         its clock starts each side of a row warms up on an unrelated one-function module, \
+         which takes {} with linkcache-web (the first IndexedDB access of a fresh browser) \
+         and {} from memory (the tab's first wasm compilation).",
         result["browserVersion"]
             .as_str()
             .map(|v| format!("Chromium {v}"))
             .unwrap_or_else(|| "Chromium".into()),
         pkg_size / 1000,
-        ms(session_median("linkcache", "initMs")),
         ms(session_median("linkcache", "warmupMs")),
         ms(session_median("memory", "warmupMs")),
     ));

@@ -20,7 +20,11 @@ await withBrowser(async ({ browser, url }) => {
                                     (@custom "padding" "${"x".repeat(512 * 1024)}"))`);
     await cache.addModule(small(1));
     let error;
-    try { await cache.addModule(big); } catch (e) { error = { name: e.name, message: e.message }; }
+    try { await cache.addModule(big); } catch (e) {
+      error = { name: e.name, message: e.message, quotaClass: e instanceof lc.LinkCacheQuotaExceeded,
+                storageClass: e instanceof lc.LinkCacheStorage, baseClass: e instanceof lc.LinkCacheError,
+                cause: e.cause?.name, causeIsDomException: e.cause instanceof DOMException };
+    }
     const afterBig = await cache.tryTarget("q.big");
     const listed = (await cache.modules()).length;
     await cache.addModule(small(2));
@@ -34,6 +38,10 @@ await withBrowser(async ({ browser, url }) => {
   });
   assert.equal(quota.error?.name, "LinkCacheQuotaExceeded", JSON.stringify(quota));
   assert.match(quota.error.message, /quota/);
+  assert.ok(quota.error.quotaClass && quota.error.storageClass && quota.error.baseClass,
+    `a LinkCacheQuotaExceeded, a LinkCacheStorage, a LinkCacheError: ${JSON.stringify(quota.error)}`);
+  assert.equal(quota.error.cause, "QuotaExceededError", "Error.cause is the browser's DOMException");
+  assert.ok(quota.error.causeIsDomException);
   assert.equal(quota.bigHit, false, "nothing of the aborted module was written");
   assert.equal(quota.bigCause, "unknown");
   assert.equal(quota.listed, 1);
@@ -64,9 +72,10 @@ await withBrowser(async ({ browser, url }) => {
   }), db);
   const blocked = await a.evaluate(async (db) => {
     try { await LinkCache.open(db); return null; }
-    catch (e) { return { name: e.name, message: e.message }; }
+    catch (e) { return { name: e.name, message: e.message, isClass: e instanceof lc.LinkCacheUpgradeBlocked }; }
   }, db);
   assert.equal(blocked?.name, "LinkCacheUpgradeBlocked", JSON.stringify(blocked));
+  assert.ok(blocked.isClass, "an instance of LinkCacheUpgradeBlocked");
   await b.evaluate(() => window.old.close());
   const opened = await a.evaluate(async (db) => {
     const cache = await LinkCache.open(db, {});

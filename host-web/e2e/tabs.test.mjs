@@ -97,4 +97,56 @@ await withBrowser(async ({ browser, url }) => {
   const inB = await b.evaluate(async () => ({ value: (await window.cache.target("late.h"))(), id: window.cache.bindings()["late.h"] }));
   assert.deepEqual(inB, refilled);
   console.log("ok: the graph shows the race's duplicates; clearing in one tab makes the other forget, not mark broken; both agree after a refill");
+
+  // gc in one tab: the least recently used module goes whole, the other tab is told and
+  // forgets what it had loaded of it; its misses are LinkCacheMiss instances.
+  const gcDb = `gc-${Date.now()}`;
+  const setUp = (page) => page.evaluate(async (db) => { window.gcCache = await LinkCache.open(db, {}); }, gcDb);
+  await setUp(a);
+  await setUp(b);
+  const ids = await a.evaluate(async () => {
+    const add = (n) => window.gcCache.addModule(watToWasm(`(module (func (export "gc.f${n}") (result i32) (i32.const ${n})))`));
+    return [await add(1), await add(2), await add(3)];
+  });
+  // Tab b uses f1 and f3 (so f2 is the least recently used), and listens.
+  await b.evaluate(async () => {
+    window.gcSeen = [];
+    window.gcCache.onChange((m) => m.type === "evicted" && window.gcSeen.push(m.modules));
+    window.f1 = await window.gcCache.target("gc.f1");
+    window.f3 = await window.gcCache.target("gc.f3");
+  });
+  const gc = await a.evaluate(async () => {
+    const all = await window.gcCache.gc({ maxBytes: Number.MAX_SAFE_INTEGER });
+    const one = await window.gcCache.gc({ maxBytes: all.remainingBytes - 1 });
+    return { all, one, modules: (await window.gcCache.modules()).map((m) => m.id) };
+  });
+  assert.deepEqual(gc.all.evicted, []);
+  assert.deepEqual(gc.one.evicted, [ids[1]], "the least recently used module, f2's, goes");
+  assert.deepEqual(gc.modules, [ids[0], ids[2]]);
+  await b.waitForFunction(() => window.gcSeen.length === 1);
+  const inTabB = await b.evaluate(async () => {
+    let error;
+    try { await window.gcCache.target("gc.f2"); } catch (e) { error = e; }
+    return {
+      seen: window.gcSeen,
+      isMiss: error instanceof window.lc.LinkCacheMiss,
+      isLinkCacheError: error instanceof window.lc.LinkCacheError,
+      missCause: error?.missCause,
+      hasCause: error !== undefined && "cause" in error,
+      bindings: window.gcCache.bindings(),
+    };
+  });
+  assert.deepEqual(inTabB.seen, [[ids[1]]], "tab b heard of the eviction");
+  assert.ok(inTabB.isMiss && inTabB.isLinkCacheError, "rejected with a LinkCacheMiss");
+  assert.equal(inTabB.missCause, "unknown", "gone whole: a miss, not a broken module");
+  assert.equal(inTabB.hasCause, false, "the miss cause is not in Error.cause");
+  assert.deepEqual(Object.keys(inTabB.bindings).sort(), ["gc.f1", "gc.f3"], "tab b had not loaded f2: it keeps its bindings");
+  // Everything goes: tab b had f1 and f3 loaded, so it forgets; what it holds still runs.
+  await a.evaluate(() => window.gcCache.gc({ maxBytes: 0 }));
+  await b.waitForFunction(() => window.gcSeen.length === 2);
+  const afterAll = await b.evaluate(() => ({
+    seen: window.gcSeen[1], bindings: Object.keys(window.gcCache.bindings()).length, calls: [window.f1(), window.f3()],
+  }));
+  assert.deepEqual(afterAll, { seen: [ids[0], ids[2]], bindings: 0, calls: [1, 3] });
+  console.log("ok: gc in one tab evicts the least recently used module whole; the other tab is told, misses it as a LinkCacheMiss, forgets what it had loaded");
 });

@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub stats: Stats,
     /// Counts `forget`s: a plan made before one is never committed after it.
     pub epoch: u64,
+    /// When this tab last recorded a use of each module (`Date.now()`), for gc.
+    pub touched: HashMap<ModuleId, f64>,
     /// The func_name whose compile callback is running synchronously right now.
     pub compiling: Option<String>,
     pub changes: Changes,
@@ -137,6 +139,7 @@ impl LinkCache {
                     resolve_global,
                     stats: Stats::default(),
                     epoch: 0,
+                    touched: HashMap::new(),
                     compiling: None,
                     changes: Changes::default(),
                 })),
@@ -196,7 +199,12 @@ impl LinkCache {
             analyze(wasm).map_err(|e| WebError::new("LinkCacheInvalidModule", e.to_string()))?;
         let store = Rc::clone(&self.inner.borrow().store);
         store.commit(wasm, &manifest).await?;
-        self.inner.borrow_mut().stats.modules_added += 1;
+        {
+            // The commit recorded a use.
+            let mut inner = self.inner.borrow_mut();
+            inner.stats.modules_added += 1;
+            inner.touched.insert(manifest.module, js_sys::Date::now());
+        }
         self.refresh_estimate().await;
         Ok(manifest.module)
     }

@@ -2,9 +2,11 @@
 //!
 //! Tabs of an origin talk over a `BroadcastChannel` named `linkcache:<database>`:
 //! `{type: "added", modules}` after a commit, `{type: "cleared", modules: []}` after a
-//! `clear()`. A tab that hears `cleared` forgets its bindings (as [`LinkCache::forget`]),
-//! so it neither keeps serving modules that are gone nor calls them broken; the next
-//! target loads from what the cache holds then. When another tab's upgrade or deletion
+//! `clear()`, `{type: "evicted", modules}` after a `gc` removed modules. A tab that hears
+//! `cleared` forgets its bindings (as [`LinkCache::forget`]), so it neither keeps serving
+//! modules that are gone nor calls them broken; the next target loads from what the
+//! cache holds then. On `evicted` it does the same when it has one of those modules
+//! loaded. When another tab's upgrade or deletion
 //! closes this tab's connection, the tab's own callbacks get `{type: "closed"}` at once.
 //!
 //! A callback that throws is reported (`reportError`, as an uncaught exception would
@@ -61,8 +63,10 @@ fn message(kind: &str, ids: &[ModuleId]) -> Object {
 #[wasm_bindgen]
 impl LinkCache {
     /// Calls `callback(message)` when another tab or worker of this origin adds modules
-    /// (`{type: "added", modules: [ids]}`) or clears the cache (`{type: "cleared"}`;
-    /// this tab has forgotten its bindings by then), and when another tab's upgrade or
+    /// (`{type: "added", modules: [ids]}`), clears the cache (`{type: "cleared"}`;
+    /// this tab has forgotten its bindings by then) or evicts modules with `gc`
+    /// (`{type: "evicted", modules: [ids]}`; this tab has forgotten its bindings when it
+    /// had one of them loaded), and when another tab's upgrade or
     /// deletion closed this cache's connection (`{type: "closed"}`). Returns a function
     /// that unsubscribes the callback. A callback that throws is reported with
     /// `reportError` and does not stop the others.
@@ -102,8 +106,16 @@ impl LinkCache {
             let Some(inner) = weak.upgrade() else { return };
             let cache = LinkCache { inner };
             let data = event.data();
-            if prop(&data, "type").as_string().as_deref() == Some("cleared") {
-                cache.forget();
+            match prop(&data, "type").as_string().as_deref() {
+                Some("cleared") => cache.forget(),
+                Some("evicted") => {
+                    let modules: Vec<ModuleId> = Array::from(&prop(&data, "modules"))
+                        .iter()
+                        .filter_map(|id| id.as_string()?.parse().ok())
+                        .collect();
+                    cache.forget_if_loaded(&modules);
+                }
+                _ => {}
             }
             cache.notify(&data);
         });
@@ -142,6 +154,10 @@ impl LinkCache {
 
     pub(crate) fn broadcast_cleared(&self) {
         self.broadcast(&message("cleared", &[]));
+    }
+
+    pub(crate) fn broadcast_evicted(&self, ids: &[ModuleId]) {
+        self.broadcast(&message("evicted", ids));
     }
 
     /// Another tab's upgrade or deletion closed the connection: tell this tab.

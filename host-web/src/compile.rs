@@ -36,7 +36,7 @@ impl LinkCache {
         &self,
         #[wasm_bindgen(js_name = funcName)] func_name: String,
         #[wasm_bindgen(
-            unchecked_param_type = "(miss: LinkCacheMissError) => BufferSource | BufferSource[] | Promise<BufferSource | BufferSource[]>"
+            unchecked_param_type = "(miss: LinkCacheMiss) => BufferSource | BufferSource[] | Promise<BufferSource | BufferSource[]>"
         )]
         compile: Function,
     ) -> Promise {
@@ -96,10 +96,15 @@ impl LinkCache {
                 Err(e) => Err(e),
             }
             .map_err(|e| {
-                failed(format!(
-                    "the compile callback for `{func_name}` failed: {}",
-                    describe(&e)
-                ))
+                WebError::new(
+                    "LinkCacheCompileFailed",
+                    format!(
+                        "the compile callback for `{func_name}` failed: {}",
+                        describe(&e)
+                    ),
+                )
+                .with_cause(e)
+                .to_js()
             })?;
             let modules = compiled_modules(&value).ok_or_else(|| {
                 failed(format!(

@@ -10,7 +10,8 @@ use linkcache_core::{GlobalBinding, ImportBinding, ModuleId, PlannedModule};
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::cache::LinkCache;
-use crate::js::{describe, make_forwarder, new_global, prop, set, to_js, val_type_name};
+use crate::errors::make_forwarder;
+use crate::js::{describe, new_global, prop, set, to_js, val_type_name};
 
 impl LinkCache {
     /// The import object of `planned`; `fresh` holds the exports of the plan's earlier

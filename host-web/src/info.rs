@@ -15,9 +15,10 @@ use crate::js::to_plain;
 #[wasm_bindgen]
 impl LinkCache {
     /// Every module of the cache, in commit order (the order duplicates are preferred
-    /// in): `[{id, committedAt, byteLen, loaded, broken?, functions: [{name, signature,
-    /// calls, globals}]}]`. `loaded`: instantiated in this tab; `broken`: why its
-    /// manifest cannot be read.
+    /// in): `[{id, committedAt, usedAt?, byteLen, loaded, broken?, functions: [{name,
+    /// signature, calls, globals}]}]`. `usedAt`: when a tab last recorded a use of it
+    /// (ms since the epoch; what `gc` goes by); `loaded`: instantiated in this tab;
+    /// `broken`: why its manifest cannot be read.
     #[wasm_bindgen(unchecked_return_type = "Promise<ModuleInfo[]>")]
     pub fn modules(&self) -> Promise {
         let this = self.handle();
@@ -99,6 +100,7 @@ impl LinkCache {
                 ModuleInfo {
                     id: stored.id.to_string(),
                     committed_at: stored.committed_at,
+                    used_at: stored.used_at,
                     byte_len,
                     loaded: inner.linkage.is_loaded(&stored.id),
                     broken,
@@ -115,6 +117,9 @@ impl LinkCache {
 struct ModuleInfo {
     id: String,
     committed_at: u64,
+    /// When a tab last recorded a use of it (ms since the epoch; see `gc`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    used_at: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     byte_len: Option<u64>,
     loaded: bool,

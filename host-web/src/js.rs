@@ -1,26 +1,13 @@
 //! Small bridges between Rust and JavaScript values: the inline JS helpers, conversions
 //! of wasm values, property access on plain objects.
 
-use js_sys::{Function, Map, Object, Promise, Reflect};
+use js_sys::{Object, Promise, Reflect};
 use linkcache_core::{ValType, Value};
 use serde::Serialize;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"
-export function make_forwarder(funcs, name, lazy) {
-  return function (...args) {
-    const f = funcs.get(name);
-    if (f === undefined) {
-      const e = new Error(lazy
-        ? `linkcache: \`${name}\` lies outside the closure loaded so far; await cache.target("${name}") before calling code that reaches it`
-        : `linkcache: \`${name}\` was called before its module group was bound`);
-      e.name = "LinkCacheNotLoaded";
-      throw e;
-    }
-    return f(...args);
-  };
-}
 export function new_global(type, mutable, value) {
   return new WebAssembly.Global({ value: type, mutable }, value);
 }
@@ -33,8 +20,6 @@ export function to_text(x) { try { return String(x); } catch { return typeof x; 
 export function report_error(e) { (globalThis.reportError ?? console.error)(e); }
 "#)]
 extern "C" {
-    /// A function that calls `funcs.get(name)`, or throws `LinkCacheNotLoaded`.
-    pub fn make_forwarder(funcs: &Map, name: &str, lazy: bool) -> Function;
     /// `new WebAssembly.Global({value: ty, mutable}, value)`.
     #[wasm_bindgen(catch)]
     pub fn new_global(ty: &str, mutable: bool, value: &JsValue) -> Result<JsValue, JsValue>;

@@ -6,16 +6,17 @@
 //! (analysis, partial-load planning, duplicate resolution) are `linkcache_core`'s; this
 //! crate answers the planner from IndexedDB ([`store`], on the `idb` crate), compiles
 //! and instantiates with the browser's `WebAssembly` API ([`cache`]), and maps failures
-//! to JS errors a program can test ([`errors`]).
+//! to JS error classes a program can test with `instanceof` ([`errors`]).
 //!
 //! On targets other than wasm32 the crate is empty.
 //!
 //! # Tests
 //! ```text
+//! wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver host-web   # tests/*.rs
 //! CHROMEDRIVER=/usr/bin/chromedriver \
 //! CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-//!   cargo test -p linkcache-web --target wasm32-unknown-unknown   # tests/browser.rs
-//! cargo xtask web-pkg && (cd host-web/e2e && npm install && npm test)  # two tabs, a worker, quota
+//!   cargo test -p linkcache-web --target wasm32-unknown-unknown   # the same, without wasm-pack
+//! cargo xtask web-pkg --release && (cd host-web/e2e && npm install && npm test)  # two tabs, a worker, quota
 //! ```
 
 #![cfg_attr(target_arch = "wasm32", warn(missing_docs))]
@@ -28,6 +29,8 @@ mod changes;
 mod compile;
 #[cfg(target_arch = "wasm32")]
 pub mod errors;
+#[cfg(target_arch = "wasm32")]
+mod gc;
 #[cfg(target_arch = "wasm32")]
 mod imports;
 #[cfg(target_arch = "wasm32")]

@@ -7,7 +7,10 @@
 //!                                           functions: [func_name...], committedAt,
 //!                                           analyzer: ANALYZER_VERSION that checked it }
 //!              index by_function on `functions`, multiEntry: func_name -> manifests
+//!   used       key: ModuleId hex   value: { id, use: the origin-wide use number of its
+//!                                           last use, at: its time (ms since the epoch) }
 //!   meta       key: "clock"        value: the last committedAt handed out
+//!              key: "uses"         value: the last use number handed out
 //! ```
 //!
 //! # What a reader may see
@@ -49,12 +52,24 @@
 //! never blocks an upgrade, and calls the `on_closed` callback given to
 //! [`IdbStore::open`]; its later operations fail with `LinkCacheClosed`.
 //!
+//! # Use times and gc
+//! A commit records a use of its module, and so does a tab that binds a module (at most
+//! once in ten minutes per module and tab, in a small read-write transaction of its own
+//! that the target does not wait for; a failure to record is ignored, the record is
+//! advisory). Uses are numbered by a counter in `meta`, so every tab agrees on their
+//! order even within a millisecond. [`IdbStore::gc`] evicts the least recently used
+//! modules whole, in one read-write transaction (bytes, manifest, its `by_function`
+//! entries with it, use record): a reader sees a module or none of it, and a commit
+//! racing the gc lands before or after it, never in between. Modules without a use
+//! record (written by schema version 2) count as used before every other; a use record
+//! without its module (a use recorded racing an eviction) goes at the next gc.
+//!
 //! The records are the native host's (`linkcache_core::record`): a bundle from
 //! `linkcache export` imports here.
 
 use std::future::IntoFuture;
 
-use futures_util::future::{Either, select};
+use futures_util::future::{Either, join_all, select};
 use idb::{
     Database, DatabaseEvent, Event, Factory, IndexParams, KeyPath, ObjectStoreParams, Request,
     Transaction, TransactionMode,
@@ -68,13 +83,15 @@ use web_sys::IdbTransaction;
 use crate::errors::{WebError, storage_error, transaction_aborted};
 
 /// The schema version; bump it (with an upgrade path) when the layout changes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 pub(crate) const MODULES: &str = "modules";
 pub(crate) const MANIFESTS: &str = "manifests";
 const META: &str = "meta";
+pub(crate) const USED: &str = "used";
 pub(crate) const BY_FUNCTION: &str = "by_function";
 const CLOCK: &str = "clock";
+const USES: &str = "uses";
 
 /// One manifest as the store lists it.
 #[derive(Clone, Debug)]
@@ -85,6 +102,19 @@ pub struct StoredManifest {
     pub manifest: Result<Manifest, String>,
     /// Its commit number.
     pub committed_at: u64,
+    /// When it was last used (ms since the epoch), if that was recorded.
+    pub used_at: Option<f64>,
+}
+
+/// What [`IdbStore::gc`] did.
+#[derive(Clone, Debug, Default)]
+pub struct GcReport {
+    /// Modules removed, least recently used first.
+    pub evicted: Vec<ModuleId>,
+    /// Bytes of records freed.
+    pub freed: u64,
+    /// Bytes of records the cache holds afterwards.
+    pub remaining: u64,
 }
 
 /// A linkcache database in IndexedDB: one connection.
@@ -234,8 +264,9 @@ impl IdbStore {
             .collect();
         let fail = |e: idb::Error| storage_error(DOING, &e);
 
+        let at = js_sys::Date::now();
         let tx = self.transaction(
-            &[MODULES, MANIFESTS, META],
+            &[MODULES, MANIFESTS, META, USED],
             TransactionMode::ReadWrite,
             DOING,
         )?;
@@ -282,8 +313,172 @@ impl IdbStore {
             .map_err(fail)?
             .await
             .map_err(fail)?;
+        let uses = next_use(&meta).await.map_err(fail)?;
+        tx.store(USED)?
+            .put(&use_record(&id, uses, at), Some(&id))
+            .map_err(fail)?
+            .await
+            .map_err(fail)?;
         tx.done().await?;
         Ok(existing.is_none())
+    }
+
+    /// Records a use of `ids` now (for [`IdbStore::gc`]). The transaction is created and
+    /// its first request issued before this returns, so a gc started later by this tab
+    /// sees the use; the returned future writes the record (spawn it; dropped, it
+    /// records nothing).
+    pub fn record_use(
+        &self,
+        ids: &[ModuleId],
+    ) -> Result<impl Future<Output = Result<(), WebError>> + use<>, WebError> {
+        const DOING: &str = "recording a use";
+        let fail = |e: idb::Error| storage_error(DOING, &e);
+        let at = js_sys::Date::now();
+        let tx = self.transaction(&[USED, META], TransactionMode::ReadWrite, DOING)?;
+        let meta = tx.store(META)?;
+        let clock = meta
+            .get(JsValue::from_str(USES))
+            .map_err(fail)?
+            .into_future();
+        let keys: Vec<JsValue> = ids.iter().map(key).collect();
+        Ok(async move {
+            let fail = |e: idb::Error| storage_error(DOING, &e);
+            let uses = clock
+                .await
+                .map_err(fail)?
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0)
+                + 1.0;
+            meta.put(&JsValue::from_f64(uses), Some(&JsValue::from_str(USES)))
+                .map_err(fail)?
+                .await
+                .map_err(fail)?;
+            let used = tx.store(USED)?;
+            for id in &keys {
+                used.put(&use_record(id, uses, at), Some(id))
+                    .map_err(fail)?
+                    .await
+                    .map_err(fail)?;
+            }
+            tx.done().await
+        })
+    }
+
+    /// Evicts least recently used modules until the records of the cache take at most
+    /// `max_bytes` (wasm bytes, manifest records and function names, as this store
+    /// counts them; the browser's own accounting is `navigator.storage.estimate()`).
+    /// Each module goes whole, all in one transaction. See the module docs.
+    pub async fn gc(&self, max_bytes: f64) -> Result<GcReport, WebError> {
+        const DOING: &str = "collecting garbage";
+        let fail = |e: idb::Error| storage_error(DOING, &e);
+        let tx = self.transaction(
+            &[MODULES, MANIFESTS, USED],
+            TransactionMode::ReadWrite,
+            DOING,
+        )?;
+        let manifests = tx.store(MANIFESTS)?;
+        let used = tx.store(USED)?;
+        let (values, uses) = futures_util::future::join(
+            manifests.get_all(None, None).map_err(fail)?.into_future(),
+            used.get_all(None, None).map_err(fail)?.into_future(),
+        )
+        .await;
+        let (values, uses) = (values.map_err(fail)?, uses.map_err(fail)?);
+        let last_use: std::collections::HashMap<String, f64> = uses
+            .iter()
+            .filter_map(|u| Some((get(u, "id").as_string()?, get(u, "use").as_f64()?)))
+            .collect();
+        // (last use, commit number, id, size) of every module.
+        let mut modules = Vec::with_capacity(values.len());
+        let mut unsized_modules = Vec::new();
+        for value in &values {
+            let Some(hex) = get(value, "id").as_string() else {
+                continue;
+            };
+            let Ok(id) = hex.parse::<ModuleId>() else {
+                continue;
+            };
+            let record = get(value, "record")
+                .dyn_into::<Uint8Array>()
+                .map(|r| u64::from(r.length()))
+                .unwrap_or(0);
+            let names: u64 = get(value, "functions")
+                .dyn_into::<Array>()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|n| n.as_string())
+                        .map(|n| n.len() as u64)
+                        .sum()
+                })
+                .unwrap_or(0);
+            let wasm = decode_manifest(value, &id).ok().map(|m| m.byte_len);
+            if wasm.is_none() {
+                unsized_modules.push(modules.len());
+            }
+            modules.push((
+                last_use.get(&hex).copied().unwrap_or(0.0),
+                get(value, "committedAt").as_f64().unwrap_or(0.0),
+                id,
+                record + names + wasm.unwrap_or(0),
+            ));
+        }
+        // A module whose manifest is broken: its stored bytes tell its size.
+        let store = tx.store(MODULES)?;
+        let requests = unsized_modules
+            .iter()
+            .map(|&i| Ok(store.get(key(&modules[i].2))?.into_future()))
+            .collect::<Result<Vec<_>, idb::Error>>()
+            .map_err(fail)?;
+        for (&i, bytes) in unsized_modules.iter().zip(join_all(requests).await) {
+            if let Some(bytes) = bytes
+                .map_err(fail)?
+                .and_then(|b| b.dyn_into::<Uint8Array>().ok())
+            {
+                modules[i].3 += u64::from(bytes.length());
+            }
+        }
+        modules.sort_by(|a, b| {
+            a.0.total_cmp(&b.0)
+                .then(a.1.total_cmp(&b.1))
+                .then(a.2.cmp(&b.2))
+        });
+        let mut report = GcReport {
+            remaining: modules.iter().map(|m| m.3).sum(),
+            ..GcReport::default()
+        };
+        let mut deletes = Vec::new();
+        // Use records of modules that are gone (a tab recorded a use racing an eviction).
+        let stored: std::collections::HashSet<String> =
+            modules.iter().map(|m| m.2.to_string()).collect();
+        for hex in last_use.keys().filter(|hex| !stored.contains(*hex)) {
+            deletes.push(
+                used.delete(JsValue::from_str(hex))
+                    .map_err(fail)?
+                    .into_future(),
+            );
+        }
+        for (_, _, id, size) in &modules {
+            if report.remaining as f64 <= max_bytes {
+                break;
+            }
+            let k = key(id);
+            for name in [MODULES, MANIFESTS, USED] {
+                deletes.push(
+                    tx.store(name)?
+                        .delete(k.clone())
+                        .map_err(fail)?
+                        .into_future(),
+                );
+            }
+            report.evicted.push(*id);
+            report.freed += size;
+            report.remaining -= size;
+        }
+        for deleted in join_all(deletes).await {
+            deleted.map_err(fail)?;
+        }
+        tx.done().await?;
+        Ok(report)
     }
 
     /// The bytes of `id`, checked against the id: `Ok(Err(reason))` when missing or corrupt.
@@ -317,13 +512,23 @@ impl IdbStore {
     pub async fn all(&self) -> Result<Vec<StoredManifest>, WebError> {
         const DOING: &str = "listing modules";
         let fail = |e: idb::Error| storage_error(DOING, &e);
-        let tx = self.transaction(&[MANIFESTS], TransactionMode::ReadOnly, DOING)?;
-        let values = tx
-            .store(MANIFESTS)?
-            .get_all(None, None)
-            .map_err(fail)?
-            .await
-            .map_err(fail)?;
+        let tx = self.transaction(&[MANIFESTS, USED], TransactionMode::ReadOnly, DOING)?;
+        let (values, uses) = futures_util::future::join(
+            tx.store(MANIFESTS)?
+                .get_all(None, None)
+                .map_err(fail)?
+                .into_future(),
+            tx.store(USED)?
+                .get_all(None, None)
+                .map_err(fail)?
+                .into_future(),
+        )
+        .await;
+        let (values, uses) = (values.map_err(fail)?, uses.map_err(fail)?);
+        let used_at: std::collections::HashMap<String, f64> = uses
+            .iter()
+            .filter_map(|u| Some((get(u, "id").as_string()?, get(u, "at").as_f64()?)))
+            .collect();
         let mut all = Vec::new();
         for value in values {
             let Some(id) = get(&value, "id")
@@ -336,18 +541,23 @@ impl IdbStore {
                 id,
                 manifest: decode_manifest(&value, &id),
                 committed_at: get(&value, "committedAt").as_f64().unwrap_or(0.0) as u64,
+                used_at: used_at.get(&id.to_string()).copied(),
             });
         }
         all.sort_by_key(|m| (m.committed_at, m.id));
         Ok(all)
     }
 
-    /// Removes every module (bytes and manifests, in one transaction).
+    /// Removes every module (bytes, manifests and use records, in one transaction).
     pub async fn clear(&self) -> Result<(), WebError> {
         const DOING: &str = "clearing the cache";
         let fail = |e: idb::Error| storage_error(DOING, &e);
-        let tx = self.transaction(&[MODULES, MANIFESTS], TransactionMode::ReadWrite, DOING)?;
-        for name in [MODULES, MANIFESTS] {
+        let tx = self.transaction(
+            &[MODULES, MANIFESTS, USED],
+            TransactionMode::ReadWrite,
+            DOING,
+        )?;
+        for name in [MODULES, MANIFESTS, USED] {
             tx.store(name)?.clear().map_err(fail)?.await.map_err(fail)?;
         }
         tx.done().await
@@ -420,6 +630,28 @@ impl IdbStore {
     }
 }
 
+/// Hands out the next use number (in a transaction over `meta`).
+async fn next_use(meta: &idb::ObjectStore) -> Result<f64, idb::Error> {
+    let uses = meta
+        .get(JsValue::from_str(USES))?
+        .await?
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0)
+        + 1.0;
+    meta.put(&JsValue::from_f64(uses), Some(&JsValue::from_str(USES)))?
+        .await?;
+    Ok(uses)
+}
+
+/// The `used` record of a module: `{id, use, at}`.
+fn use_record(id: &JsValue, uses: f64, at: f64) -> Object {
+    let value = Object::new();
+    set(&value, "id", id);
+    set(&value, "use", &JsValue::from_f64(uses));
+    set(&value, "at", &JsValue::from_f64(at));
+    value
+}
+
 /// Decodes a stored manifest value of module `id`; `Err` says why it is broken.
 pub fn decode_manifest(value: &JsValue, id: &ModuleId) -> Result<Manifest, String> {
     let record = get(value, "record")
@@ -442,12 +674,12 @@ fn upgrade(event: &idb::event::VersionChangeEvent) -> Result<(), idb::Error> {
     let db = event.database()?;
     let existing = db.store_names();
     for name in &existing {
-        if ![MODULES, MANIFESTS, META].contains(&name.as_str()) {
+        if ![MODULES, MANIFESTS, META, USED].contains(&name.as_str()) {
             db.delete_object_store(name)?;
         }
     }
     let has = |name: &str| existing.iter().any(|n| n == name);
-    for name in [MODULES, META] {
+    for name in [MODULES, META, USED] {
         if !has(name) {
             db.create_object_store(name, ObjectStoreParams::new())?;
         }

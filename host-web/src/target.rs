@@ -142,6 +142,8 @@ impl LinkCache {
     async fn target_loop(&self, func_name: &str) -> Result<(Function, LoadReport), WebError> {
         loop {
             if let Some(func) = self.bound(func_name) {
+                let module = self.inner.borrow().linkage.binding(func_name);
+                self.touch(module);
                 return Ok((func, LoadReport::default()));
             }
             let epoch = self.inner.borrow().epoch;
@@ -199,6 +201,7 @@ impl LinkCache {
                 }
             }
             drop(inner);
+            self.touch(plan.modules.iter().map(|m| m.module));
             return match self.bound(func_name) {
                 Some(func) => Ok((func, report)),
                 None => Err(WebError::new(

@@ -25,14 +25,53 @@ export type ValueType = "i32" | "i64" | "f32" | "f64";
 /** Why `target` cannot return a function. */
 export type MissCause = "unknown" | "missingDependency" | "staleGlobal" | "broken" | "signatureMismatch";
 
-/** The error `target` rejects with on a miss (`name` is "LinkCacheMiss"). */
-export interface LinkCacheMissError extends Error {
+/** The `name` of each error class: the class's own name. */
+export type LinkCacheErrorName =
+  | "LinkCacheError" | "LinkCacheMiss" | "LinkCacheInvalidModule" | "LinkCacheCorrupt" | "LinkCacheReentrant"
+  | "LinkCacheCompileFailed" | "LinkCacheNotLoaded" | "LinkCacheStorage" | "LinkCacheQuotaExceeded"
+  | "LinkCacheUpgradeBlocked" | "LinkCacheSchemaTooNew" | "LinkCacheClosed";
+
+/** The base class of every error linkcache-web throws or rejects with (`instanceof LinkCacheError`). */
+export class LinkCacheError extends Error {
+  /** The name of the error's class. */
+  name: LinkCacheErrorName;
+  constructor(message?: string, options?: { cause?: unknown });
+}
+/** `target` cannot return a function: `missCause`, `function` and `detail` say why. */
+export class LinkCacheMiss extends LinkCacheError {
+  name: "LinkCacheMiss";
   missCause: MissCause;
   /** The function the miss is about: the target, or a function it reaches. */
   function: string;
   /** The missing dependency or the stale global, if any. */
   detail: string | null;
+  constructor(message?: string, options?: { missCause?: MissCause; function?: string; detail?: string | null; cause?: unknown });
 }
+/** `addModule` got bytes that are not a module linkcache accepts. */
+export class LinkCacheInvalidModule extends LinkCacheError { name: "LinkCacheInvalidModule"; }
+/** A bundle or a stored record failed its checks. */
+export class LinkCacheCorrupt extends LinkCacheError { name: "LinkCacheCorrupt"; }
+/** `getOrCompile` was called from inside a compile callback. */
+export class LinkCacheReentrant extends LinkCacheError { name: "LinkCacheReentrant"; }
+/** A compile callback threw (what it threw is the `cause`) or returned no module that helps. */
+export class LinkCacheCompileFailed extends LinkCacheError { name: "LinkCacheCompileFailed"; }
+/** A lazy edge was called before its function was targeted. */
+export class LinkCacheNotLoaded extends LinkCacheError { name: "LinkCacheNotLoaded"; }
+/** IndexedDB failed; `cause` is its `DOMException` when there is one. */
+export class LinkCacheStorage extends LinkCacheError {
+  name: "LinkCacheStorage" | "LinkCacheQuotaExceeded" | "LinkCacheUpgradeBlocked" | "LinkCacheSchemaTooNew" | "LinkCacheClosed";
+}
+/** The origin's storage quota is full; nothing was half-written (`cause`: the `QuotaExceededError`). */
+export class LinkCacheQuotaExceeded extends LinkCacheStorage { name: "LinkCacheQuotaExceeded"; }
+/** Another tab or worker holds an older version of the database open. */
+export class LinkCacheUpgradeBlocked extends LinkCacheStorage { name: "LinkCacheUpgradeBlocked"; }
+/** The database was written by a newer linkcache-web. */
+export class LinkCacheSchemaTooNew extends LinkCacheStorage { name: "LinkCacheSchemaTooNew"; }
+/** The cache was closed, or another tab or worker upgraded or deleted the database. */
+export class LinkCacheClosed extends LinkCacheStorage { name: "LinkCacheClosed"; }
+
+/** The error `target` rejects with on a miss (the name of earlier versions). */
+export type LinkCacheMissError = LinkCacheMiss;
 
 /** What `tryTarget` resolves to. */
 export type TargetReport =
@@ -42,7 +81,7 @@ export type TargetReport =
       /** Modules this call compiled from IndexedDB bytes. */
       compiled: string[]; timeMs: number }
   | { hit: false; missCause: MissCause; function: string; detail: string | null; message: string; timeMs: number }
-  | { hit: false; error: Error; message: string; timeMs: number };
+  | { hit: false; error: LinkCacheError; message: string; timeMs: number };
 
 /** What one tab or worker did since it opened the cache. */
 export interface LinkCacheStats {
@@ -74,6 +113,8 @@ export interface FunctionInfo { name: string; signature: string; calls: string[]
 export interface ModuleInfo {
   id: string;
   committedAt: number;
+  /** When a tab last recorded a use of it (ms since the epoch): what `gc` goes by. */
+  usedAt?: number;
   byteLen?: number;
   /** Instantiated in this tab. */
   loaded: boolean;
@@ -88,6 +129,13 @@ export interface CacheGraph {
   edges: { module: string; function: string; calls: string }[];
 }
 
-/** A message of `onChange`: another tab or worker added modules or cleared the cache. */
-export type ChangeMessage = { type: "added"; modules: string[] } | { type: "cleared"; modules: [] } | { type: "closed"; modules: [] };
+/** What `gc` did: the modules evicted (least recently used first) and the bytes of records freed and left. */
+export interface GcReport { evicted: string[]; freedBytes: number; remainingBytes: number }
+
+/** A message of `onChange`: another tab or worker added modules, cleared the cache or evicted modules with `gc`. */
+export type ChangeMessage =
+  | { type: "added"; modules: string[] }
+  | { type: "cleared"; modules: [] }
+  | { type: "evicted"; modules: string[] }
+  | { type: "closed"; modules: [] };
 "#;

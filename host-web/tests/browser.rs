@@ -14,7 +14,7 @@ use linkcache_tests::{
     Labels, ModuleSpec, Number, Step, TargetOutcome, all, check_results, check_target, env_outcome,
 };
 use linkcache_web::LinkCache;
-use linkcache_web::store::IdbStore;
+use linkcache_web::store::{IdbStore, SCHEMA_VERSION};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -515,13 +515,22 @@ fn a_transaction_aborted_for_quota_is_a_named_error() {
     // A page cannot lower its own quota; host-web/e2e/errors.test.mjs fills a real one
     // (lowered through the DevTools protocol). Here: the mapping of the abort reason, a
     // real DOMException of that name, as IDBTransaction.error gives it.
+    use linkcache_web::errors::{LinkCacheError, LinkCacheQuotaExceeded, LinkCacheStorage};
     let exception =
         web_sys::DomException::new_with_message_and_name("full", "QuotaExceededError").unwrap();
-    let error = linkcache_web::errors::transaction_aborted("adding a module", Some(exception));
+    let error =
+        linkcache_web::errors::transaction_aborted("adding a module", Some(exception.clone()));
     assert_eq!(error.name, "LinkCacheQuotaExceeded");
     let js = error.to_js();
     assert_eq!(name_of(&js).as_deref(), Some("LinkCacheQuotaExceeded"));
+    assert!(js.is_instance_of::<LinkCacheQuotaExceeded>());
+    assert!(js.is_instance_of::<LinkCacheStorage>());
+    assert!(js.is_instance_of::<LinkCacheError>());
     assert!(prop(&js, "message").as_string().unwrap().contains("quota"));
+    assert!(
+        Object::is(&prop(&js, "cause"), &exception),
+        "Error.cause is the browser's DOMException"
+    );
     let unknown = linkcache_web::errors::transaction_aborted("adding a module", None);
     assert_eq!(unknown.name, "LinkCacheStorage");
 }
@@ -639,7 +648,7 @@ async fn close_releases_the_connection_and_later_calls_reject_with_closed() {
     cache.close();
 
     // Another tab upgrades the database without being blocked.
-    let newer = wait(raw_open(&db, 3, &[], None))
+    let newer = wait(raw_open(&db, SCHEMA_VERSION + 1, &[], None))
         .await
         .expect("a closed cache does not block an upgrade");
     close_raw(&newer);
@@ -669,7 +678,7 @@ async fn another_tab_upgrading_closes_this_connection_instead_of_waiting_for_it(
     let cache = open(&db, &JsValue::UNDEFINED).await;
     wait(cache.add_module(wasm(UTIL).into())).await.unwrap();
     assert_eq!(call_i64(&cache, "util.sq", 3).await, 9);
-    let newer = wait(raw_open(&db, 3, &[], None))
+    let newer = wait(raw_open(&db, SCHEMA_VERSION + 1, &[], None))
         .await
         .expect("the open cache let the upgrade through");
     close_raw(&newer);

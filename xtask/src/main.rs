@@ -4,14 +4,17 @@
 //!   the web demo page served on localhost until Ctrl-C (`--no-serve` stops before).
 //! - `test`: every check CI runs: formatting, clippy, native tests (the benchmarks'
 //!   quick smoke run among them), the core on wasm32, browser tests in headless
-//!   Chromium, the npm package and the end-to-end page tests (`--skip-browser` skips
-//!   the browser steps).
-//! - `web-pkg`: builds the npm package of `linkcache-web` into `host-web/pkg`.
+//!   Chromium (`wasm-pack test --headless --chrome host-web`, as the package's users
+//!   run them), the release npm package (through wasm-opt, within its size budget) and
+//!   the end-to-end page tests on it (`--skip-browser` skips the browser steps).
+//! - `web-pkg`: builds the npm package of `linkcache-web` into `host-web/pkg` (or
+//!   `--out-dir`); `--release` is the package that ships: size-tuned, through wasm-opt.
 //! - `bench`: the benchmark suite (`--quick` for small sizes).
 //!
 //! Every command installs what it needs when it is missing (the wasm32 target,
-//! wasm-bindgen-cli at the version in Cargo.lock, Chromium and ChromeDriver from
-//! Debian's packages, npm packages) and skips what is already there.
+//! wasm-bindgen-cli at the version in Cargo.lock, wasm-pack at [`WASM_PACK_VERSION`],
+//! Chromium and ChromeDriver from Debian's packages, npm packages) and skips what is
+//! already there.
 //!
 //! Each step prints a header (`==> clippy`) and its duration; the first failing step
 //! stops the command with an error naming the step and its command line.
@@ -52,9 +55,12 @@ enum Task {
     },
     /// Build the npm package of linkcache-web into host-web/pkg.
     WebPkg {
-        /// Build in release mode (smaller, faster wasm).
+        /// Build the package that ships: size-tuned profile, wasm-opt -Oz.
         #[arg(long)]
         release: bool,
+        /// Where to write the package (default host-web/pkg).
+        #[arg(long, default_value = PKG_DIR)]
+        out_dir: PathBuf,
     },
     /// Run the benchmarks and write a Markdown report.
     Bench {
@@ -66,6 +72,18 @@ enum Task {
         args: Vec<String>,
     },
 }
+
+/// The wasm-pack release `cargo xtask test` installs (`cargo install --locked`) when
+/// `wasm-pack --version` prints another one.
+const WASM_PACK_VERSION: &str = "0.15.1";
+
+/// Where `cargo xtask web-pkg` writes the npm package by default (the demo page and the
+/// end-to-end tests load it from there).
+const PKG_DIR: &str = "host-web/pkg";
+
+/// The size budget of the package's wasm (issue 11: at most 1 MB; a fresh tab downloads
+/// and compiles all of it).
+const PKG_WASM_BUDGET: u64 = 1_000_000;
 
 /// A failed step: what ran and why it failed.
 struct Failure(String);
@@ -80,7 +98,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Task::Demo { no_serve, reset } => demo(no_serve, reset),
         Task::Test { skip_browser } => test(skip_browser),
-        Task::WebPkg { release } => web_pkg(release),
+        Task::WebPkg { release, out_dir } => web_pkg(release, &out_dir),
         Task::Bench { quick, args } => bench(quick, &args),
     };
     match outcome {
@@ -146,13 +164,36 @@ fn test(skip_browser: bool) -> Outcome {
         return Ok(());
     }
     browser_tests()?;
-    web_pkg(false)?;
+    // The end-to-end tests run the package that ships: the release build, through
+    // wasm-opt, as the demo serves it.
+    web_pkg(true, Path::new(PKG_DIR))?;
+    package_size(Path::new(PKG_DIR))?;
     npm_tests("host-web/e2e", "tabs and workers (host-web/e2e)")?;
     npm_tests("www", "page end-to-end tests (www)")
 }
 
-/// `cargo xtask web-pkg`: the npm package of linkcache-web, in host-web/pkg.
-fn web_pkg(release: bool) -> Outcome {
+/// Checks the release package's wasm against its size budget.
+fn package_size(dir: &Path) -> Outcome {
+    eprintln!("==> package size");
+    let wasm = dir.join("linkcache_web_bg.wasm");
+    let size = std::fs::metadata(&wasm)
+        .map_err(|e| Failure(format!("package size: {}: {e}", wasm.display())))?
+        .len();
+    eprintln!(
+        "    {}: {size} bytes (budget {PKG_WASM_BUDGET})",
+        wasm.display()
+    );
+    if size > PKG_WASM_BUDGET {
+        return Err(Failure(format!(
+            "package size: {} is {size} bytes, over the budget of {PKG_WASM_BUDGET}",
+            wasm.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `cargo xtask web-pkg`: the npm package of linkcache-web, in `out_dir`.
+fn web_pkg(release: bool, out_dir: &Path) -> Outcome {
     let manifest = std::fs::read_to_string("host-web/Cargo.toml").unwrap_or_default();
     if !declares_cdylib(&manifest) {
         eprintln!(
@@ -183,43 +224,45 @@ fn web_pkg(release: bool) -> Outcome {
     let profile = if release { "wasm-release" } else { "debug" };
     let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     for (crate_name, out_dir) in [
-        ("linkcache_web", "host-web/pkg"),
-        ("linkcache_web_wat", "host-web/pkg/wat"),
+        ("linkcache_web", out_dir.to_path_buf()),
+        ("linkcache_web_wat", out_dir.join("wat")),
     ] {
         let wasm = format!("{target_dir}/wasm32-unknown-unknown/{profile}/{crate_name}.wasm");
         let mut bindgen = Command::new("wasm-bindgen");
-        bindgen.args([
-            "--target",
-            "web",
-            "--out-dir",
-            out_dir,
-            "--out-name",
-            crate_name,
-        ]);
+        bindgen
+            .args(["--target", "web", "--out-dir"])
+            .arg(&out_dir)
+            .args(["--out-name", crate_name]);
         if release {
             bindgen.args(["--remove-name-section", "--remove-producers-section"]);
         }
-        step(&format!("wasm-bindgen ({out_dir})"), bindgen.arg(&wasm))?;
+        step(
+            &format!("wasm-bindgen ({})", out_dir.display()),
+            bindgen.arg(&wasm),
+        )?;
         if release {
             // binaryen from npm: a current wasm-opt (Debian's 108 predates the features
             // Rust's wasm32 target enables).
             ensure_npm_deps("host-web/tools")?;
-            let file = format!("{out_dir}/{crate_name}_bg.wasm");
+            let file = out_dir.join(format!("{crate_name}_bg.wasm"));
             step(
-                &format!("wasm-opt -Oz ({file})"),
+                &format!("wasm-opt -Oz ({})", file.display()),
                 Command::new("host-web/tools/node_modules/.bin/wasm-opt")
-                    .args(["-Oz", &file, "-o", &file]),
+                    .arg("-Oz")
+                    .arg(&file)
+                    .arg("-o")
+                    .arg(&file),
             )?;
         }
     }
     for file in ["package.json", "README.md"] {
         let from = Path::new("host-web/npm").join(file);
         if from.exists() {
-            std::fs::copy(&from, Path::new("host-web/pkg").join(file))
+            std::fs::copy(&from, out_dir.join(file))
                 .map_err(|e| Failure(format!("web-pkg: copying {}: {e}", from.display())))?;
         }
     }
-    eprintln!("    npm package in host-web/pkg");
+    eprintln!("    npm package in {}", out_dir.display());
     Ok(())
 }
 
@@ -264,7 +307,7 @@ fn demo(no_serve: bool, reset: bool) -> Outcome {
         eprintln!("==> web demo: skipped, www/package.json does not exist yet");
         return Ok(());
     }
-    web_pkg(true)?;
+    web_pkg(true, Path::new(PKG_DIR))?;
     ensure_npm_deps("www")?;
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
     eprintln!("    serving the demo page at http://127.0.0.1:{port}/ (Ctrl-C to stop)");
@@ -305,29 +348,30 @@ fn bench(quick: bool, args: &[String]) -> Outcome {
 // Steps of `test`
 // ---------------------------------------------------------------------------------------
 
-/// wasm-bindgen-test in headless Chromium, when host-web has browser tests.
+/// host-web's wasm-bindgen tests in headless Chromium, run the way the package's users
+/// run them: `wasm-pack test --headless --chrome host-web` (offline: it finds the
+/// wasm-bindgen-cli of the locked version on PATH and Debian's ChromeDriver; the
+/// browser's flags are host-web/webdriver.json).
 fn browser_tests() -> Outcome {
     if !has_rs_file("host-web/tests") {
         eprintln!("==> browser tests: skipped: no browser tests yet");
         return Ok(());
     }
     ensure_wasm_bindgen_cli()?;
+    ensure_wasm_pack()?;
     ensure_chromium()?;
     step(
-        "browser tests (headless Chromium)",
-        cargo(&[
-            "test",
-            "-p",
-            "linkcache-web",
-            "--target",
-            "wasm32-unknown-unknown",
-        ])
-        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
-        .env(
-            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-            "wasm-bindgen-test-runner",
-        )
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "300"),
+        "browser tests (wasm-pack test --headless --chrome host-web)",
+        Command::new("wasm-pack")
+            .args([
+                "test",
+                "--headless",
+                "--chrome",
+                "--chromedriver",
+                "/usr/bin/chromedriver",
+                "host-web",
+            ])
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "300"),
     )
 }
 
@@ -412,6 +456,24 @@ fn ensure_wasm_bindgen_cli() -> Outcome {
     step(
         &format!("install wasm-bindgen-cli {version} (several minutes, once)"),
         &mut cargo(&["install", "wasm-bindgen-cli", "--version", &version]),
+    )
+}
+
+/// wasm-pack at [`WASM_PACK_VERSION`], unless `wasm-pack --version` prints it already.
+fn ensure_wasm_pack() -> Outcome {
+    let installed = output_of("wasm-pack", &["--version"]).unwrap_or_default();
+    if installed.split_whitespace().nth(1) == Some(WASM_PACK_VERSION) {
+        return Ok(());
+    }
+    step(
+        &format!("install wasm-pack {WASM_PACK_VERSION} (several minutes, once)"),
+        &mut cargo(&[
+            "install",
+            "wasm-pack",
+            "--version",
+            WASM_PACK_VERSION,
+            "--locked",
+        ]),
     )
 }
 
@@ -569,6 +631,24 @@ mod tests {
         };
         assert!(!quick);
         assert_eq!(args, ["--only", "open", "--runs", "3"]);
+    }
+
+    #[test]
+    fn web_pkg_writes_to_host_web_pkg_unless_told_otherwise() {
+        let cli = Cli::try_parse_from(["xtask", "web-pkg", "--release"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Task::WebPkg { release, out_dir } = cli.command else {
+            panic!("not web-pkg")
+        };
+        assert!(release);
+        assert_eq!(out_dir, Path::new("host-web/pkg"));
+        let cli = Cli::try_parse_from(["xtask", "web-pkg", "--out-dir", "/tmp/pkg"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Task::WebPkg { release, out_dir } = cli.command else {
+            panic!("not web-pkg")
+        };
+        assert!(!release);
+        assert_eq!(out_dir, Path::new("/tmp/pkg"));
     }
 
     #[test]

@@ -1,0 +1,304 @@
+//! The JS face's error classes and `gc`, in a real headless Chromium: every rejection is
+//! an instance of its `LinkCacheError` subclass, with the miss in its own fields and the
+//! underlying error in `Error.cause`; `gc({ maxBytes })` evicts the least recently used
+//! modules whole and tells the other tabs. Two `LinkCache`s on one database in one page
+//! stand for two tabs, as in tabs_and_plans.rs.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use linkcache_core::ModuleId;
+use linkcache_web::LinkCache;
+use linkcache_web::errors::{
+    LinkCacheClosed, LinkCacheCompileFailed, LinkCacheError, LinkCacheInvalidModule, LinkCacheMiss,
+    LinkCacheStorage,
+};
+use linkcache_web::store::IdbStore;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn prop(object: &JsValue, key: &str) -> JsValue {
+    Reflect::get(object, &JsValue::from_str(key)).unwrap()
+}
+
+async fn wait(promise: Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(promise).await
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", js_sys::Math::random().to_bits())
+}
+
+async fn open(name: &str) -> LinkCache {
+    use wasm_bindgen::convert::TryFromJsValue;
+    let cache = wait(LinkCache::open(name.to_string(), JsValue::UNDEFINED))
+        .await
+        .expect("open");
+    LinkCache::try_from_js_value(cache).expect("LinkCache.open resolves to a LinkCache")
+}
+
+fn bytes(text: &str) -> Vec<u8> {
+    wat::parse_str(text).unwrap()
+}
+
+async fn add(cache: &LinkCache, text: &str) -> ModuleId {
+    wait(cache.add_module(Uint8Array::from(bytes(text).as_slice()).into()))
+        .await
+        .unwrap()
+        .as_string()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn target(cache: &LinkCache, func: &str) -> Function {
+    wait(cache.target(func.into()))
+        .await
+        .expect("hit")
+        .unchecked_into()
+}
+
+fn call_i32(f: &Function) -> i32 {
+    f.call0(&JsValue::NULL).unwrap().as_f64().unwrap() as i32
+}
+
+/// A promise that resolves after `ms` milliseconds (to let messages arrive; no
+/// assertion depends on the time).
+async fn sleep(ms: u32) {
+    let sleep = Function::new_with_args("ms", "return new Promise((r) => setTimeout(r, ms))");
+    wait(
+        sleep
+            .call1(&JsValue::NULL, &ms.into())
+            .unwrap()
+            .unchecked_into(),
+    )
+    .await
+    .unwrap();
+}
+
+fn has_own(object: &JsValue, key: &str) -> bool {
+    let object: &Object = object.unchecked_ref();
+    Object::has_own(object, &JsValue::from_str(key))
+}
+
+#[wasm_bindgen_test]
+async fn every_rejection_is_an_instance_of_its_error_class_with_the_underlying_error_as_cause() {
+    let cache = open(&unique("classes")).await;
+
+    // A miss: its cause in `missCause`, never in ES2022's `cause`.
+    let miss = wait(cache.target("nowhere.f".into())).await.unwrap_err();
+    assert!(miss.is_instance_of::<LinkCacheMiss>(), "{miss:?}");
+    assert!(miss.is_instance_of::<LinkCacheError>());
+    assert!(miss.is_instance_of::<js_sys::Error>());
+    assert!(!miss.is_instance_of::<LinkCacheStorage>());
+    assert_eq!(
+        prop(&miss, "name").as_string().as_deref(),
+        Some("LinkCacheMiss")
+    );
+    assert_eq!(
+        prop(&miss, "missCause").as_string().as_deref(),
+        Some("unknown")
+    );
+    assert_eq!(
+        prop(&miss, "function").as_string().as_deref(),
+        Some("nowhere.f")
+    );
+    assert!(prop(&miss, "detail").is_null());
+    assert!(!has_own(&miss, "cause"), "a miss has no underlying error");
+    let text = String::from(miss.unchecked_ref::<js_sys::Error>().to_string());
+    assert!(text.starts_with("LinkCacheMiss: "), "{text}");
+
+    let invalid = wait(cache.add_module("not bytes".into()))
+        .await
+        .unwrap_err();
+    assert!(invalid.is_instance_of::<LinkCacheInvalidModule>());
+    assert!(invalid.is_instance_of::<LinkCacheError>());
+
+    // A compile callback that throws: its error is the cause. The callback itself gets
+    // the miss as a LinkCacheMiss.
+    let thrown: JsValue = js_sys::RangeError::new("the compiler broke").into();
+    let given = Rc::new(RefCell::new(JsValue::UNDEFINED));
+    let compile = {
+        let (thrown, given) = (thrown.clone(), Rc::clone(&given));
+        Closure::<dyn FnMut(JsValue) -> Result<JsValue, JsValue>>::new(move |miss: JsValue| {
+            *given.borrow_mut() = miss;
+            Err(thrown.clone())
+        })
+    };
+    let failed = wait(cache.get_or_compile(
+        "nowhere.g".into(),
+        compile.as_ref().unchecked_ref::<Function>().clone(),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        failed.is_instance_of::<LinkCacheCompileFailed>(),
+        "{failed:?}"
+    );
+    assert!(
+        Object::is(&prop(&failed, "cause"), &thrown),
+        "cause: what the callback threw"
+    );
+    assert!(given.borrow().is_instance_of::<LinkCacheMiss>());
+    assert_eq!(
+        prop(&given.borrow(), "function").as_string().as_deref(),
+        Some("nowhere.g")
+    );
+
+    // A closed connection: a storage error, caused by IndexedDB's DOMException.
+    cache.close();
+    let closed = wait(cache.target("nowhere.f".into())).await.unwrap_err();
+    assert!(closed.is_instance_of::<LinkCacheClosed>(), "{closed:?}");
+    assert!(closed.is_instance_of::<LinkCacheStorage>());
+    assert!(closed.is_instance_of::<LinkCacheError>());
+    let cause = prop(&closed, "cause");
+    assert!(cause.is_instance_of::<web_sys::DomException>(), "{cause:?}");
+    assert_eq!(
+        prop(&cause, "name").as_string().as_deref(),
+        Some("InvalidStateError")
+    );
+    // tryTarget resolves, with the same error.
+    let report = wait(cache.try_target("nowhere.f".into())).await.unwrap();
+    assert!(prop(&report, "error").is_instance_of::<LinkCacheClosed>());
+}
+
+const A: &str = r#"(module (func (export "gc.a") (result i32) (i32.const 1)))"#;
+const B: &str = r#"(module (func (export "gc.b") (result i32) (i32.const 2)))"#;
+const C: &str = r#"(module (func (export "gc.c") (result i32) (i32.const 3)))"#;
+
+/// The messages `cache`'s `onChange` callback receives: `(type, modules)`.
+type Seen = Rc<RefCell<Vec<(String, Vec<String>)>>>;
+
+fn record_changes(cache: &LinkCache) -> Seen {
+    let seen: Seen = Rc::new(RefCell::new(Vec::new()));
+    let sink = Rc::clone(&seen);
+    let callback = Closure::<dyn FnMut(JsValue)>::new(move |message: JsValue| {
+        let modules = Array::from(&prop(&message, "modules"))
+            .iter()
+            .filter_map(|m| m.as_string())
+            .collect();
+        sink.borrow_mut().push((
+            prop(&message, "type").as_string().unwrap_or_default(),
+            modules,
+        ));
+    });
+    let _ = cache.on_change(callback.into_js_value().unchecked_into());
+    seen
+}
+
+async fn gc(cache: &LinkCache, max_bytes: f64) -> (Vec<String>, f64, f64) {
+    let options = Object::new();
+    Reflect::set(&options, &"maxBytes".into(), &max_bytes.into()).unwrap();
+    let report = wait(cache.gc(options.into())).await.expect("gc");
+    let evicted = Array::from(&prop(&report, "evicted"))
+        .iter()
+        .map(|id| id.as_string().unwrap())
+        .collect();
+    (
+        evicted,
+        prop(&report, "freedBytes").as_f64().unwrap(),
+        prop(&report, "remainingBytes").as_f64().unwrap(),
+    )
+}
+
+async fn evicted_messages(seen: &Seen, count: usize) -> Vec<Vec<String>> {
+    let evicted = || -> Vec<Vec<String>> {
+        seen.borrow()
+            .iter()
+            .filter(|(kind, _)| kind == "evicted")
+            .map(|(_, modules)| modules.clone())
+            .collect()
+    };
+    for _ in 0..100 {
+        if evicted().len() >= count {
+            break;
+        }
+        sleep(10).await;
+    }
+    evicted()
+}
+
+#[wasm_bindgen_test]
+async fn gc_evicts_least_recently_used_modules_whole_and_tells_other_tabs() {
+    let db = unique("gc");
+    let a = open(&db).await;
+    let b = open(&db).await;
+    let seen = record_changes(&b);
+    // Committed (and so used) in the order a, b, c ...
+    let (ma, mb, mc) = (add(&a, A).await, add(&a, B).await, add(&a, C).await);
+    // ... then tab b uses a and c: b is the least recently used.
+    let fa = target(&b, "gc.a").await;
+    let fc = target(&b, "gc.c").await;
+
+    let modules = Array::from(&wait(a.modules()).await.unwrap());
+    assert_eq!(modules.length(), 3);
+    for module in modules.iter() {
+        assert!(
+            prop(&module, "usedAt").as_f64().is_some(),
+            "a use time is recorded"
+        );
+    }
+    let (evicted, freed, total) = gc(&a, f64::MAX).await;
+    assert!(evicted.is_empty() && freed == 0.0 && total > 0.0);
+
+    // One byte too many: the least recently used module goes, whole.
+    let (evicted, freed, remaining) = gc(&a, total - 1.0).await;
+    assert_eq!(evicted, [mb.to_string()]);
+    assert!(
+        freed > 0.0 && remaining == total - freed,
+        "{freed} {remaining} {total}"
+    );
+    assert_eq!(evicted_messages(&seen, 1).await, [vec![mb.to_string()]]);
+    let listed: Vec<String> = Array::from(&wait(a.modules()).await.unwrap())
+        .iter()
+        .map(|m| prop(&m, "id").as_string().unwrap())
+        .collect();
+    assert_eq!(listed, [ma.to_string(), mc.to_string()]);
+    let store = IdbStore::open(&db, Box::new(|| {})).await.unwrap();
+    assert!(
+        store.module_bytes(&mb).await.unwrap().is_err(),
+        "its bytes are gone"
+    );
+    // Its index entries went with it: a miss, not a broken module.
+    let report = wait(b.try_target("gc.b".into())).await.unwrap();
+    assert_eq!(
+        prop(&report, "missCause").as_string().as_deref(),
+        Some("unknown")
+    );
+    assert_eq!(prop(&b.stats(), "brokenSkipped").as_f64(), Some(0.0));
+    // Tab b had not loaded it: its bindings stay.
+    assert_eq!(
+        prop(&b.bindings(), "gc.a").as_string(),
+        Some(ma.to_string())
+    );
+
+    // Nothing may stay: a, then c, least recently used first. Tab b had them loaded,
+    // so it forgets its bindings; the functions it holds keep working.
+    let (evicted, _, remaining) = gc(&a, 0.0).await;
+    assert_eq!(evicted, [ma.to_string(), mc.to_string()]);
+    assert_eq!(remaining, 0.0);
+    assert_eq!(
+        evicted_messages(&seen, 2).await[1],
+        [ma.to_string(), mc.to_string()]
+    );
+    assert_eq!(
+        Object::keys(b.bindings().unchecked_ref::<Object>()).length(),
+        0,
+        "tab b forgot its bindings"
+    );
+    assert_eq!((call_i32(&fa), call_i32(&fc)), (1, 3));
+
+    // Refilled, the cache works again in both tabs.
+    add(&a, A).await;
+    assert_eq!(call_i32(&target(&b, "gc.a").await), 1);
+
+    let bad = wait(a.gc(Object::new().into())).await.unwrap_err();
+    assert!(bad.is_instance_of::<js_sys::TypeError>(), "{bad:?}");
+}
