@@ -252,7 +252,7 @@ pub fn analyze_with(wasm: &[u8], options: &AnalyzeOptions) -> Result<Manifest, A
                                 name: export.name.into(),
                             });
                         }
-                        scan.exports.push((export.name.into(), export.index));
+                        scan.exports.push((export.name, export.index));
                     }
                 }
             }
@@ -331,7 +331,7 @@ fn too_large(what: &str, limit: usize) -> AnalysisError {
 /// What one pass over the module collected, in wasm index spaces. Cache imports are
 /// numbered as dependency bits in import order (see `reach.rs`).
 #[derive(Default)]
-struct Scan {
+struct Scan<'a> {
     imports: Vec<Import>,
     /// (position in `imports`, function index) of every function import, whose
     /// signature is known once validation ends.
@@ -352,7 +352,8 @@ struct Scan {
     calls: Vec<(u32, u32)>,
     indirect_callers: Vec<u32>,
     indirect_targets: Vec<u32>,
-    exports: Vec<(String, u32)>,
+    /// Exported functions: (name, function index); names borrow the module's bytes.
+    exports: Vec<(&'a str, u32)>,
     start: Option<u32>,
     instantiation_globals: Vec<u32>,
     /// Scratch for what one body uses.
@@ -361,7 +362,7 @@ struct Scan {
     sealed: bool,
 }
 
-impl Scan {
+impl<'a> Scan<'a> {
     fn width(&self) -> usize {
         self.bit_names.len().div_ceil(64)
     }
@@ -633,13 +634,16 @@ impl Scan {
             .collect();
 
         let mut total_dependencies = 0usize;
-        let mut functions = Vec::with_capacity(self.exports.len());
+        // Manifest order: by name (export names are distinct; the validator checked).
+        let mut exports = core::mem::take(&mut self.exports);
+        exports.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut functions = Vec::with_capacity(exports.len());
         let mut signatures: BTreeMap<wasmparser::types::CoreTypeId, FuncSig> = BTreeMap::new();
         // The ranks reached by the previous export, and its set: functions of one
         // strongly connected component share their set, so they share the work.
         let mut ranks: Vec<u32> = Vec::new();
         let mut ranks_of: Option<&Bits> = None;
-        for (name, index) in core::mem::take(&mut self.exports) {
+        for (name, index) in exports {
             let reached = &reach[index as usize];
             let same = ranks_of.is_some_and(|previous| match (previous, reached) {
                 (Some(a), Some(b)) => alloc::rc::Rc::ptr_eq(a, b),
@@ -672,14 +676,14 @@ impl Scan {
                     .map(|&rank| String::from(ranked[rank as usize].0))
                     .collect()
             };
-            let (calls, globals) = match declared.get(&name) {
+            let (calls, globals) = match declared.get(name) {
                 None => (names(&ranks[..split]), names(&ranks[split..])),
                 Some(declaration) => {
                     let found = |ranks: &[u32]| -> BTreeSet<&str> {
                         ranks.iter().map(|&rank| ranked[rank as usize].0).collect()
                     };
                     check_declaration(
-                        &name,
+                        name,
                         declaration,
                         (&fn_names, &global_names),
                         &found(&ranks[..split]),
@@ -694,7 +698,7 @@ impl Scan {
                 None => {
                     let signature = func_sig(types, index).map_err(|reason| {
                         AnalysisError::UnsupportedType {
-                            function: name.clone(),
+                            function: name.into(),
                             reason,
                         }
                     })?;
@@ -703,14 +707,12 @@ impl Scan {
                 }
             };
             functions.push(Function {
-                name,
+                name: name.into(),
                 signature,
                 calls,
                 globals,
             });
         }
-        // Export names are distinct (the validator checked).
-        functions.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         for function in declared.keys() {
             if functions
                 .binary_search_by(|f| f.name.cmp(function))
