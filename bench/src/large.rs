@@ -1,6 +1,7 @@
 //! The large real-world modules: the `regex` crate compiled to wasm by the bench itself
-//! (bench/payload), and sql.js's `sql-wasm.wasm` fetched from the npm registry. Nothing
-//! built or fetched here is committed; both land under the target directory.
+//! (bench/payload), and sql.js's `sql-wasm.wasm` and esbuild-wasm's `esbuild.wasm`
+//! fetched from the npm registry. Nothing built or fetched here is committed; all land
+//! under the target directory.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,36 +62,69 @@ pub fn regex_payload(target_dir: &Path) -> Result<LargeModule> {
 /// Fetches sql.js 1.x with npm into `<target>/bench-npm` (once) and returns its
 /// `sql-wasm.wasm`.
 pub fn sqljs(target_dir: &Path) -> Result<LargeModule> {
-    let prefix = target_dir.join("bench-npm");
-    let wasm = prefix.join("node_modules/sql.js/dist/sql-wasm.wasm");
-    if !wasm.exists() {
-        std::fs::create_dir_all(&prefix)?;
-        let status = Command::new("npm")
-            .args(["install", "sql.js@1", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&prefix)
-            .status()
-            .context("running npm to fetch sql.js")?;
-        if !status.success() || !wasm.exists() {
-            bail!("`npm install sql.js@1` failed ({status})");
-        }
-    }
+    let wasm = npm_file(target_dir, "sql.js@1", "sql.js", "dist/sql-wasm.wasm")?;
     let bytes = std::fs::read(&wasm)?;
     let func = exported_functions(&bytes)?
         .into_iter()
         .next()
         .context("sql-wasm.wasm exports no function")?;
-    let name = match sqljs_version(target_dir) {
+    let name = match npm_version(target_dir, "sql.js") {
         Some(version) => format!("sql.js {version} sql-wasm.wasm"),
         None => "sql.js sql-wasm.wasm".into(),
     };
     Ok(LargeModule { name, wasm, func })
 }
 
-/// The version of the sql.js package fetched, for the report.
-fn sqljs_version(target_dir: &Path) -> Option<String> {
-    let text =
-        std::fs::read_to_string(target_dir.join("bench-npm/node_modules/sql.js/package.json"))
-            .ok()?;
+/// Fetches esbuild-wasm 0.28 with npm into `<target>/bench-npm` (once) and returns its
+/// `esbuild.wasm` (about 14 MB, compiled by Go for `GOOS=js`; its exports are the Go
+/// runtime's `run`, `resume` and `getsp`). The benchmarks only analyze and validate it.
+pub fn esbuild(target_dir: &Path) -> Result<LargeModule> {
+    let wasm = npm_file(
+        target_dir,
+        "esbuild-wasm@0.28",
+        "esbuild-wasm",
+        "esbuild.wasm",
+    )?;
+    let bytes = std::fs::read(&wasm)?;
+    let func = exported_functions(&bytes)?
+        .into_iter()
+        .next()
+        .context("esbuild.wasm exports no function")?;
+    let name = match npm_version(target_dir, "esbuild-wasm") {
+        Some(version) => format!("esbuild-wasm {version} esbuild.wasm (Go)"),
+        None => "esbuild-wasm esbuild.wasm (Go)".into(),
+    };
+    Ok(LargeModule { name, wasm, func })
+}
+
+/// `file` of the npm package `package`, installed as `spec` with npm into
+/// `<target>/bench-npm` when it is not there yet (from the npm registry only).
+fn npm_file(target_dir: &Path, spec: &str, package: &str, file: &str) -> Result<PathBuf> {
+    let prefix = target_dir.join("bench-npm");
+    let path = prefix.join("node_modules").join(package).join(file);
+    if !path.exists() {
+        std::fs::create_dir_all(&prefix)?;
+        let status = Command::new("npm")
+            .args(["install", spec, "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .status()
+            .with_context(|| format!("running npm to fetch {spec}"))?;
+        if !status.success() || !path.exists() {
+            bail!("`npm install {spec}` failed ({status}) or has no {file}");
+        }
+    }
+    Ok(path)
+}
+
+/// The version of an npm package fetched into `<target>/bench-npm`, for the report.
+fn npm_version(target_dir: &Path, package: &str) -> Option<String> {
+    let text = std::fs::read_to_string(
+        target_dir
+            .join("bench-npm/node_modules")
+            .join(package)
+            .join("package.json"),
+    )
+    .ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     json["version"].as_str().map(str::to_string)
 }

@@ -9,7 +9,9 @@
 //! (partial load against loading every module), `large` (a second process's load of a
 //! large module: linkcache against Module::new and wasmtime's own cache), `open`
 //! (Cache::open against cache size), `add` (add_module throughput, 8 processes at once),
-//! `browser` (headless Chromium: IndexedDB against compiling from memory). The report
+//! `embedders` (calls/s per store, a store per request), `analysis` (`analyze` against
+//! wasmparser's `validate_all` of the same bytes), `browser` (headless Chromium:
+//! IndexedDB against compiling from memory). The report
 //! goes to stdout and to `<target>/bench-report.md` (`--out DIR`: `DIR/bench-report.md`),
 //! its charts beside it in `bench-charts/` as SVG; a full run (no `--quick`, no `--only`,
 //! no `--out`) also copies the charts into `bench/charts/`, which BENCHMARKS.md embeds.
@@ -19,6 +21,7 @@
 //! Fresh-process measurements re-execute this binary with `--role NAME ...` (see
 //! [`roles`]); the child times itself and prints JSON.
 
+mod analysis;
 mod browser;
 mod charts;
 mod commit_path;
@@ -46,13 +49,14 @@ use crate::workload::{Params, Prepared};
 /// One section of the report: its tables.
 type Section = fn(&mut Bench) -> Result<Vec<Table>>;
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "target",
     "partial",
     "large",
     "open",
     "add",
     "embedders",
+    "analysis",
     "browser",
 ];
 
@@ -189,13 +193,14 @@ fn run(options: Options) -> Result<()> {
         fresh: None,
         charts: Vec::new(),
     };
-    let sections: [(&str, Section); 7] = [
+    let sections: [(&str, Section); 8] = [
         ("target", Bench::section_target),
         ("partial", Bench::section_partial),
         ("large", Bench::section_large),
         ("open", Bench::section_open),
         ("add", Bench::section_add),
         ("embedders", Bench::section_embedders),
+        ("analysis", Bench::section_analysis),
         ("browser", Bench::section_browser),
     ];
     let mut failed = Vec::new();
@@ -874,6 +879,34 @@ impl Bench {
             },
         });
         Ok(vec![table, commit_table])
+    }
+
+    fn section_analysis(&mut self) -> Result<Vec<Table>> {
+        let runs = self.options.runs(15);
+        let mut inputs: Vec<analysis::Input> = self
+            .large_modules()?
+            .into_iter()
+            .map(|(module, bytes)| analysis::Input {
+                name: module.name,
+                bytes,
+            })
+            .collect();
+        if !self.options.quick {
+            eprintln!("  fetching esbuild-wasm with npm");
+            let esbuild = large::esbuild(&self.target)?;
+            let bytes = std::fs::read(&esbuild.wasm)
+                .with_context(|| format!("reading {}", esbuild.wasm.display()))?;
+            inputs.push(analysis::Input {
+                name: esbuild.name,
+                bytes,
+            });
+        }
+        inputs.push(analysis::all_indirect(if self.options.quick {
+            1_000
+        } else {
+            10_000
+        }));
+        analysis::section(&inputs, runs)
     }
 
     fn section_browser(&mut self) -> Result<Vec<Table>> {

@@ -44,6 +44,11 @@ fn the_quick_benchmarks_run_and_write_their_tables_and_charts() {
 
     let report = std::fs::read_to_string(out_dir.path().join("bench-report.md"))
         .expect("the report is written");
+    assert!(
+        report.contains("### (7) Analysis against wasmparser's validation of the same bytes")
+            && report.contains("analyze ÷ validate"),
+        "the report has no analysis section:\n{report}"
+    );
     let charts = out_dir.path().join("bench-charts");
     let written: Vec<String> = std::fs::read_dir(&charts)
         .expect("the chart directory is written")

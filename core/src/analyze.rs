@@ -24,9 +24,9 @@ use alloc::vec::Vec;
 use alloc::{format, vec};
 
 use wasmparser::{
-    CompositeInnerType, ConstExpr, DataKind, ElementItems, ElementKind, ExternalKind,
-    FuncValidator, FuncValidatorAllocations, FunctionBody, Operator, OperatorsReader, Parser,
-    Payload, RefType, TypeRef, ValidPayload, Validator, ValidatorResources, WasmFeatures,
+    CompositeInnerType, ConstExpr, DataKind, ElementItems, ElementKind, ExternalKind, FrameKind,
+    FrameStack, FuncValidator, FuncValidatorAllocations, FunctionBody, Operator, Parser, Payload,
+    RefType, TypeRef, ValidPayload, Validator, ValidatorResources, WasmFeatures,
 };
 
 use crate::manifest::{FN_NAMESPACE, GLOBAL_NAMESPACE, GLOBALS_SECTION};
@@ -181,10 +181,13 @@ const REACH_BUDGET_WORDS: usize = 1 << 24;
 ///
 /// # Cost and limits
 /// One pass over the bytes validates and collects calls, table targets and global
-/// uses together; dependencies are then computed once per strongly connected
-/// component of the call graph (see `reach.rs`), so the work is linear in the
-/// module's size (times the number of cache imports / 64 for the dependency sets),
-/// with no recursion whose depth depends on the input. Beyond wasmparser's own
+/// uses together (each operator is decoded once, straight into wasmparser's
+/// validator, which the analysis listens in on), so analysis costs little more than
+/// `Validator::validate_all` of the same bytes (the benchmark's `analysis` section
+/// measures the two side by side). Dependencies are then computed once per strongly
+/// connected component of the call graph (see `reach.rs`), so the work is linear in
+/// the module's size (times the number of cache imports / 64 for the dependency
+/// sets), with no recursion whose depth depends on the input. Beyond wasmparser's own
 /// implementation limits (1,000,000 functions, imports, exports or globals; bodies of
 /// up to 7,654,321 bytes), a module is rejected with [`AnalysisError::TooLarge`] when
 /// it exceeds [`MAX_MODULE_BYTES`], [`MAX_CACHE_IMPORTS`], [`MAX_MANIFEST_DEPENDENCIES`]
@@ -249,7 +252,7 @@ pub fn analyze_with(wasm: &[u8], options: &AnalyzeOptions) -> Result<Manifest, A
                                 name: export.name.into(),
                             });
                         }
-                        scan.exports.push((export.name.into(), export.index));
+                        scan.exports.push((export.name, export.index));
                     }
                 }
             }
@@ -328,7 +331,7 @@ fn too_large(what: &str, limit: usize) -> AnalysisError {
 /// What one pass over the module collected, in wasm index spaces. Cache imports are
 /// numbered as dependency bits in import order (see `reach.rs`).
 #[derive(Default)]
-struct Scan {
+struct Scan<'a> {
     imports: Vec<Import>,
     /// (position in `imports`, function index) of every function import, whose
     /// signature is known once validation ends.
@@ -349,18 +352,17 @@ struct Scan {
     calls: Vec<(u32, u32)>,
     indirect_callers: Vec<u32>,
     indirect_targets: Vec<u32>,
-    exports: Vec<(String, u32)>,
+    /// Exported functions: (name, function index); names borrow the module's bytes.
+    exports: Vec<(&'a str, u32)>,
     start: Option<u32>,
     instantiation_globals: Vec<u32>,
-    /// Scratch for one body's global uses.
-    body_globals: Vec<u32>,
-    /// Scratch for one body's direct callees.
-    body_calls: Vec<u32>,
+    /// Scratch for what one body uses.
+    body: BodyUses,
     /// Whether the imported globals have their sets (the import section is over).
     sealed: bool,
 }
 
-impl Scan {
+impl<'a> Scan<'a> {
     fn width(&self) -> usize {
         self.bit_names.len().div_ceil(64)
     }
@@ -481,43 +483,30 @@ impl Scan {
         let mut reader = body.get_binary_reader();
         validator.read_locals(&mut reader)?;
         reader.set_features(features);
-        let mut ops = OperatorsReader::new(reader);
-        self.body_globals.clear();
-        self.body_calls.clear();
-        let mut indirect = false;
-        while !ops.eof() {
-            let (op, offset) = ops.read_with_offset()?;
-            validator.op(offset, &op)?;
-            match op {
-                Operator::Call { function_index } | Operator::ReturnCall { function_index } => {
-                    self.body_calls.push(function_index);
-                }
-                Operator::CallIndirect { .. }
-                | Operator::ReturnCallIndirect { .. }
-                | Operator::CallRef { .. }
-                | Operator::ReturnCallRef { .. } => indirect = true,
-                Operator::RefFunc { function_index } => {
-                    self.indirect_targets.push(function_index);
-                }
-                Operator::GlobalGet { global_index } | Operator::GlobalSet { global_index } => {
-                    self.body_globals.push(global_index);
-                }
-                _ => {}
-            }
+        self.body.clear();
+        while !reader.eof() {
+            let mut tap = Tap {
+                validator: validator.visitor(reader.original_position()),
+                uses: &mut self.body,
+            };
+            reader.visit_operator(&mut tap)??;
         }
-        ops.finish()?;
-        self.body_calls.sort_unstable();
-        self.body_calls.dedup();
-        for &callee in &self.body_calls {
+        reader.finish_expression(&validator.visitor(reader.original_position()))?;
+        let width = self.width();
+        let uses = &mut self.body;
+        self.indirect_targets.append(&mut uses.ref_funcs);
+        uses.calls.sort_unstable();
+        uses.calls.dedup();
+        for &callee in &uses.calls {
             self.calls.push((index, callee));
         }
-        if indirect {
+        if uses.indirect {
             self.indirect_callers.push(index);
         }
-        self.body_globals.sort_unstable();
-        self.body_globals.dedup();
-        let mut union = Union::new(self.width());
-        for &global in &self.body_globals {
+        uses.globals.sort_unstable();
+        uses.globals.dedup();
+        let mut union = Union::new(width);
+        for &global in &uses.globals {
             if let Some(behind) = self.global_behind.get(global as usize) {
                 union.set(behind);
             }
@@ -616,66 +605,114 @@ impl Scan {
         }
         let at_instantiation = at_instantiation.finish(&mut budget).map_err(over_budget)?;
 
-        let fn_names: BTreeSet<&str> = self
-            .bit_names
+        // Dependency names in manifest order: each bit's rank among the distinct
+        // (kind, name) pairs, func_names first (a name imported twice has two bits and
+        // one rank).
+        let mut by_name: Vec<u32> = (0..self.bit_names.len() as u32).collect();
+        by_name.sort_unstable_by(|&a, &b| {
+            let (a, b) = (&self.bit_names[a as usize], &self.bit_names[b as usize]);
+            (a.1, &a.0).cmp(&(b.1, &b.0))
+        });
+        let mut rank_of = vec![0u32; self.bit_names.len()];
+        let mut ranked: Vec<(&str, bool)> = Vec::new();
+        for bit in by_name {
+            let (name, is_global) = &self.bit_names[bit as usize];
+            if ranked.last() != Some(&(name.as_str(), *is_global)) {
+                ranked.push((name.as_str(), *is_global));
+            }
+            rank_of[bit as usize] = ranked.len() as u32 - 1;
+        }
+        let fn_names: BTreeSet<&str> = ranked
             .iter()
             .filter(|(_, global)| !global)
-            .map(|(name, _)| name.as_str())
+            .map(|(name, _)| *name)
             .collect();
-        let global_names: BTreeSet<&str> = self
-            .bit_names
+        let global_names: BTreeSet<&str> = ranked
             .iter()
             .filter(|(_, global)| *global)
-            .map(|(name, _)| name.as_str())
+            .map(|(name, _)| *name)
             .collect();
+
         let mut total_dependencies = 0usize;
-        let mut functions = Vec::with_capacity(self.exports.len());
-        for (name, index) in &self.exports {
-            let mut calls = BTreeSet::new();
-            let mut globals = BTreeSet::new();
-            let reached = &reach[*index as usize];
-            for bit in reach::ones(reached).chain(reach::ones(&at_instantiation)) {
-                let (dependency, is_global) = &self.bit_names[bit as usize];
-                if *is_global {
-                    globals.insert(dependency.as_str());
-                } else {
-                    calls.insert(dependency.as_str());
-                }
+        // Manifest order: by name (export names are distinct; the validator checked).
+        let mut exports = core::mem::take(&mut self.exports);
+        exports.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut functions = Vec::with_capacity(exports.len());
+        let mut signatures: BTreeMap<wasmparser::types::CoreTypeId, FuncSig> = BTreeMap::new();
+        // The ranks reached by the previous export, and its set: functions of one
+        // strongly connected component share their set, so they share the work.
+        let mut ranks: Vec<u32> = Vec::new();
+        let mut ranks_of: Option<&Bits> = None;
+        for (name, index) in exports {
+            let reached = &reach[index as usize];
+            let same = ranks_of.is_some_and(|previous| match (previous, reached) {
+                (Some(a), Some(b)) => alloc::rc::Rc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            });
+            if !same {
+                ranks.clear();
+                ranks.extend(
+                    reach::ones(reached)
+                        .chain(reach::ones(&at_instantiation))
+                        .map(|bit| rank_of[bit as usize]),
+                );
+                ranks.sort_unstable();
+                ranks.dedup();
+                ranks_of = Some(reached);
             }
-            total_dependencies += calls.len() + globals.len();
+            total_dependencies += ranks.len();
             if total_dependencies > MAX_MANIFEST_DEPENDENCIES {
                 return Err(too_large(
                     "dependencies listed in the manifest",
                     MAX_MANIFEST_DEPENDENCIES,
                 ));
             }
+            // Ranks put func_names before globals, each sorted.
+            let split = ranks.partition_point(|&rank| !ranked[rank as usize].1);
+            let names = |ranks: &[u32]| -> Vec<String> {
+                ranks
+                    .iter()
+                    .map(|&rank| String::from(ranked[rank as usize].0))
+                    .collect()
+            };
             let (calls, globals) = match declared.get(name) {
-                None => (
-                    calls.into_iter().map(String::from).collect(),
-                    globals.into_iter().map(String::from).collect(),
-                ),
-                Some(declaration) => check_declaration(
-                    name,
-                    declaration,
-                    (&fn_names, &global_names),
-                    &calls,
-                    &globals,
-                )?,
+                None => (names(&ranks[..split]), names(&ranks[split..])),
+                Some(declaration) => {
+                    let found = |ranks: &[u32]| -> BTreeSet<&str> {
+                        ranks.iter().map(|&rank| ranked[rank as usize].0).collect()
+                    };
+                    check_declaration(
+                        name,
+                        declaration,
+                        (&fn_names, &global_names),
+                        &found(&ranks[..split]),
+                        &found(&ranks[split..]),
+                    )?
+                }
             };
             // Exports of one function under two names are two func_names.
-            let signature =
-                func_sig(types, *index).map_err(|reason| AnalysisError::UnsupportedType {
-                    function: name.clone(),
-                    reason,
-                })?;
+            let ty = types.core_function_at(index);
+            let signature = match signatures.get(&ty) {
+                Some(signature) => signature.clone(),
+                None => {
+                    let signature = func_sig(types, index).map_err(|reason| {
+                        AnalysisError::UnsupportedType {
+                            function: name.into(),
+                            reason,
+                        }
+                    })?;
+                    signatures.insert(ty, signature.clone());
+                    signature
+                }
+            };
             functions.push(Function {
-                name: name.clone(),
+                name: name.into(),
                 signature,
                 calls,
                 globals,
             });
         }
-        functions.sort_by(|a, b| a.name.cmp(&b.name));
         for function in declared.keys() {
             if functions
                 .binary_search_by(|f| f.name.cmp(function))
@@ -727,6 +764,126 @@ impl Scan {
         };
         debug_assert_eq!(manifest.check(), Ok(()));
         Ok(manifest)
+    }
+}
+
+/// What one function body uses, as the analysis needs it.
+#[derive(Default)]
+struct BodyUses {
+    /// Direct callees (`call`, `return_call`).
+    calls: Vec<u32>,
+    /// Globals read or written.
+    globals: Vec<u32>,
+    /// Functions named by `ref.func`.
+    ref_funcs: Vec<u32>,
+    /// Whether it calls through a table or a reference.
+    indirect: bool,
+}
+
+/// One operator the analysis cares about.
+enum Use {
+    Call(u32),
+    Indirect,
+    RefFunc(u32),
+    Global(u32),
+}
+
+/// The [`Use`] of an operator, from its name and arguments as wasmparser's
+/// `for_each_visit_operator!` spells them; `None` for every other operator.
+macro_rules! use_of {
+    (Call { $function:ident }) => {
+        Some(Use::Call($function))
+    };
+    (ReturnCall { $function:ident }) => {
+        Some(Use::Call($function))
+    };
+    (CallIndirect { $($arg:ident),* }) => {
+        Some(Use::Indirect)
+    };
+    (ReturnCallIndirect { $($arg:ident),* }) => {
+        Some(Use::Indirect)
+    };
+    (CallRef { $($arg:ident),* }) => {
+        Some(Use::Indirect)
+    };
+    (ReturnCallRef { $($arg:ident),* }) => {
+        Some(Use::Indirect)
+    };
+    (RefFunc { $function:ident }) => {
+        Some(Use::RefFunc($function))
+    };
+    (GlobalGet { $global:ident }) => {
+        Some(Use::Global($global))
+    };
+    (GlobalSet { $global:ident }) => {
+        Some(Use::Global($global))
+    };
+    ($($other:tt)*) => {
+        None
+    };
+}
+
+/// Every `visit_*` method: note the operator's use, then let the validator check it.
+macro_rules! tap_visit {
+    ($(@$proposal:ident $op:ident $({ $($arg:ident: $argty:ty),* })? => $visit:ident ($($ann:tt)*))*) => {
+        $(
+            #[inline]
+            fn $visit(&mut self $($(,$arg: $argty)*)?) -> Self::Output {
+                if let Some(used) = use_of!($op $({ $($arg),* })?) {
+                    self.uses.note(used);
+                }
+                self.validator.$visit($($($arg),*)?)
+            }
+        )*
+    };
+}
+
+impl BodyUses {
+    fn clear(&mut self) {
+        self.calls.clear();
+        self.globals.clear();
+        self.ref_funcs.clear();
+        self.indirect = false;
+    }
+
+    fn note(&mut self, used: Use) {
+        match used {
+            Use::Call(function) => self.calls.push(function),
+            Use::Indirect => self.indirect = true,
+            Use::RefFunc(function) => self.ref_funcs.push(function),
+            Use::Global(global) => self.globals.push(global),
+        }
+    }
+}
+
+/// wasmparser's operator validator with the analysis listening in: the body's
+/// operators are decoded once, straight into the validator's visitor (as
+/// `FuncValidator::validate` does), instead of into [`Operator`] values that are then
+/// matched twice. SIMD operators go to the validator untouched (none calls or names
+/// a function or a global).
+struct Tap<'u, V> {
+    validator: V,
+    uses: &'u mut BodyUses,
+}
+
+impl<'a, V> wasmparser::VisitOperator<'a> for Tap<'_, V>
+where
+    V: wasmparser::VisitOperator<'a, Output = wasmparser::Result<()>>,
+{
+    type Output = wasmparser::Result<()>;
+
+    fn simd_visitor(
+        &mut self,
+    ) -> Option<&mut dyn wasmparser::VisitSimdOperator<'a, Output = Self::Output>> {
+        self.validator.simd_visitor()
+    }
+
+    wasmparser::for_each_visit_operator!(tap_visit);
+}
+
+impl<V: FrameStack> FrameStack for Tap<'_, V> {
+    fn current_frame(&self) -> Option<FrameKind> {
+        self.validator.current_frame()
     }
 }
 

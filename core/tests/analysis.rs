@@ -97,6 +97,38 @@ fn call_indirect_reaches_everything_a_table_or_ref_func_names() {
 }
 
 #[test]
+fn simd_bodies_are_validated_and_their_calls_found() {
+    let m = analyze(&wat(r#"(module
+          (import "linkcache:fn" "lib.a" (func $a (param i32) (result i32)))
+          (func (export "m.simd") (param i32) (result i32)
+            (call $a (i32x4.extract_lane 1
+              (i32x4.add (v128.const i32x4 1 2 3 4) (i32x4.splat (local.get 0)))))))"#))
+    .unwrap();
+    assert_eq!(calls(&m, "m.simd"), ["lib.a"]);
+    // A SIMD operator on the wrong operand is caught by the same pass.
+    let err = analyze(&wat(r#"(module
+          (func (export "m.bad") (result v128)
+            (i32x4.add (v128.const i32x4 1 2 3 4) (f32x4.splat (i32.const 1)))))"#))
+    .unwrap_err();
+    assert!(matches!(err, AnalysisError::Invalid { .. }), "{err}");
+}
+
+#[test]
+fn call_ref_reaches_everything_ref_func_names() {
+    let m = analyze(&wat(r#"(module
+          (import "linkcache:fn" "lib.by_ref" (func $r (result i32)))
+          (type $ret (func (result i32)))
+          (elem declare func $r)
+          (func (export "m.call_ref") (result i32) (call_ref $ret (ref.func $r)))
+          (func (export "m.tail") (result i32) (return_call_ref $ret (ref.func $r)))
+          (func (export "m.none") (result i32) (i32.const 0)))"#))
+    .unwrap();
+    assert_eq!(calls(&m, "m.call_ref"), ["lib.by_ref"]);
+    assert_eq!(calls(&m, "m.tail"), ["lib.by_ref"]);
+    assert!(calls(&m, "m.none").is_empty());
+}
+
+#[test]
 fn the_start_function_counts_for_every_function() {
     let m = analyze(&wat(r#"(module
           (import "linkcache:fn" "lib.init" (func $init))

@@ -2,6 +2,9 @@
 //! manifest record round trip: no panic, and the dependencies the analysis finds equal
 //! those of a naive search (one walk per export) written independently here.
 
+// proptest and wasm-smith are native-only dev-dependencies (they need an OS).
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use arbitrary::Unstructured;

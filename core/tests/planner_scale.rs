@@ -4,121 +4,26 @@
 //! Modules here are manifests without bytes (the planner reads only manifests), so a
 //! 100,000-module chain costs no wasm parsing.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+// proptest and wasm-smith are native-only dev-dependencies (they need an OS).
+#![cfg(not(target_arch = "wasm32"))]
 
-use linkcache_core::{
-    Candidate, FN_NAMESPACE, FuncSig, Function, Import, ImportKind, Linkage, Manifest, Miss,
-    ModuleId, Need, Planner, Progress, ValType,
-};
+#[path = "common/chains.rs"]
+mod chains;
 
-fn sig() -> FuncSig {
-    FuncSig::new([ValType::I64], [ValType::I64])
-}
+use std::collections::BTreeSet;
 
-/// A manifest defining `func` that calls `calls`; `salt` tells duplicates apart.
-fn manifest(func: &str, calls: &[String], salt: u32) -> Manifest {
-    Manifest {
-        module: ModuleId::of(format!("{func}/{salt}").as_bytes()),
-        byte_len: 1,
-        functions: vec![Function {
-            name: func.into(),
-            signature: sig(),
-            calls: calls.to_vec(),
-            globals: vec![],
-        }],
-        imports: calls
-            .iter()
-            .map(|c| Import {
-                namespace: FN_NAMESPACE.into(),
-                name: c.clone(),
-                kind: ImportKind::Func(sig()),
-            })
-            .collect(),
-        globals: vec![],
-    }
-}
-
-#[derive(Default)]
-struct Manifests {
-    by_id: BTreeMap<ModuleId, Arc<Manifest>>,
-    index: BTreeMap<String, Vec<Candidate>>,
-}
-
-impl Manifests {
-    fn add(&mut self, manifest: Manifest) {
-        let at = self.by_id.len() as u64;
-        for f in &manifest.functions {
-            self.index
-                .entry(f.name.clone())
-                .or_default()
-                .push(Candidate {
-                    module: manifest.module,
-                    committed_at: at,
-                });
-        }
-        self.by_id.insert(manifest.module, Arc::new(manifest));
-    }
-
-    /// Drives a planner to the end, answering every need; returns the outcome, the
-    /// number of `next` rounds and the steps summed over them.
-    fn plan(&self, target: &str) -> (Result<usize, Miss>, usize, u64) {
-        let linkage = Linkage::new();
-        let mut planner = Planner::new(target);
-        let mut steps = 0;
-        for round in 1.. {
-            let (progress, taken) = planner.next_counting_steps(&linkage);
-            steps += taken;
-            match progress {
-                Progress::Ready(plan) => return (Ok(plan.modules.len()), round, steps),
-                Progress::Miss(miss) => return (Err(miss), round, steps),
-                Progress::Need(Need::Candidates(_) | Need::Manifest(_)) => {
-                    // Answer everything at once, as the hosts' closure answering does.
-                    for (func, list) in &self.index {
-                        planner.answer_candidates(func, list.clone());
-                    }
-                    planner.answer_candidates("leaf.missing", vec![]);
-                    for (id, m) in &self.by_id {
-                        planner.answer_manifest(*id, Ok(Arc::clone(m)));
-                    }
-                }
-                Progress::Need(Need::Globals(_)) => unreachable!("no globals here"),
-            }
-        }
-        unreachable!()
-    }
-}
-
-fn level(i: usize) -> String {
-    format!("chain.{i}")
-}
-
-/// `levels` func_names where level i calls level i + 1, `duplicates` modules defining
-/// each, and the last level calling `leaf.missing`, which nobody defines.
-fn duplicated_chain(levels: usize, duplicates: u32, leaf: Option<&str>) -> Manifests {
-    let mut store = Manifests::default();
-    for i in 0..levels {
-        let calls = if i + 1 < levels {
-            vec![level(i + 1)]
-        } else {
-            leaf.map(String::from).into_iter().collect()
-        };
-        for salt in 0..duplicates {
-            store.add(manifest(&level(i), &calls, salt));
-        }
-    }
-    store
-}
+use chains::{MISSING_LEAF, Manifests, duplicated_chain, level, manifest};
+use linkcache_core::Miss;
 
 #[test]
 fn a_24_level_chain_of_duplicates_with_a_missing_leaf_misses_in_linear_steps() {
-    let store = duplicated_chain(24, 2, Some("leaf.missing"));
+    let store = duplicated_chain(24, 2, Some(MISSING_LEAF));
     let (outcome, rounds, steps) = store.plan(&level(0));
     assert_eq!(
         outcome,
         Err(Miss::MissingDependency {
             function: level(23),
-            dependency: "leaf.missing".into()
+            dependency: MISSING_LEAF.into()
         })
     );
     assert_eq!(rounds, 2, "one round to ask, one to decide");
@@ -129,7 +34,7 @@ fn a_24_level_chain_of_duplicates_with_a_missing_leaf_misses_in_linear_steps() {
 #[test]
 fn planner_steps_grow_linearly_with_a_duplicated_chain_with_a_missing_leaf() {
     let steps = |levels| {
-        duplicated_chain(levels, 3, Some("leaf.missing"))
+        duplicated_chain(levels, 3, Some(MISSING_LEAF))
             .plan(&level(0))
             .2
     };
@@ -161,7 +66,7 @@ fn a_chain_of_100_000_modules_plans_without_overflowing_the_stack() {
 #[test]
 fn a_chain_of_100_000_modules_with_a_missing_leaf_misses_without_overflowing_the_stack() {
     let levels = 100_000;
-    let store = duplicated_chain(levels, 1, Some("leaf.missing"));
+    let store = duplicated_chain(levels, 1, Some(MISSING_LEAF));
     let (outcome, _, _) = std::thread::Builder::new()
         .stack_size(256 << 10)
         .spawn(move || store.plan(&level(0)))
@@ -172,7 +77,7 @@ fn a_chain_of_100_000_modules_with_a_missing_leaf_misses_without_overflowing_the
         outcome,
         Err(Miss::MissingDependency {
             function: level(levels - 1),
-            dependency: "leaf.missing".into()
+            dependency: MISSING_LEAF.into()
         })
     );
 }

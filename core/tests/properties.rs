@@ -10,6 +10,9 @@
 //! - a second plan reuses the first plan's bindings;
 //! - the plan is the same whatever order the store lists candidates in.
 
+// proptest and wasm-smith are native-only dev-dependencies (they need an OS).
+#![cfg(not(target_arch = "wasm32"))]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -3,10 +3,11 @@
 //! - `demo`: the native demo (a cache in the default directory, cold then warm), then
 //!   the web demo page served on localhost until Ctrl-C (`--no-serve` stops before).
 //! - `test`: every check CI runs: formatting, clippy, native tests (the benchmarks'
-//!   quick smoke run among them), the core on wasm32, browser tests in headless
-//!   Chromium (`wasm-pack test --headless --chrome host-web`, as the package's users
-//!   run them), the release npm package (through wasm-opt, within its size budget) and
-//!   the end-to-end page tests on it (`--skip-browser` skips the browser steps).
+//!   quick smoke run among them), the core's wasm32 tests in Node, browser tests in
+//!   headless Chromium (`wasm-pack test --headless --chrome host-web`, as the package's
+//!   users run them), the release npm package (through wasm-opt, within its size
+//!   budget) and the end-to-end page tests on it (`--skip-browser` skips the browser
+//!   steps).
 //! - `web-pkg`: builds the npm package of `linkcache-web` into `host-web/pkg` (or
 //!   `--out-dir`); `--release` is the package that ships: size-tuned, through wasm-opt.
 //! - `bench`: the benchmark suite (`--quick` for small sizes).
@@ -47,7 +48,7 @@ enum Task {
         #[arg(long)]
         reset: bool,
     },
-    /// Run every check: fmt, clippy, native tests, wasm32 build, browser and page tests.
+    /// Run every check: fmt, clippy, native tests, core tests on wasm32, browser and page tests.
     Test {
         /// Skip the browser steps (browser tests, npm package, page tests) for a fast local run.
         #[arg(long)]
@@ -147,15 +148,24 @@ fn test(skip_browser: bool) -> Outcome {
         ]),
     )?;
     step("native tests", &mut cargo(&["test", "--workspace"]))?;
+    // The core builds for wasm32, and its planner keeps to wasm32's small fixed stack
+    // (a 100,000-long chain): tests/planner_wasm32.rs in Node, not a browser.
+    ensure_wasm_bindgen_cli()?;
     step(
-        "linkcache-core on wasm32",
-        &mut cargo(&[
-            "build",
+        "linkcache-core on wasm32 (tests in Node)",
+        cargo(&[
+            "test",
             "-p",
             "linkcache-core",
             "--target",
             "wasm32-unknown-unknown",
-        ]),
+            "--test",
+            "planner_wasm32",
+        ])
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        ),
     )?;
     // The benchmarks' quick smoke run is bench/tests/smoke.rs, part of the native tests
     // (so that it shares their build instead of rebuilding wasmtime with other features).
