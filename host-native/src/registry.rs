@@ -24,6 +24,10 @@ use wasmtime::Module;
 
 /// Compiled modules, manifests and fresh plans of one process. See the module docs.
 pub(crate) struct Registry {
+    /// At most `capacity` entries in each LRU; the maps grow with use instead of
+    /// allocating room for `capacity` up front (a fresh process that loads one module
+    /// should not pay page faults for 4,096).
+    capacity: usize,
     modules: Mutex<LruCache<ModuleId, Arc<Mutex<Option<Module>>>>>,
     manifests: Mutex<LruCache<ModuleId, Arc<Manifest>>>,
     fresh_plans: Mutex<HashMap<PlanKey, Arc<LoadPlan>>>,
@@ -44,8 +48,9 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Registry {
     pub(crate) fn new(capacity: NonZeroUsize) -> Registry {
         Registry {
-            modules: Mutex::new(LruCache::new(capacity)),
-            manifests: Mutex::new(LruCache::new(capacity)),
+            capacity: capacity.get(),
+            modules: Mutex::new(LruCache::unbounded()),
+            manifests: Mutex::new(LruCache::unbounded()),
             fresh_plans: Mutex::new(HashMap::new()),
         }
     }
@@ -61,7 +66,11 @@ impl Registry {
     ) -> Result<(Module, bool), String> {
         let slot = {
             let mut modules = lock(&self.modules);
-            Arc::clone(modules.get_or_insert(*id, || Arc::new(Mutex::new(None))))
+            let slot = Arc::clone(modules.get_or_insert(*id, || Arc::new(Mutex::new(None))));
+            while modules.len() > self.capacity {
+                modules.pop_lru();
+            }
+            slot
         };
         let mut slot = lock(&slot);
         if let Some(module) = slot.as_ref() {
@@ -88,7 +97,11 @@ impl Registry {
     }
 
     pub(crate) fn remember_manifest(&self, manifest: Arc<Manifest>) {
-        lock(&self.manifests).put(manifest.module, manifest);
+        let mut manifests = lock(&self.manifests);
+        manifests.put(manifest.module, manifest);
+        while manifests.len() > self.capacity {
+            manifests.pop_lru();
+        }
     }
 
     pub(crate) fn fresh_plan(

@@ -170,6 +170,37 @@ fn a_thousand_short_lived_stores_reuse_the_modules_compiled_once_in_the_process(
 }
 
 #[test]
+fn the_process_keeps_at_most_modules_in_memory_compiled_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::builder(dir.path())
+        .modules_in_memory(2)
+        .open()
+        .unwrap();
+    for n in 0..5 {
+        cache
+            .add_module(&wasm(&format!(
+                r#"(module (func (export "bound.f{n}") (result i64) (i64.const {n})))"#
+            )))
+            .unwrap();
+    }
+    let linker = Arc::new(Linker::new(cache.engine()));
+    for round in 0..2 {
+        for n in 0..5i64 {
+            let mut store = request_store(&cache, &linker);
+            let f = cache
+                .get_typed_func::<(), i64, _>(&mut store, &format!("bound.f{n}"))
+                .unwrap();
+            assert_eq!(f.call(&mut store, ()).unwrap(), n, "round {round}");
+            assert!(cache.stats().modules_in_memory <= 2);
+        }
+    }
+    let stats = cache.stats();
+    assert_eq!(stats.modules_in_memory, 2);
+    // Five modules, each dropped before its turn comes again: loaded ten times.
+    assert_eq!(stats.modules_compiled + stats.artifacts_deserialized, 10);
+}
+
+#[test]
 fn host_functions_read_the_embedders_own_state_through_caller() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
