@@ -18,7 +18,7 @@ use wasmtime::{
 use wasmtime::{Result, bail};
 
 use crate::large::ImportStubs;
-use crate::workload::{self, Params};
+use crate::workload::Params;
 
 fn ms_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
@@ -136,7 +136,7 @@ fn load_all(root: &Path, func: &str, arg: i32, expected: i64) -> Result<Json> {
 
     let t = Instant::now();
     let dir = DirStore::open(root)?;
-    let key = workload::engine_key(root)?;
+    let key = linkcache_native::engine_key(&engine);
     let ids = dir.modules()?;
     let list_ms = ms_since(t);
 
@@ -332,7 +332,7 @@ fn phases(root: &Path, func: &str) -> Result<Json> {
     .map_err(|miss| wasmtime::format_err!("{miss}"))?;
     let plan_cpu_ms = ms_since(t);
 
-    let key = workload::engine_key(root)?;
+    let key = linkcache_native::engine_key(&engine);
     let t = Instant::now();
     let mut files = Vec::new();
     for planned in &plan.modules {
@@ -576,7 +576,8 @@ pub fn race_adders(dir: &Path, n: usize, count: usize, shared: usize) -> Result<
 /// Where a large module's cached artifact is, for the reference measurement.
 pub fn artifact_of(dir: &Path, wasm: &[u8]) -> Result<PathBuf> {
     let store = DirStore::open(dir)?;
-    let key = workload::engine_key(dir)?;
+    // Artifacts of the bench's engine: the default configuration.
+    let key = linkcache_native::engine_key(&Engine::new(&Config::new())?);
     match store.artifact(&key, &ModuleId::of(wasm))? {
         ArtifactLookup::Found { path, .. } => Ok(path),
         other => bail!("no artifact for the large module: {other:?}"),

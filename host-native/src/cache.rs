@@ -218,9 +218,11 @@ impl CacheBuilder {
     }
 }
 
-/// The directory artifacts of `engine` live in: the wasmtime version and a hash of
-/// everything that makes precompiled code compatible.
-fn engine_key(engine: &Engine) -> String {
+/// The directory under `artifacts/` that holds the precompiled code of `engine`: the
+/// wasmtime version and a hash of everything that makes precompiled code compatible
+/// (engines with the same key load each other's artifacts). This is the key
+/// [`DirStore::artifact`] and [`DirStore::store_artifact`] take.
+pub fn engine_key(engine: &Engine) -> String {
     use std::hash::{Hash, Hasher};
     struct Blake3Hasher(blake3::Hasher);
     impl Hasher for Blake3Hasher {

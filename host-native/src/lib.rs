@@ -150,7 +150,9 @@ mod simple;
 mod stats;
 pub mod store_linkage;
 
-pub use cache::{Cache, CacheBuilder, DEFAULT_MODULES_IN_MEMORY, GlobalResolverFn, default_dir};
+pub use cache::{
+    Cache, CacheBuilder, DEFAULT_MODULES_IN_MEMORY, GlobalResolverFn, default_dir, engine_key,
+};
 pub use dir::{
     Access, ArtifactLookup, CommitReport, DirStore, GcOptions, GcReport, Problem, Trust,
 };
