@@ -850,9 +850,9 @@ impl Bench {
             "Each writer is a process adding new modules ({} functions each); with {writers} \
              writers, each adds {per_process} of its own plus the same {shared} shared ones \
              (racing on the same files). Modules are generated before the start signal; \
-             `verify` finds no problem afterwards. Every commit writes the bytes, the \
-             manifest and one index entry per function, each through a temporary file, \
-             fsync and rename.",
+             `verify` finds no problem afterwards. Every commit stages the bytes, the \
+             manifest and one index entry per function as temporary files and makes them \
+             durable with two `syncfs` calls (see (4c)).",
             Params::sized(1).funcs
         ));
         let t = Instant::now();
