@@ -400,3 +400,39 @@ fn add_tells_text_from_binary_by_content_and_places_text_errors() {
         stdout(&out)
     );
 }
+
+#[test]
+fn add_commits_many_files_in_batches_and_reports_each_bad_one() {
+    let cache = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let mut args = vec!["add".to_string()];
+    // More files than one batch holds, with two bad ones among them.
+    for n in 0..300 {
+        let path = files.path().join(format!("m{n}.wat"));
+        fs::write(
+            &path,
+            format!(r#"(module (func (export "many.f{n}") (result i32) (i32.const {n})))"#),
+        )
+        .unwrap();
+        args.push(path.to_str().unwrap().to_string());
+    }
+    for bad in ["bad1.wasm", "bad2.wasm"] {
+        let path = files.path().join(bad);
+        fs::write(&path, b"\0asm\x01\0\0\0\x7f").unwrap();
+        args.insert(150, path.to_str().unwrap().to_string());
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = linkcache(cache.path(), &refs);
+    assert_eq!(out.status.code(), Some(1), "two files are bad");
+    let errors = stderr(&out);
+    assert_eq!(errors.matches("error: ").count(), 2, "{errors}");
+    assert!(
+        errors.contains("bad1.wasm") && errors.contains("bad2.wasm"),
+        "{errors}"
+    );
+    assert_eq!(stdout(&out).matches(".wat\n").count(), 300);
+    let call = linkcache(cache.path(), &["call", "many.f299"]);
+    assert_eq!(stdout(&call).trim(), "299", "{}", stderr(&call));
+    let verify = linkcache(cache.path(), &["verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+}

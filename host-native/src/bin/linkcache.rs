@@ -190,6 +190,9 @@ fn store(dir: &Path) -> Result<DirStore, Failure> {
     Ok(DirStore::open(dir)?)
 }
 
+/// Modules `linkcache add` commits together.
+const ADD_BATCH: usize = 256;
+
 fn add(dir: &Path, files: &[PathBuf]) -> Result<ExitCode, Failure> {
     let cache = Cache::open(dir)?;
     if let Access::ReadOnly(reason) = cache.dir().access() {
@@ -204,28 +207,58 @@ fn add(dir: &Path, files: &[PathBuf]) -> Result<ExitCode, Failure> {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     let mut failed = 0;
+    // Files that read and analyze cleanly are committed in batches: one batch costs the
+    // syncs of one commit (`Cache::add_modules`), whatever its number of modules.
+    let mut batch: Vec<(&PathBuf, Vec<u8>)> = Vec::new();
+    let mut commit = |batch: &mut Vec<(&PathBuf, Vec<u8>)>, failed: &mut usize| {
+        let modules: Vec<&[u8]> = batch.iter().map(|(_, bytes)| bytes.as_slice()).collect();
+        match cache.add_modules(&modules) {
+            Ok(ids) => {
+                for ((file, _), id) in batch.iter().zip(ids) {
+                    bar.suspend(|| {
+                        println!("{id} {}", file.display());
+                        if let Ok(Ok(manifest)) = cache.dir().manifest(&id) {
+                            for function in &manifest.functions {
+                                println!("  {} {}", function.name, function.signature);
+                            }
+                        }
+                    });
+                }
+            }
+            Err(e) => {
+                *failed += batch.len();
+                for (file, _) in batch.iter() {
+                    bar.suspend(|| eprintln!("error: {}: {e}", file.display()));
+                }
+            }
+        }
+        bar.inc(batch.len() as u64);
+        batch.clear();
+    };
     for file in files {
-        bar.inc(1);
-        let result = std::fs::read(file)
+        let checked = std::fs::read(file)
             .map_err(|e| e.to_string())
             .and_then(|bytes| module_bytes(file, bytes))
-            .and_then(|bytes| cache.add_module(&bytes).map_err(|e| e.to_string()));
-        match result {
-            Ok(id) => {
-                bar.suspend(|| {
-                    println!("{id} {}", file.display());
-                    if let Ok(Ok(manifest)) = cache.dir().manifest(&id) {
-                        for function in &manifest.functions {
-                            println!("  {} {}", function.name, function.signature);
-                        }
-                    }
-                });
+            .and_then(|bytes| match linkcache_native::core::analyze(&bytes) {
+                Ok(_) => Ok(bytes),
+                Err(e) => Err(Error::InvalidModule(e).to_string()),
+            });
+        match checked {
+            Ok(bytes) => {
+                batch.push((file, bytes));
+                if batch.len() == ADD_BATCH {
+                    commit(&mut batch, &mut failed);
+                }
             }
             Err(e) => {
                 failed += 1;
+                bar.inc(1);
                 bar.suspend(|| eprintln!("error: {}: {e}", file.display()));
             }
         }
+    }
+    if !batch.is_empty() {
+        commit(&mut batch, &mut failed);
     }
     bar.finish_and_clear();
     Ok(if failed == 0 {
