@@ -210,7 +210,7 @@ fn add(dir: &Path, files: &[PathBuf]) -> Result<ExitCode, Failure> {
     // Files that read and analyze cleanly are committed in batches: one batch costs the
     // syncs of one commit (`Cache::add_modules`), whatever its number of modules.
     let mut batch: Vec<(&PathBuf, Vec<u8>)> = Vec::new();
-    let mut commit = |batch: &mut Vec<(&PathBuf, Vec<u8>)>, failed: &mut usize| {
+    let commit = |batch: &mut Vec<(&PathBuf, Vec<u8>)>, failed: &mut usize| {
         let modules: Vec<&[u8]> = batch.iter().map(|(_, bytes)| bytes.as_slice()).collect();
         match cache.add_modules(&modules) {
             Ok(ids) => {
