@@ -421,9 +421,23 @@ fn add_commits_many_files_in_batches_and_reports_each_bad_one() {
         fs::write(&path, b"\0asm\x01\0\0\0\x7f").unwrap();
         args.insert(150, path.to_str().unwrap().to_string());
     }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = linkcache(cache.path(), &refs);
-    assert_eq!(out.status.code(), Some(1), "two files are bad");
+    // With few file descriptors allowed: a batch of 256 modules stages 768 files, which
+    // must not stay open until they are placed.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 64 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_linkcache"))
+        .arg("--dir")
+        .arg(cache.path())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "two files are bad: {}",
+        stderr(&out)
+    );
     let errors = stderr(&out);
     assert_eq!(errors.matches("error: ").count(), 2, "{errors}");
     assert!(

@@ -15,14 +15,15 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
+use tempfile::TempPath;
 
 use super::{DirStore, trust};
 use crate::error::{Error, IoContext};
 
-/// A file written to `tmp/`, not yet in place.
+/// A file written to `tmp/` and closed (a batch of thousands of files holds no
+/// descriptors), not yet in place; removed when dropped unplaced.
 pub(super) struct Staged {
-    file: NamedTempFile,
+    file: TempPath,
     destination: PathBuf,
 }
 
@@ -47,7 +48,10 @@ impl DirStore {
             .tempfile_in(&tmp)
             .at(&tmp)?;
         file.write_all(bytes).at(file.path())?;
-        Ok(Staged { file, destination })
+        Ok(Staged {
+            file: file.into_temp_path(),
+            destination,
+        })
     }
 
     /// Renames staged files into place (creating their directories, after checking
@@ -88,7 +92,7 @@ impl DirStore {
     /// Writes one file durably: staged, synced, renamed, synced.
     pub(super) fn write_durably(&self, destination: PathBuf, bytes: &[u8]) -> Result<(), Error> {
         let staged = self.stage(destination.clone(), bytes)?;
-        self.sync(&[staged.file.path()])?;
+        self.sync(&[&staged.file])?;
         self.place(vec![staged])?;
         self.sync(&[destination.parent().unwrap_or(self.root())])
     }
