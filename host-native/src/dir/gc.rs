@@ -119,11 +119,13 @@ impl DirStore {
             for function in &manifest.functions {
                 remove_if_present(&self.entry_path(&function.name, id))?;
             }
-        }
-        // Entries a damaged manifest does not list, found by their file name.
-        for path in files_under(&self.root().join("index"))? {
-            if stem_id(&path, "lcix") == Some(*id) {
-                remove_if_present(&path)?;
+        } else {
+            // Without a readable manifest, find its entries by their file names (a scan
+            // of the index, so only then).
+            for path in files_under(&self.root().join("index"))? {
+                if stem_id(&path, "lcix") == Some(*id) {
+                    remove_if_present(&path)?;
+                }
             }
         }
         remove_if_present(&self.manifest_path(id))?;
