@@ -678,3 +678,54 @@ fn gc_with_a_size_too_large_to_represent_is_an_error_not_an_overflow() {
         1
     );
 }
+
+#[test]
+fn directories_are_private_under_a_loose_umask_and_loose_ones_still_take_adds() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let file = dir.path().join("util.wasm");
+    fs::write(&file, util()).unwrap();
+    // The CLI under umask 002 (user-private groups): every directory it makes is 0700.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"umask 002 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_linkcache"))
+        .arg("--dir")
+        .arg(&root)
+        .args(["add", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut dirs = vec![root.clone()];
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+                stack.push(entry.path());
+            }
+        }
+    }
+    assert!(dirs.len() > 6, "{dirs:?}");
+    for d in &dirs {
+        let mode = fs::metadata(d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+
+    // A cache an older version made under umask 002: group-writable directories below
+    // a private root. Adds and calls work; only its precompiled code is refused.
+    for d in &dirs[1..] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o775)).unwrap();
+    }
+    let cache = Cache::open(&root).unwrap();
+    cache.add_module(&duplicate(4)).unwrap();
+    assert_eq!(dup_value(&cache), 4);
+    assert_eq!(sq(&cache, 5).unwrap(), 25);
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.artifacts_deserialized, stats.modules_compiled),
+        (0, 2)
+    );
+    assert!(cache.dir().verify(|_| {}).unwrap().is_empty());
+}

@@ -43,7 +43,7 @@ impl DirStore {
             return Ok(ArtifactLookup::Rejected(reason));
         }
         let dir = self.artifact_dir(engine_key, id);
-        match trust::check_dirs_below(self.root(), &dir) {
+        match trust::check_dirs_below(self.root(), &dir, trust::DirCheck::Trusted) {
             Ok(true) => {}
             Ok(false) => return Ok(ArtifactLookup::Absent),
             Err(reason) => return Ok(ArtifactLookup::Rejected(reason)),
@@ -111,7 +111,7 @@ impl DirStore {
             return Ok(None);
         }
         let dir = self.artifact_dir(engine_key, id);
-        if let Err(reason) = trust::check_dirs_below(self.root(), &dir) {
+        if let Err(reason) = trust::check_dirs_below(self.root(), &dir, trust::DirCheck::Trusted) {
             return Err(Error::io(
                 &dir,
                 io::Error::new(io::ErrorKind::PermissionDenied, reason),

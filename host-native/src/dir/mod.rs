@@ -260,7 +260,7 @@ impl DirStore {
             .append(true)
             .open(&path)
             .or_else(|_| {
-                fs::create_dir_all(path.parent().expect("used/<ab>/<id> has a parent"))?;
+                trust::create_private_dir(path.parent().expect("used/<ab>/<id> has a parent"))?;
                 fs::File::options().create(true).append(true).open(&path)
             });
         if let Ok(file) = file {
@@ -274,9 +274,8 @@ impl DirStore {
 fn writable_access(root: &Path) -> Result<Access, Error> {
     for dir in DIRS {
         let path = root.join(dir);
-        match fs::create_dir(&path) {
+        match trust::create_private_dir(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) if cannot_write(&e) => {
                 return Ok(Access::ReadOnly(format!(
                     "cannot create {}: {e}",

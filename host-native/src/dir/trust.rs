@@ -36,10 +36,20 @@ pub(super) fn root_trust(root: &Path) -> Trust {
     }
 }
 
-/// Checks every directory from below `root` down to `dir` (inclusive): each must be a
-/// real directory (not a symbolic link), owned by this user or root, and writable by
-/// nobody else. `Ok(false)` when one of them does not exist yet.
-pub(super) fn check_dirs_below(root: &Path, dir: &Path) -> Result<bool, String> {
+/// How much [`check_dirs_below`] demands of each directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum DirCheck {
+    /// A real directory (not a symbolic link), owned by this user or root, writable by
+    /// nobody else: what precompiled code needs.
+    Trusted,
+    /// A real directory, not a symbolic link: enough for module bytes and records,
+    /// which every read checks, as long as nothing is written outside the root.
+    InsideRoot,
+}
+
+/// Checks every directory from below `root` down to `dir` (inclusive) as `check` says.
+/// `Ok(false)` when one of them does not exist yet.
+pub(super) fn check_dirs_below(root: &Path, dir: &Path, check: DirCheck) -> Result<bool, String> {
     let relative = dir
         .strip_prefix(root)
         .map_err(|_| format!("{} is not inside the cache root", dir.display()))?;
@@ -60,8 +70,18 @@ pub(super) fn check_dirs_below(root: &Path, dir: &Path) -> Result<bool, String> 
         if meta.file_type().is_symlink() {
             return Err(format!("{} is a symbolic link", path.display()));
         }
-        owned_and_private(&meta, "directory")
-            .map_err(|reason| format!("{}: {reason}", path.display()))?;
+        if !meta.is_dir() {
+            return Err(format!("{} is not a directory", path.display()));
+        }
+        if check == DirCheck::Trusted {
+            owned_and_private(&meta, "directory").map_err(|reason| {
+                format!(
+                    "{}: {reason} (`chmod -R go-w` on the cache root makes its precompiled \
+                     code usable again)",
+                    path.display()
+                )
+            })?;
+        }
     }
     Ok(true)
 }

@@ -11,7 +11,7 @@
 //! is still one.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -54,8 +54,8 @@ impl DirStore {
         })
     }
 
-    /// Renames staged files into place (creating their directories, after checking
-    /// that no directory on the way is a symbolic link or writable by others). A file
+    /// Renames staged files into place (creating their directories, mode 0700, after
+    /// checking that no directory on the way is a symbolic link). A file
     /// already at a destination is replaced (a repair), never modified in place.
     pub(super) fn place(&self, staged: Vec<Staged>) -> Result<(), Error> {
         let mut checked: BTreeSet<PathBuf> = BTreeSet::new();
@@ -65,8 +65,10 @@ impl DirStore {
                 .expect("every destination is below the root")
                 .to_path_buf();
             if !checked.contains(&parent) {
-                fs::create_dir_all(&parent).at(&parent)?;
-                match trust::check_dirs_below(self.root(), &parent) {
+                trust::create_private_dir(&parent).at(&parent)?;
+                // No symbolic link on the way, so nothing lands outside the root. Modes
+                // matter for precompiled code only, which `store_artifact` checks itself.
+                match trust::check_dirs_below(self.root(), &parent, trust::DirCheck::InsideRoot) {
                     Ok(_) => {}
                     Err(reason) => {
                         return Err(Error::io(
