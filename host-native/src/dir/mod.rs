@@ -21,7 +21,7 @@
 //!
 //! Every file is written to `tmp/` under an unpredictable name and renamed into place,
 //! so a file is either absent or complete. A commit renames a module's bytes and
-//! manifest before its index entries ([`commit`](DirStore::commit_many)), and `gc`
+//! manifest before its index entries (`DirStore::commit_many`), and `gc`
 //! removes them in the reverse order while no commit runs (it holds `lock`
 //! exclusively, commits hold it shared). Readers take no lock, so a reader may see:
 //!
@@ -38,7 +38,7 @@
 //!
 //! A commit stages every file in `tmp/`, renames the bytes and manifests into place,
 //! makes them durable (one sync for the whole batch), then renames the index entries
-//! into place and makes those durable before it returns ([`write`]): two syncs per
+//! into place and makes those durable before it returns (`write.rs`): two syncs per
 //! batch, whatever its number of modules and functions.
 //!
 //! - After a `SIGKILL` (the page cache survives, renames are seen in order): a commit
@@ -63,7 +63,7 @@
 //! Precompiled code runs natively, so it is loaded only from a [trusted](Trust) root
 //! and only through a file handle whose owner and mode were checked, opened without
 //! following symbolic links, below directories that were all checked the same way
-//! ([`trust`]). A root that is not trusted is opened read-only: this process never
+//! (`trust.rs`). A root that is not trusted is opened read-only: this process never
 //! writes to it. A directory that cannot be written (a read-only mount, a directory
 //! of another user) also opens read-only ([`Access`]): modules load from their
 //! artifacts when compatible ones exist, compile in memory otherwise, and adding is an

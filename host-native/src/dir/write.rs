@@ -6,7 +6,7 @@
 //! on Linux one `syncfs` of the cache's file system flushes every staged file and every
 //! rename at once (elsewhere each file and each directory touched is fsynced). A batch
 //! of modules therefore costs two syncs whatever its number of modules and functions
-//! ([`commit`](super::commit)). `syncfs` also flushes what other programs wrote to the
+//! (`commit.rs`). `syncfs` also flushes what other programs wrote to the
 //! same file system, so on a disk busy with other writers one sync can take longer; it
 //! is still one.
 
