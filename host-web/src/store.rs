@@ -281,21 +281,7 @@ impl IdbStore {
             .and_then(|at| at.as_f64());
         let committed_at = match existing {
             Some(at) => at,
-            None => {
-                let clock = meta
-                    .get(JsValue::from_str(CLOCK))
-                    .map_err(fail)?
-                    .await
-                    .map_err(fail)?
-                    .and_then(|v| v.as_f64())
-                    .unwrap_or(0.0)
-                    + 1.0;
-                meta.put(&JsValue::from_f64(clock), Some(&JsValue::from_str(CLOCK)))
-                    .map_err(fail)?
-                    .await
-                    .map_err(fail)?;
-                clock
-            }
+            None => next_counter(&meta, CLOCK).await.map_err(fail)?,
         };
         tx.store(MODULES)?
             .put(&bytes, Some(&id))
@@ -313,7 +299,7 @@ impl IdbStore {
             .map_err(fail)?
             .await
             .map_err(fail)?;
-        let uses = next_use(&meta).await.map_err(fail)?;
+        let uses = next_counter(&meta, USES).await.map_err(fail)?;
         tx.store(USED)?
             .put(&use_record(&id, uses, at), Some(&id))
             .map_err(fail)?
@@ -343,14 +329,8 @@ impl IdbStore {
         let keys: Vec<JsValue> = ids.iter().map(key).collect();
         Ok(async move {
             let fail = |e: idb::Error| storage_error(DOING, &e);
-            let uses = clock
-                .await
-                .map_err(fail)?
-                .and_then(|v| v.as_f64())
-                .unwrap_or(0.0)
-                + 1.0;
-            meta.put(&JsValue::from_f64(uses), Some(&JsValue::from_str(USES)))
-                .map_err(fail)?
+            let previous = clock.await.map_err(fail)?;
+            let uses = put_next_counter(&meta, USES, previous)
                 .await
                 .map_err(fail)?;
             let used = tx.store(USED)?;
@@ -630,17 +610,23 @@ impl IdbStore {
     }
 }
 
-/// Hands out the next use number (in a transaction over `meta`).
-async fn next_use(meta: &idb::ObjectStore) -> Result<f64, idb::Error> {
-    let uses = meta
-        .get(JsValue::from_str(USES))?
-        .await?
-        .and_then(|v| v.as_f64())
-        .unwrap_or(0.0)
-        + 1.0;
-    meta.put(&JsValue::from_f64(uses), Some(&JsValue::from_str(USES)))?
+/// The next value of the counter `name` in the meta store (1 the first time), stored.
+async fn next_counter(meta: &idb::ObjectStore, name: &str) -> Result<f64, idb::Error> {
+    let previous = meta.get(JsValue::from_str(name))?.await?;
+    put_next_counter(meta, name, previous).await
+}
+
+/// Stores and returns the value after `previous`, which was read from the counter `name`
+/// in this transaction.
+async fn put_next_counter(
+    meta: &idb::ObjectStore,
+    name: &str,
+    previous: Option<JsValue>,
+) -> Result<f64, idb::Error> {
+    let next = previous.and_then(|v| v.as_f64()).unwrap_or(0.0) + 1.0;
+    meta.put(&JsValue::from_f64(next), Some(&JsValue::from_str(name)))?
         .await?;
-    Ok(uses)
+    Ok(next)
 }
 
 /// The `used` record of a module: `{id, use, at}`.
