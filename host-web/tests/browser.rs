@@ -17,22 +17,12 @@ use linkcache_web::LinkCache;
 use linkcache_web::store::{IdbStore, SCHEMA_VERSION};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn prop(object: &JsValue, key: &str) -> JsValue {
-    Reflect::get(object, &JsValue::from_str(key)).unwrap()
-}
-
-async fn wait(promise: Promise) -> Result<JsValue, JsValue> {
-    JsFuture::from(promise).await
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", js_sys::Math::random().to_bits())
-}
+mod common;
+use common::{add, open, prop, stat, unique, wait};
 
 fn ty(name: &str) -> ValType {
     match name {
@@ -95,14 +85,6 @@ fn options_with_env(env: &Rc<RefCell<BTreeMap<String, String>>>) -> JsValue {
     Reflect::set(&options, &"resolveGlobal".into(), resolve.as_ref()).unwrap();
     resolve.forget();
     options.into()
-}
-
-async fn open(name: &str, options: &JsValue) -> LinkCache {
-    use wasm_bindgen::convert::TryFromJsValue;
-    let cache = wait(LinkCache::open(name.to_string(), options.clone()))
-        .await
-        .expect("open");
-    LinkCache::try_from_js_value(cache).expect("LinkCache.open resolves to a LinkCache")
 }
 
 /// Plays one scenario against this host; the error names the step.
@@ -287,10 +269,6 @@ async fn call_i64(cache: &LinkCache, func: &str, arg: i64) -> i64 {
         .call1(&JsValue::NULL, &js_sys::BigInt::from(arg).into())
         .unwrap();
     i64::try_from(result.dyn_into::<js_sys::BigInt>().unwrap()).unwrap()
-}
-
-fn stat(cache: &LinkCache, key: &str) -> f64 {
-    prop(&cache.stats(), key).as_f64().unwrap()
 }
 
 #[wasm_bindgen_test]
@@ -576,16 +554,6 @@ fn raw_open(name: &str, version: u32, stores: &[&str], record: Option<Array>) ->
 fn close_raw(db: &JsValue) {
     let close: Function = prop(db, "close").unchecked_into();
     close.call0(db).unwrap();
-}
-
-async fn add(cache: &LinkCache, bytes: &[u8]) -> ModuleId {
-    wait(cache.add_module(Uint8Array::from(bytes).into()))
-        .await
-        .unwrap()
-        .as_string()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// UTIL's function in other bytes: a duplicate.

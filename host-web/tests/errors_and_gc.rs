@@ -9,8 +9,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
-use linkcache_core::ModuleId;
+use js_sys::{Array, Function, Object, Reflect};
 use linkcache_web::LinkCache;
 use linkcache_web::errors::{
     LinkCacheClosed, LinkCacheCompileFailed, LinkCacheError, LinkCacheInvalidModule, LinkCacheMiss,
@@ -19,68 +18,15 @@ use linkcache_web::errors::{
 use linkcache_web::store::IdbStore;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn prop(object: &JsValue, key: &str) -> JsValue {
-    Reflect::get(object, &JsValue::from_str(key)).unwrap()
-}
-
-async fn wait(promise: Promise) -> Result<JsValue, JsValue> {
-    JsFuture::from(promise).await
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", js_sys::Math::random().to_bits())
-}
-
-async fn open(name: &str) -> LinkCache {
-    use wasm_bindgen::convert::TryFromJsValue;
-    let cache = wait(LinkCache::open(name.to_string(), JsValue::UNDEFINED))
-        .await
-        .expect("open");
-    LinkCache::try_from_js_value(cache).expect("LinkCache.open resolves to a LinkCache")
-}
-
-fn bytes(text: &str) -> Vec<u8> {
-    wat::parse_str(text).unwrap()
-}
-
-async fn add(cache: &LinkCache, text: &str) -> ModuleId {
-    wait(cache.add_module(Uint8Array::from(bytes(text).as_slice()).into()))
-        .await
-        .unwrap()
-        .as_string()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-async fn target(cache: &LinkCache, func: &str) -> Function {
-    wait(cache.target(func.into()))
-        .await
-        .expect("hit")
-        .unchecked_into()
-}
+mod common;
+use common::{add_text, open, prop, sleep, target, unique, wait};
 
 fn call_i32(f: &Function) -> i32 {
     f.call0(&JsValue::NULL).unwrap().as_f64().unwrap() as i32
-}
-
-/// A promise that resolves after `ms` milliseconds (to let messages arrive; no
-/// assertion depends on the time).
-async fn sleep(ms: u32) {
-    let sleep = Function::new_with_args("ms", "return new Promise((r) => setTimeout(r, ms))");
-    wait(
-        sleep
-            .call1(&JsValue::NULL, &ms.into())
-            .unwrap()
-            .unchecked_into(),
-    )
-    .await
-    .unwrap();
 }
 
 fn has_own(object: &JsValue, key: &str) -> bool {
@@ -90,7 +36,7 @@ fn has_own(object: &JsValue, key: &str) -> bool {
 
 #[wasm_bindgen_test]
 async fn every_rejection_is_an_instance_of_its_error_class_with_the_underlying_error_as_cause() {
-    let cache = open(&unique("classes")).await;
+    let cache = open(&unique("classes"), &JsValue::UNDEFINED).await;
 
     // A miss: its cause in `missCause`, never in ES2022's `cause`.
     let miss = wait(cache.target("nowhere.f".into())).await.unwrap_err();
@@ -228,11 +174,15 @@ async fn evicted_messages(seen: &Seen, count: usize) -> Vec<Vec<String>> {
 #[wasm_bindgen_test]
 async fn gc_evicts_least_recently_used_modules_whole_and_tells_other_tabs() {
     let db = unique("gc");
-    let a = open(&db).await;
-    let b = open(&db).await;
+    let a = open(&db, &JsValue::UNDEFINED).await;
+    let b = open(&db, &JsValue::UNDEFINED).await;
     let seen = record_changes(&b);
     // Committed (and so used) in the order a, b, c ...
-    let (ma, mb, mc) = (add(&a, A).await, add(&a, B).await, add(&a, C).await);
+    let (ma, mb, mc) = (
+        add_text(&a, A).await,
+        add_text(&a, B).await,
+        add_text(&a, C).await,
+    );
     // ... then tab b uses a and c: b is the least recently used.
     let fa = target(&b, "gc.a").await;
     let fc = target(&b, "gc.c").await;
@@ -296,7 +246,7 @@ async fn gc_evicts_least_recently_used_modules_whole_and_tells_other_tabs() {
     assert_eq!((call_i32(&fa), call_i32(&fc)), (1, 3));
 
     // Refilled, the cache works again in both tabs.
-    add(&a, A).await;
+    add_text(&a, A).await;
     assert_eq!(call_i32(&target(&b, "gc.a").await), 1);
 
     let bad = wait(a.gc(Object::new().into())).await.unwrap_err();

@@ -16,67 +16,16 @@ use linkcache_web::LinkCache;
 use linkcache_web::store::IdbStore;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn prop(object: &JsValue, key: &str) -> JsValue {
-    Reflect::get(object, &JsValue::from_str(key)).unwrap()
-}
-
-async fn wait(promise: Promise) -> Result<JsValue, JsValue> {
-    JsFuture::from(promise).await
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", js_sys::Math::random().to_bits())
-}
-
-async fn open(name: &str, options: &JsValue) -> LinkCache {
-    use wasm_bindgen::convert::TryFromJsValue;
-    let cache = wait(LinkCache::open(name.to_string(), options.clone()))
-        .await
-        .expect("open");
-    LinkCache::try_from_js_value(cache).expect("LinkCache.open resolves to a LinkCache")
-}
-
-fn bytes(text: &str) -> Vec<u8> {
-    wat::parse_str(text).unwrap()
-}
-
-async fn add(cache: &LinkCache, text: &str) -> String {
-    wait(cache.add_module(Uint8Array::from(bytes(text).as_slice()).into()))
-        .await
-        .unwrap()
-        .as_string()
-        .unwrap()
-}
-
-fn stat(cache: &LinkCache, key: &str) -> f64 {
-    prop(&cache.stats(), key).as_f64().unwrap()
-}
+mod common;
+use common::{add_text, bytes, open, prop, sleep, stat, target, unique, wait};
 
 async fn call_i32(cache: &LinkCache, func: &str) -> i32 {
-    let f: Function = wait(cache.target(func.into()))
-        .await
-        .expect("hit")
-        .unchecked_into();
+    let f = target(cache, func).await;
     f.call0(&JsValue::NULL).unwrap().as_f64().unwrap() as i32
-}
-
-/// A promise that resolves after `ms` milliseconds (to let messages arrive; no
-/// assertion depends on the time).
-async fn sleep(ms: u32) {
-    let sleep = Function::new_with_args("ms", "return new Promise((r) => setTimeout(r, ms))");
-    wait(
-        sleep
-            .call1(&JsValue::NULL, &ms.into())
-            .unwrap()
-            .unchecked_into(),
-    )
-    .await
-    .unwrap();
 }
 
 /// `chain.fK` returns K + `chain.f(K-1)`, each in its own module; `chain.f0` returns 0.
@@ -96,10 +45,10 @@ async fn a_ten_module_closure_is_planned_in_one_transaction_and_compiled_from_on
     let db = unique("one-tx");
     let writer = open(&db, &JsValue::UNDEFINED).await;
     for k in 0..10 {
-        add(&writer, &chain_module(k)).await;
+        add_text(&writer, &chain_module(k)).await;
     }
     // An unrelated module the plan must not read.
-    add(
+    add_text(
         &writer,
         r#"(module (func (export "other.g") (result i32) (i32.const 1)))"#,
     )
@@ -127,7 +76,7 @@ async fn a_ten_module_closure_is_planned_in_one_transaction_and_compiled_from_on
 async fn a_manifest_without_this_analyzers_version_is_checked_once_at_load() {
     let db = unique("analyzer");
     let writer = open(&db, &JsValue::UNDEFINED).await;
-    let id: ModuleId = add(&writer, &chain_module(0)).await.parse().unwrap();
+    let id = add_text(&writer, &chain_module(0)).await;
     writer.close();
     let store = IdbStore::open(&db, Box::new(|| {})).await.unwrap();
     store.forget_analyzer_version(&id).await.unwrap();
@@ -157,7 +106,7 @@ async fn concurrent_targets_compile_and_instantiate_a_shared_module_once() {
     let db = unique("shared");
     let writer = open(&db, &JsValue::UNDEFINED).await;
     for text in [UTIL, USER_A, USER_B] {
-        add(&writer, text).await;
+        add_text(&writer, text).await;
     }
     writer.close();
 
@@ -231,8 +180,8 @@ async fn another_tab_clearing_the_cache_makes_a_miss_here_not_a_broken_module() 
     let a = open(&db, &JsValue::UNDEFINED).await;
     let b = open(&db, &JsValue::UNDEFINED).await;
     let (seen, _) = record_changes(&b);
-    add(&a, UTIL).await;
-    add(&a, USER_A).await;
+    add_text(&a, UTIL).await;
+    add_text(&a, USER_A).await;
     assert_eq!(call_i32(&b, "util.seven").await, 7);
 
     wait(a.clear()).await.unwrap();
@@ -257,14 +206,14 @@ async fn another_tab_clearing_the_cache_makes_a_miss_here_not_a_broken_module() 
     assert_eq!(stat(&b, "brokenSkipped"), 0.0, "nothing was called broken");
 
     // Refilled by tab a: both tabs bind the same module again.
-    let util = add(&a, UTIL).await;
-    add(&a, USER_A).await;
+    let util = add_text(&a, UTIL).await;
+    add_text(&a, USER_A).await;
     assert_eq!(call_i32(&b, "use.a").await, 8);
     assert_eq!(call_i32(&a, "use.a").await, 8);
     for tab in [&a, &b] {
         assert_eq!(
             prop(&tab.bindings(), "util.seven").as_string().as_deref(),
-            Some(util.as_str())
+            Some(util.to_string().as_str())
         );
     }
 }
@@ -274,7 +223,7 @@ async fn another_tabs_upgrade_is_announced_as_closed_and_try_target_resolves() {
     let db = unique("announce");
     let cache = open(&db, &JsValue::UNDEFINED).await;
     let (seen, _) = record_changes(&cache);
-    add(&cache, UTIL).await;
+    add_text(&cache, UTIL).await;
     // Another tab asks for a newer version: this connection closes and says so.
     let upgrade = Function::new_with_args(
         "name",
@@ -319,7 +268,7 @@ async fn on_change_unsubscribes_and_a_throwing_callback_does_not_stop_the_others
         .call2(&window, &"error".into(), &handler)
         .unwrap();
 
-    add(&a, UTIL).await;
+    add_text(&a, UTIL).await;
     for _ in 0..50 {
         if !kept.borrow().is_empty() {
             break;

@@ -1,0 +1,83 @@
+//! Helpers every browser test file of linkcache-web uses: promises, properties, opening
+//! caches, adding modules, targeting and reading statistics.
+
+#![allow(dead_code)] // each test file uses a part
+
+use js_sys::{Function, Promise, Reflect, Uint8Array};
+use linkcache_core::ModuleId;
+use linkcache_web::LinkCache;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+/// `object[key]`.
+pub fn prop(object: &JsValue, key: &str) -> JsValue {
+    Reflect::get(object, &JsValue::from_str(key)).unwrap()
+}
+
+/// The promise's outcome.
+pub async fn wait(promise: Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(promise).await
+}
+
+/// A database name no other test uses.
+pub fn unique(name: &str) -> String {
+    format!("{name}-{}", js_sys::Math::random().to_bits())
+}
+
+/// `LinkCache.open(name, options)`.
+pub async fn open(name: &str, options: &JsValue) -> LinkCache {
+    use wasm_bindgen::convert::TryFromJsValue;
+    let cache = wait(LinkCache::open(name.to_string(), options.clone()))
+        .await
+        .expect("open");
+    LinkCache::try_from_js_value(cache).expect("LinkCache.open resolves to a LinkCache")
+}
+
+/// The module of a WebAssembly text.
+pub fn bytes(text: &str) -> Vec<u8> {
+    wat::parse_str(text).unwrap()
+}
+
+/// Adds `bytes`; their id.
+pub async fn add(cache: &LinkCache, bytes: &[u8]) -> ModuleId {
+    wait(cache.add_module(Uint8Array::from(bytes).into()))
+        .await
+        .unwrap()
+        .as_string()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Adds the module of a WebAssembly text; its id.
+pub async fn add_text(cache: &LinkCache, text: &str) -> ModuleId {
+    add(cache, &bytes(text)).await
+}
+
+/// The function `func`, targeted (a hit).
+pub async fn target(cache: &LinkCache, func: &str) -> Function {
+    wait(cache.target(func.into()))
+        .await
+        .expect("hit")
+        .unchecked_into()
+}
+
+/// A number from `cache.stats()`.
+pub fn stat(cache: &LinkCache, key: &str) -> f64 {
+    prop(&cache.stats(), key).as_f64().unwrap()
+}
+
+/// A promise that resolves after `ms` milliseconds (to let messages arrive; no
+/// assertion depends on the time).
+pub async fn sleep(ms: u32) {
+    let sleep = Function::new_with_args("ms", "return new Promise((r) => setTimeout(r, ms))");
+    wait(
+        sleep
+            .call1(&JsValue::NULL, &ms.into())
+            .unwrap()
+            .unchecked_into(),
+    )
+    .await
+    .unwrap();
+}
