@@ -3,22 +3,13 @@
 //! kind of bad input the cache must survive.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 
 use linkcache_native::core::{GlobalCheck, Manifest, ModuleId, Value};
 use linkcache_native::{Cache, Error};
 
-fn wasm(text: &str) -> Vec<u8> {
-    wat::parse_str(text).expect("test WAT parses")
-}
+mod support;
 
-/// `util.sq(x) = x*x` and `math.quad(x) = sq(sq(x))` in two modules.
-fn util() -> Vec<u8> {
-    wasm(
-        r#"(module (func (export "util.sq") (param i64) (result i64)
-        (i64.mul (local.get 0) (local.get 0))))"#,
-    )
-}
+use support::{artifacts, files_under, flip_byte, manifest_file, module_file, util, wasm};
 
 fn math() -> Vec<u8> {
     wasm(
@@ -35,44 +26,6 @@ fn call_i64(cache: &Cache, func: &str, x: i64) -> i64 {
         .unwrap()
         .call(cache, (x,))
         .unwrap()
-}
-
-fn files_with_ext(root: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == ext) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn module_file(root: &Path, id: &ModuleId) -> PathBuf {
-    let hex = id.to_string();
-    root.join("modules")
-        .join(&hex[..2])
-        .join(format!("{hex}.wasm"))
-}
-
-fn manifest_file(root: &Path, id: &ModuleId) -> PathBuf {
-    let hex = id.to_string();
-    root.join("manifests")
-        .join(&hex[..2])
-        .join(format!("{hex}.lcmf"))
-}
-
-fn flip_byte(path: &Path, at: usize) {
-    let mut bytes = fs::read(path).unwrap();
-    let at = at.min(bytes.len() - 1);
-    bytes[at] ^= 0x5a;
-    fs::write(path, bytes).unwrap();
 }
 
 #[test]
@@ -406,7 +359,10 @@ fn corrupt_and_truncated_manifests_and_index_entries_are_skipped() {
     let math_id = cache.add_module(&math()).unwrap();
 
     // A corrupt index entry still names its module: the lookup survives.
-    for entry in files_with_ext(dir.path(), "lcix") {
+    for entry in files_under(dir.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "lcix"))
+    {
         flip_byte(&entry, 60);
     }
     let fresh = Cache::open(dir.path()).unwrap();
@@ -462,10 +418,6 @@ fn a_manifest_that_lies_about_its_binary_is_caught_before_anything_runs() {
         err.to_string().contains("does not describe its bytes"),
         "{err}"
     );
-}
-
-fn artifacts(root: &Path) -> Vec<PathBuf> {
-    files_with_ext(root, "cwasm")
 }
 
 #[test]

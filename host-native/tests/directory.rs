@@ -10,19 +10,10 @@ use std::path::{Path, PathBuf};
 
 use linkcache_native::core::{IndexEntry, ModuleId, analyze};
 use linkcache_native::{Access, ArtifactLookup, Cache, Error};
-use support::{linkcache, stderr, stdout};
-
-fn wasm(text: &str) -> Vec<u8> {
-    wat::parse_str(text).expect("test WAT parses")
-}
-
-/// `util.sq(x) = x*x`.
-fn util() -> Vec<u8> {
-    wasm(
-        r#"(module (func (export "util.sq") (param i64) (result i64)
-        (i64.mul (local.get 0) (local.get 0))))"#,
-    )
-}
+use support::{
+    artifacts, files_under, flip_byte, linkcache, manifest_file, module_file, stderr, stdout, util,
+    wasm,
+};
 
 /// `dup.v() = value`, bytes distinguished by `value`.
 fn duplicate(value: i64) -> Vec<u8> {
@@ -35,48 +26,12 @@ fn sq(cache: &Cache, x: i64) -> Result<i64, Error> {
     cache.target::<(i64,), i64>("util.sq")?.call(cache, (x,))
 }
 
-fn hex_path(root: &Path, top: &str, id: &ModuleId, ext: &str) -> PathBuf {
-    let hex = id.to_string();
-    root.join(top).join(&hex[..2]).join(format!("{hex}{ext}"))
-}
-
 fn entry_file(root: &Path, func_name: &str, id: &ModuleId) -> PathBuf {
     let hash = blake3::hash(func_name.as_bytes()).to_hex();
     root.join("index")
         .join(&hash[..2])
         .join(hash.as_str())
         .join(format!("{id}.lcix"))
-}
-
-fn files_under(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn artifacts(root: &Path) -> Vec<PathBuf> {
-    files_under(&root.join("artifacts"))
-}
-
-fn flip_byte(path: &Path, at: usize) {
-    let mut bytes = fs::read(path).unwrap();
-    let at = at.min(bytes.len() - 1);
-    bytes[at] ^= 0x5a;
-    fs::write(path, bytes).unwrap();
 }
 
 /// The kinds of file a module has, and how a damaged one shows.
@@ -105,8 +60,8 @@ fn re_adding_the_same_bytes_repairs_each_kind_of_damaged_file_in_this_process_an
             id
         };
         let damaged = match kind {
-            Damaged::Bytes => hex_path(root, "modules", &id, ".wasm"),
-            Damaged::Manifest => hex_path(root, "manifests", &id, ".lcmf"),
+            Damaged::Bytes => module_file(root, &id),
+            Damaged::Manifest => manifest_file(root, &id),
             Damaged::IndexEntry => entry_file(root, "util.sq", &id),
             Damaged::Artifact => artifacts(root)[0].clone(),
         };
@@ -179,7 +134,7 @@ fn the_cli_repairs_corrupt_bytes_by_adding_the_same_file_again() {
     let add = linkcache(&root, &["add", file.to_str().unwrap()]);
     assert!(add.status.success(), "{}", stderr(&add));
     let id = ModuleId::of(&util());
-    flip_byte(&hex_path(&root, "modules", &id, ".wasm"), 40);
+    flip_byte(&module_file(&root, &id), 40);
     // The CLI's cache compiles from the bytes when no artifact exists yet.
     let call = linkcache(&root, &["call", "util.sq", "7"]);
     assert_eq!(call.status.code(), Some(2), "{}", stderr(&call));
@@ -201,7 +156,7 @@ fn get_or_compile_with_a_deterministic_compiler_repairs_a_corrupt_module() {
         .unwrap()
         .add_module(&util())
         .unwrap();
-    flip_byte(&hex_path(dir.path(), "modules", &id, ".wasm"), 30);
+    flip_byte(&module_file(dir.path(), &id), 30);
     let cache = Cache::builder(dir.path())
         .precompiled(false)
         .open()
@@ -371,13 +326,13 @@ fn gc_removes_what_crashed_writers_and_other_engines_leave() {
     // bytes are gone (a manifest without bytes, its entry dangling), one with only an
     // index entry left, and an artifact of a module that is not committed.
     let orphan = cache.add_module(&duplicate(1)).unwrap();
-    fs::remove_file(hex_path(root, "manifests", &orphan, ".lcmf")).unwrap();
+    fs::remove_file(manifest_file(root, &orphan)).unwrap();
     fs::remove_file(entry_file(root, "dup.v", &orphan)).unwrap();
     let no_bytes = cache.add_module(&duplicate(2)).unwrap();
-    fs::remove_file(hex_path(root, "modules", &no_bytes, ".wasm")).unwrap();
+    fs::remove_file(module_file(root, &no_bytes)).unwrap();
     let only_entry = cache.add_module(&duplicate(3)).unwrap();
-    fs::remove_file(hex_path(root, "modules", &only_entry, ".wasm")).unwrap();
-    fs::remove_file(hex_path(root, "manifests", &only_entry, ".lcmf")).unwrap();
+    fs::remove_file(module_file(root, &only_entry)).unwrap();
+    fs::remove_file(manifest_file(root, &only_entry)).unwrap();
     let gone = ModuleId::of(b"not a module of this cache");
     let engine_dir = artifacts(root)[0].ancestors().nth(3).unwrap().to_path_buf();
     let stray = engine_dir

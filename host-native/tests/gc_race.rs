@@ -10,11 +10,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use linkcache_native::Cache;
-use support::{child, wait_for};
+use support::{spawn_role, wait_for};
 
 const WRITERS: usize = 8;
 const READERS: usize = 2;
@@ -119,15 +118,7 @@ fn counter(output: &str, prefix: &str, key: &str) -> u64 {
 fn gc_racing_writers_and_readers_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     Cache::open(dir.path()).unwrap();
-    let spawn = |role: String| {
-        child("gc_race_child")
-            .env("RACE_DIR", dir.path())
-            .env("RACE_ROLE", role)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |role: String| spawn_role("gc_race_child", dir.path(), &role);
     let collector = spawn("gc-0".into());
     let readers: Vec<_> = (0..READERS).map(|r| spawn(format!("reader-{r}"))).collect();
     let writers: Vec<_> = (0..WRITERS).map(|w| spawn(format!("writer-{w}"))).collect();
@@ -155,7 +146,11 @@ fn gc_racing_writers_and_readers_loses_nothing() {
             "reader: {out} {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        reader_hits += counter(&out, "READER", "hits");
+        let hits = counter(&out, "READER", "hits");
+        let calls = hits + counter(&out, "READER", "misses");
+        // Each reader went through the whole chain at least once while the race ran.
+        assert!(calls >= CHAIN as u64, "a reader made {calls} calls: {out}");
+        reader_hits += hits;
     }
     wait_for(
         &dir.path().join(format!("done-{}", WRITERS - 1)),

@@ -9,12 +9,11 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use linkcache_native::Cache;
 use linkcache_native::core::Value;
-use support::{child, linkcache, stderr, stdout, wait_for};
+use support::{linkcache, spawn_role, stderr, stdout, wait_for};
 
 const WRITERS: usize = 8;
 const READERS: usize = 8;
@@ -134,15 +133,7 @@ fn racing_writers_and_readers_leave_a_sound_cache() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     Cache::open(dir.path()).unwrap();
-    let spawn = |role: String| {
-        child("race_child")
-            .env("RACE_DIR", dir.path())
-            .env("RACE_ROLE", role)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |role: String| spawn_role("race_child", dir.path(), &role);
     let roles: Vec<String> = (0..WRITERS)
         .map(|w| format!("writer{w}"))
         .chain((0..READERS).map(|r| format!("reader{r}")))
