@@ -200,19 +200,11 @@ impl DirStore {
     }
 
     fn module_path(&self, id: &ModuleId) -> PathBuf {
-        let hex = id.to_string();
-        self.root()
-            .join("modules")
-            .join(&hex[..2])
-            .join(format!("{hex}.wasm"))
+        sharded(self.root().join("modules"), id, ".wasm")
     }
 
     fn manifest_path(&self, id: &ModuleId) -> PathBuf {
-        let hex = id.to_string();
-        self.root()
-            .join("manifests")
-            .join(&hex[..2])
-            .join(format!("{hex}.lcmf"))
+        sharded(self.root().join("manifests"), id, ".lcmf")
     }
 
     fn index_dir(&self, func_name: &str) -> PathBuf {
@@ -228,18 +220,12 @@ impl DirStore {
     }
 
     fn used_path(&self, id: &ModuleId) -> PathBuf {
-        let hex = id.to_string();
-        self.root().join("used").join(&hex[..2]).join(hex)
+        sharded(self.root().join("used"), id, "")
     }
 
     /// The directory holding the artifacts of `id` for the engine `engine_key`.
     fn artifact_dir(&self, engine_key: &str, id: &ModuleId) -> PathBuf {
-        let hex = id.to_string();
-        self.root()
-            .join("artifacts")
-            .join(engine_key)
-            .join(&hex[..2])
-            .join(hex)
+        sharded(self.root().join("artifacts").join(engine_key), id, "")
     }
 
     /// Whether the module's bytes and manifest are committed.
@@ -312,6 +298,12 @@ impl Store for DirStore {
     fn manifest(&mut self, module: &ModuleId) -> Result<Result<Arc<Manifest>, String>, Error> {
         Ok(DirStore::manifest(self, module)?.map(Arc::new))
     }
+}
+
+/// `<dir>/<first two hex digits of id>/<id><suffix>`: the layout's sharding by module.
+fn sharded(dir: PathBuf, id: &ModuleId, suffix: &str) -> PathBuf {
+    let hex = id.to_string();
+    dir.join(&hex[..2]).join(format!("{hex}{suffix}"))
 }
 
 fn file_len(path: &Path) -> u64 {
