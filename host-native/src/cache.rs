@@ -79,6 +79,9 @@ pub(crate) struct Shared {
     /// When this process last refreshed each loaded module's use marker.
     touched: Mutex<HashMap<ModuleId, Instant>>,
     pub(crate) stats: Mutex<Stats>,
+    /// The remote tier, if one is configured.
+    #[cfg(feature = "remote")]
+    pub(crate) remote: Option<crate::remote::Remote>,
 }
 
 /// How often a long-running process refreshes the use marker of a module it keeps
@@ -103,6 +106,17 @@ pub struct CacheBuilder {
     resolver: Option<Arc<GlobalResolverFn>>,
     limits: Option<StoreLimits>,
     modules_in_memory: usize,
+    #[cfg(feature = "remote")]
+    remote: RemoteChoice,
+}
+
+/// Where the remote tier's configuration comes from.
+#[cfg(feature = "remote")]
+enum RemoteChoice {
+    /// `$LINKCACHE_REMOTE` (the default).
+    FromEnv,
+    Url(String),
+    Config(Option<crate::remote::RemoteConfig>),
 }
 
 /// How many times `get_or_compile` asks its compiler before giving up.
@@ -163,8 +177,35 @@ impl CacheBuilder {
         self
     }
 
+    /// A remote tier shared by many machines: `redis://host:port[/db][?prefix=…]`, or
+    /// `off` (see [`RemoteConfig`](crate::remote::RemoteConfig) for the options). The
+    /// default is `$LINKCACHE_REMOTE`, else none. The URL is parsed when the cache opens
+    /// (a bad one is an [`Error::Config`]); the server is contacted only on a local miss
+    /// or a publication, and a server that cannot be reached is a miss, never an error.
+    #[cfg(feature = "remote")]
+    pub fn remote(mut self, url: &str) -> Self {
+        self.remote = RemoteChoice::Url(url.to_string());
+        self
+    }
+
+    /// A parsed remote configuration (`None`: no remote tier, whatever the environment
+    /// says).
+    #[cfg(feature = "remote")]
+    pub fn remote_config(mut self, config: Option<crate::remote::RemoteConfig>) -> Self {
+        self.remote = RemoteChoice::Config(config);
+        self
+    }
+
     /// Opens the cache.
     pub fn open(self) -> Result<Cache, Error> {
+        #[cfg(feature = "remote")]
+        let remote_tier = match self.remote {
+            RemoteChoice::FromEnv => crate::remote::RemoteConfig::from_env()?,
+            RemoteChoice::Url(url) => crate::remote::RemoteConfig::parse(&url)?,
+            RemoteChoice::Config(config) => config,
+        }
+        .map(crate::remote::Tier::new)
+        .transpose()?;
         let dir = DirStore::open(&self.dir)?;
         let engine = match self.engine {
             Some(engine) => engine,
@@ -196,9 +237,25 @@ impl CacheBuilder {
             ..Stats::default()
         };
         let capacity = NonZeroUsize::new(self.modules_in_memory).unwrap_or(NonZeroUsize::MIN);
-        let shared = Arc::new(Shared {
+        let engine_key = engine_key(&engine);
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| Shared {
             id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
-            engine_key: engine_key(&engine),
+            #[cfg(feature = "remote")]
+            remote: remote_tier.map(|tier| {
+                let weak = weak.clone();
+                crate::remote::Remote::start(
+                    tier,
+                    &dir,
+                    &engine_key,
+                    precompiled,
+                    Box::new(move || {
+                        if let Some(shared) = weak.upgrade() {
+                            shared.registry.forget_fresh_plans();
+                        }
+                    }),
+                )
+            }),
+            engine_key,
             dir,
             engine,
             precompiled,
@@ -333,6 +390,8 @@ impl Cache {
             resolver: None,
             limits: None,
             modules_in_memory: DEFAULT_MODULES_IN_MEMORY,
+            #[cfg(feature = "remote")]
+            remote: RemoteChoice::FromEnv,
         }
     }
 
@@ -452,6 +511,10 @@ impl Cache {
         self.shared.registry.forget_fresh_plans();
         self.shared.repaired(module);
         self.shared.count(|stats| stats.modules_added += 1);
+        #[cfg(feature = "remote")]
+        if let Some(remote) = &self.shared.remote {
+            remote.enqueue(crate::remote::Job::Module(*module));
+        }
     }
 
     /// Targets `func_name`; on a miss, asks `compile` for modules (it gets the miss,
@@ -508,6 +571,10 @@ impl Cache {
     pub fn stats(&self) -> Stats {
         let mut stats = lock(&self.shared.stats).clone();
         stats.modules_in_memory = self.shared.registry.modules_held() as u64;
+        #[cfg(feature = "remote")]
+        {
+            stats.remote = self.shared.remote.as_ref().map(|r| r.tier.stats());
+        }
         stats
     }
 

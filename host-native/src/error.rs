@@ -101,6 +101,13 @@ pub enum Error {
         /// Why this process does not write to it.
         reason: String,
     },
+    /// A configuration given to the cache is not valid (a remote URL, an option).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The remote tier could not do what was asked of it explicitly (`push`, `pull`);
+    /// on the ordinary paths a failing remote is a miss, never this error.
+    #[error("remote tier: {0}")]
+    Remote(String),
     /// A target was used with a cache other than the one it came from.
     #[error("this target belongs to another Cache; target the function on this one")]
     WrongCache,

@@ -146,6 +146,8 @@ pub mod dir;
 mod error;
 mod load;
 mod registry;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod simple;
 mod stats;
 pub mod store_linkage;
@@ -159,6 +161,8 @@ pub use dir::{
 pub use error::Error;
 pub use linkcache_core as core;
 pub use load::{from_val, to_val};
+#[cfg(feature = "remote")]
+pub use remote::{PullReport, PushReport, RemoteConfig, RemoteMode, RemoteStats, RemoteTrust};
 pub use simple::{DynamicTarget, Host, Target};
 pub use stats::Stats;
 pub use store_linkage::{LinkageView, StoreLinkage};

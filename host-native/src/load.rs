@@ -86,7 +86,13 @@ fn load_module(shared: &Shared, id: &ModuleId, manifest: &Manifest) -> Result<Mo
                     .map_err(|e| e.to_string())
             });
         match written {
-            Ok(Some(_)) => shared.count(|stats| stats.artifacts_written += 1),
+            Ok(Some(_)) => {
+                shared.count(|stats| stats.artifacts_written += 1);
+                #[cfg(feature = "remote")]
+                if let Some(remote) = shared.remote.as_ref().filter(|r| r.artifacts) {
+                    remote.enqueue(crate::remote::Job::Artifact(*id));
+                }
+            }
             // gc removed the module meanwhile: nothing to keep an artifact for.
             Ok(None) => {}
             // A full disk costs the next process a compilation, nothing more.

@@ -52,6 +52,9 @@ pub struct Stats {
     /// A read-only cache serves what it holds; modules without a usable artifact are
     /// compiled in memory ([`Stats::modules_compiled`]).
     pub read_only: Option<String>,
+    /// The remote tier's configuration and counters (`None`: no remote tier).
+    #[cfg(feature = "remote")]
+    pub remote: Option<crate::remote::RemoteStats>,
 }
 
 impl Stats {

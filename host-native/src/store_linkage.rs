@@ -507,7 +507,17 @@ impl linkcache_core::Store for PlanningStore<'_> {
     type Error = Error;
 
     fn candidates(&mut self, func_name: &str) -> Result<Vec<Candidate>, Error> {
-        self.shared.dir.candidates(func_name)
+        let local = self.shared.dir.candidates(func_name)?;
+        #[cfg(feature = "remote")]
+        if local.is_empty()
+            && let Some(remote) = &self.shared.remote
+            && remote.fetch_closure(func_name) > 0
+        {
+            // The closure is committed locally now: the planner reads it from there.
+            self.shared.registry.forget_fresh_plans();
+            return self.shared.dir.candidates(func_name);
+        }
+        Ok(local)
     }
 
     fn manifest(&mut self, module: &ModuleId) -> Result<Result<Arc<Manifest>, String>, Error> {

@@ -147,7 +147,14 @@ fn test(skip_browser: bool) -> Outcome {
             "warnings",
         ]),
     )?;
-    step("native tests", &mut cargo(&["test", "--workspace"]))?;
+    // The remote tier's tests start their own redis-server; here they must not skip.
+    ensure_redis()?;
+    step(
+        "native tests",
+        cargo(&["test", "--workspace"])
+            .env("LINKCACHE_REDIS_SERVER", REDIS_SERVER)
+            .env("LINKCACHE_REQUIRE_REMOTE_SERVERS", "1"),
+    )?;
     // The core builds for wasm32, and its planner keeps to wasm32's small fixed stack
     // (a 100,000-long chain): tests/planner_wasm32.rs in Node, not a browser.
     ensure_wasm_bindgen_cli()?;
@@ -492,6 +499,27 @@ fn ensure_chromium() -> Outcome {
     if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
         return Ok(());
     }
+    apt_install(
+        "chromium and chromium-driver",
+        &["chromium", "chromium-driver"],
+    )
+}
+
+/// Debian's redis-server, which the remote tier's tests start on loopback (one
+/// server per test, persistence off).
+fn ensure_redis() -> Outcome {
+    if Path::new(REDIS_SERVER).exists() {
+        return Ok(());
+    }
+    apt_install("redis-server", &["redis-server"])
+}
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+/// `apt-get update` (once per run) and `apt-get install -y packages`, through sudo
+/// when not root.
+fn apt_install(what: &str, packages: &[&str]) -> Outcome {
+    static UPDATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let root = output_of("id", &["-u"]).is_some_and(|uid| uid.trim() == "0");
     let use_sudo = !root && output_of("sudo", &["--version"]).is_some();
     let apt = |args: &[&str]| {
@@ -505,11 +533,12 @@ fn ensure_chromium() -> Outcome {
         command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         command
     };
-    step("apt-get update", &mut apt(&["update"]))?;
-    step(
-        "install chromium and chromium-driver",
-        &mut apt(&["install", "-y", "chromium", "chromium-driver"]),
-    )
+    if !UPDATED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        step("apt-get update", &mut apt(&["update"]))?;
+    }
+    let mut install = vec!["install", "-y"];
+    install.extend_from_slice(packages);
+    step(&format!("install {what}"), &mut apt(&install))
 }
 
 /// `npm ci` (or `npm install` without a lock file) in `dir`, unless node_modules is

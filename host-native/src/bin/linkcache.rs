@@ -26,6 +26,10 @@ struct Cli {
     /// The cache directory [default: $LINKCACHE_DIR, else ~/.cache/linkcache]
     #[arg(long, global = true)]
     dir: Option<PathBuf>,
+    /// A remote tier shared by many machines: redis://host:port[/db][?prefix=..&mode=read-only&trust=native],
+    /// or `off` [default: $LINKCACHE_REMOTE]
+    #[arg(long, global = true, value_name = "URL")]
+    remote: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +100,32 @@ enum Command {
         /// The bundle file.
         file: PathBuf,
     },
+    /// Publish local modules to the remote tier (every module, or those given by id).
+    Push {
+        /// ModuleIds (or unique prefixes) to publish.
+        modules: Vec<String>,
+    },
+    /// Fill the local cache from the remote tier: the closures of FUNCs, or of everything.
+    Pull {
+        /// The functions to fetch (with everything they call).
+        funcs: Vec<String>,
+        /// Every function the remote indexes.
+        #[arg(long, conflicts_with = "funcs")]
+        all: bool,
+    },
+}
+
+/// The `--remote` option, read by every command that opens the cache.
+static REMOTE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Opens the cache with the remote tier of `--remote` (else `$LINKCACHE_REMOTE`).
+fn open_cache(dir: &Path) -> Result<Cache, Error> {
+    let builder = Cache::builder(dir);
+    match REMOTE.get().and_then(Option::as_deref) {
+        Some(url) => builder.remote(url),
+        None => builder,
+    }
+    .open()
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -133,6 +163,7 @@ fn main() -> ExitCode {
         }
     };
     let dir = cli.dir.clone().unwrap_or_else(default_dir);
+    REMOTE.get_or_init(|| cli.remote.clone());
     match run(cli.command, &dir) {
         Ok(code) => code,
         Err(Failure::Error(message)) => {
@@ -172,6 +203,8 @@ fn run(command: Command, dir: &Path) -> Result<ExitCode, Failure> {
         Command::Gc { max_size } => gc(dir, max_size),
         Command::Export { file, funcs } => export(dir, &file, &funcs),
         Command::Import { file } => import(dir, &file),
+        Command::Push { modules } => push(dir, &modules),
+        Command::Pull { funcs, all } => pull(dir, &funcs, all),
     }
 }
 
@@ -194,7 +227,7 @@ fn store(dir: &Path) -> Result<DirStore, Failure> {
 const ADD_BATCH: usize = 256;
 
 fn add(dir: &Path, files: &[PathBuf]) -> Result<ExitCode, Failure> {
-    let cache = Cache::open(dir)?;
+    let cache = open_cache(dir)?;
     if let Access::ReadOnly(reason) = cache.dir().access() {
         return Err(Error::ReadOnly {
             dir: dir.to_path_buf(),
@@ -303,7 +336,7 @@ fn one_line_wat_error(error: &wat::Error) -> String {
 }
 
 fn call(dir: &Path, func: &str, args: &[String], print_stats: bool) -> Result<ExitCode, Failure> {
-    let cache = Cache::open(dir)?;
+    let cache = open_cache(dir)?;
     let result = (|| {
         let target = cache.target_dynamic(func)?;
         let values = parse_args(func, &target.signature, args)?;
@@ -516,10 +549,16 @@ struct CacheStats {
     precompiled_trusted: bool,
     untrusted_reason: Option<String>,
     read_only: Option<String>,
+    /// Whether the remote tier answered a probe just now.
+    remote_reachable: Option<bool>,
+    /// The remote tier's configuration, and what this process did with it.
+    remote: Option<linkcache_native::RemoteStats>,
 }
 
 fn stats(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
     let store = store(dir)?;
+    let cache = open_cache(dir)?;
+    let remote_reachable = cache.probe_remote();
     let index = store.index()?;
     let mut artifacts_by_engine = BTreeMap::new();
     if let Ok(engines) = std::fs::read_dir(dir.join("artifacts")) {
@@ -545,6 +584,8 @@ fn stats(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
             Access::ReadOnly(reason) => Some(reason.clone()),
             Access::ReadWrite => None,
         },
+        remote_reachable,
+        remote: cache.stats().remote,
     };
     if json {
         println!(
@@ -569,7 +610,101 @@ fn stats(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
         if let Some(reason) = &stats.read_only {
             println!("read-only  {reason}");
         }
+        match (&stats.remote, stats.remote_reachable) {
+            (Some(remote), Some(reachable)) => {
+                println!(
+                    "remote     {} ({}, trust {}{}), {}",
+                    remote.url,
+                    remote.mode,
+                    remote.trust,
+                    if remote.signed { ", signed" } else { "" },
+                    if reachable {
+                        "reachable"
+                    } else {
+                        "NOT reachable"
+                    }
+                );
+                println!(
+                    "remote     {} lookups, {} hits, {} misses, {} errors, {} timeouts, \
+                     {} corrupt, {} round trips",
+                    remote.lookups,
+                    remote.hits,
+                    remote.misses,
+                    remote.errors,
+                    remote.timeouts,
+                    remote.corrupt,
+                    remote.round_trips
+                );
+            }
+            _ => println!("remote     none (--remote, $LINKCACHE_REMOTE)"),
+        }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn push(dir: &Path, modules: &[String]) -> Result<ExitCode, Failure> {
+    let cache = open_cache(dir)?;
+    let ids = if modules.is_empty() {
+        cache.dir().modules_in_commit_order()?
+    } else {
+        let all = cache.dir().modules()?;
+        modules
+            .iter()
+            .map(|prefix| unique_module(&all, prefix))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let bar = progress(ids.len() as u64, "pushing");
+    let report = cache.push_remote(Some(&ids), |n| bar.inc(n as u64))?;
+    bar.finish_and_clear();
+    println!(
+        "pushed {} module(s), {} failed, {} duplicate winner(s) learnt from the remote",
+        report.published, report.failed, report.adopted
+    );
+    Ok(if report.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: the remote did not take every module; run `linkcache push` again");
+        ExitCode::from(1)
+    })
+}
+
+/// The module a unique id prefix names.
+fn unique_module(all: &[ModuleId], prefix: &str) -> Result<ModuleId, Failure> {
+    let matching: Vec<&ModuleId> = all
+        .iter()
+        .filter(|id| id.to_string().starts_with(prefix))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(**one),
+        [] => Err(Failure::Error(format!(
+            "no cached module has the id `{prefix}`"
+        ))),
+        _ => Err(Failure::Error(format!(
+            "`{prefix}` is the prefix of {} modules' ids",
+            matching.len()
+        ))),
+    }
+}
+
+fn pull(dir: &Path, funcs: &[String], all: bool) -> Result<ExitCode, Failure> {
+    if funcs.is_empty() && !all {
+        return Err(Failure::Error(
+            "name the functions to pull, or pass --all".into(),
+        ));
+    }
+    let cache = open_cache(dir)?;
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {pos} function(s) {elapsed}").expect("valid template"),
+    );
+    bar.set_message("pulling");
+    let names = (!all).then_some(funcs);
+    let report = cache.pull_remote(names, |_| bar.inc(1))?;
+    bar.finish_and_clear();
+    println!(
+        "pulled {} module(s) for {} function(s): {} already local, {} not on the remote",
+        report.modules_fetched, report.functions, report.already_local, report.missing
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -711,7 +846,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 fn gc(dir: &Path, max_size: u64) -> Result<ExitCode, Failure> {
-    let cache = Cache::open(dir)?;
+    let cache = open_cache(dir)?;
     let modules = cache.dir().modules()?.len() as u64;
     let bar = progress(modules, "evicting");
     let report = cache.gc(max_size, |_| bar.inc(1))?;
@@ -729,7 +864,7 @@ fn gc(dir: &Path, max_size: u64) -> Result<ExitCode, Failure> {
 }
 
 fn export(dir: &Path, file: &Path, funcs: &[String]) -> Result<ExitCode, Failure> {
-    let cache = Cache::open(dir)?;
+    let cache = open_cache(dir)?;
     let modules = if funcs.is_empty() {
         None
     } else {
@@ -755,7 +890,7 @@ fn export(dir: &Path, file: &Path, funcs: &[String]) -> Result<ExitCode, Failure
 }
 
 fn import(dir: &Path, file: &Path) -> Result<ExitCode, Failure> {
-    let cache = Cache::open(dir)?;
+    let cache = open_cache(dir)?;
     let in_file = |e: Error| Failure::Error(format!("{}: {e}", file.display()));
     let bytes =
         std::fs::read(file).map_err(|e| Failure::Error(format!("{}: {e}", file.display())))?;

@@ -12,7 +12,10 @@
 //!   (and later than anything this process stamped before), so a wall clock stepped
 //!   back cannot put a newer duplicate before an established one;
 //! - a batch (an imported bundle) is stamped in its own order, so the relative order of
-//!   the modules of a bundle survives an export and an import.
+//!   the modules of a bundle survives an export and an import;
+//! - an entry the remote tier ranked carries its rank instead of a time
+//!   (`commit_ranked`): ranks are small numbers, so they sort before every clock
+//!   reading, and every machine that learnt the same ranks resolves duplicates alike.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +38,22 @@ pub struct CommitReport {
     pub syncs: usize,
 }
 
+/// A module to commit with the remote's ranks for some of its functions.
+pub(crate) struct RankedCommit<'a> {
+    pub(crate) wasm: &'a [u8],
+    pub(crate) manifest: &'a Manifest,
+    /// (function, rank): only these functions are indexed, each with its rank.
+    pub(crate) ranks: &'a [(String, u64)],
+}
+
+/// One module of a batch: without ranks, every function is indexed per the commit
+/// order rules; with ranks, only the ranked functions, with their ranks.
+struct ToCommit<'a> {
+    wasm: &'a [u8],
+    manifest: &'a Manifest,
+    ranks: Option<&'a [(String, u64)]>,
+}
+
 /// The latest `committed_at` this process stamped: stamps only grow.
 static LAST_STAMP: AtomicU64 = AtomicU64::new(0);
 
@@ -52,12 +71,48 @@ impl DirStore {
     /// (see the [module docs](super) for what a crash leaves), none when nothing was
     /// missing.
     pub fn commit_many(&self, modules: &[(&[u8], &Manifest)]) -> Result<CommitReport, Error> {
+        let batch: Vec<ToCommit<'_>> = modules
+            .iter()
+            .map(|(wasm, manifest)| ToCommit {
+                wasm,
+                manifest,
+                ranks: None,
+            })
+            .collect();
+        self.commit_batch(&batch)
+    }
+
+    /// Commits modules fetched from (or published to) the remote tier: like
+    /// [`DirStore::commit_many`], but only the ranked functions are indexed, each entry
+    /// carrying its rank as `committed_at` (an existing entry with another time is
+    /// replaced by rename).
+    pub(crate) fn commit_ranked(
+        &self,
+        modules: &[RankedCommit<'_>],
+    ) -> Result<CommitReport, Error> {
+        let batch: Vec<ToCommit<'_>> = modules
+            .iter()
+            .map(|m| ToCommit {
+                wasm: m.wasm,
+                manifest: m.manifest,
+                ranks: Some(m.ranks),
+            })
+            .collect();
+        self.commit_batch(&batch)
+    }
+
+    fn commit_batch(&self, modules: &[ToCommit<'_>]) -> Result<CommitReport, Error> {
         self.require_writable()?;
         let _lock = self.lock_shared()?;
         let mut report = CommitReport::default();
         let mut records: Vec<Staged> = Vec::new();
         let mut entries: Vec<Staged> = Vec::new();
-        for (wasm, manifest) in modules {
+        for &ToCommit {
+            wasm,
+            manifest,
+            ranks,
+        } in modules
+        {
             let id = manifest.module;
             debug_assert!(id.matches(wasm));
             let bytes_state = match read_if_present(&self.module_path(&id))? {
@@ -80,7 +135,12 @@ impl DirStore {
                 report.count(manifest_state);
                 records.push(self.stage(self.manifest_path(&id), &manifest.encode())?);
             }
-            self.stage_entries(&id, manifest, &mut entries, &mut report)?;
+            match ranks {
+                None => self.stage_entries(&id, manifest, &mut entries, &mut report)?,
+                Some(ranks) => {
+                    self.stage_ranked(&id, manifest, ranks, &mut entries, &mut report)?
+                }
+            }
         }
         // Two syncs per batch: the bytes and manifests (data and renames) are durable
         // before any index entry that names them is renamed into place; the entries are
@@ -97,8 +157,8 @@ impl DirStore {
             self.sync(&as_paths(&placed))?;
             report.syncs += 1;
         }
-        for (_, manifest) in modules {
-            self.touch(&manifest.module);
+        for module in modules {
+            self.touch(&module.manifest.module);
         }
         Ok(report)
     }
@@ -156,6 +216,44 @@ impl DirStore {
                 committed_at,
             };
             staged.push(self.stage(self.entry_path(name, id), &entry.encode())?);
+        }
+        Ok(())
+    }
+}
+
+impl DirStore {
+    /// Stages the entries of the ranked functions of `id` whose stored entry is
+    /// missing, damaged or carries another time.
+    fn stage_ranked(
+        &self,
+        id: &ModuleId,
+        manifest: &Manifest,
+        ranks: &[(String, u64)],
+        staged: &mut Vec<Staged>,
+        report: &mut CommitReport,
+    ) -> Result<(), Error> {
+        for (name, rank) in ranks {
+            if manifest.function(name).is_none() {
+                continue;
+            }
+            let path = self.entry_path(name, id);
+            let state = match read_if_present(&path)?.map(|bytes| IndexEntry::decode(&bytes)) {
+                Some(Ok(entry)) if entry.func_name == *name && entry.module == *id => {
+                    if entry.committed_at == *rank {
+                        continue;
+                    }
+                    FileState::Missing
+                }
+                Some(_) => FileState::Damaged,
+                None => FileState::Missing,
+            };
+            report.count(state);
+            let entry = IndexEntry {
+                func_name: name.clone(),
+                module: *id,
+                committed_at: *rank,
+            };
+            staged.push(self.stage(path, &entry.encode())?);
         }
         Ok(())
     }

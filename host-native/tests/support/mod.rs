@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+pub mod remote;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

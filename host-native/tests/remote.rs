@@ -1,0 +1,639 @@
+//! The remote tier against a real Redis server on loopback: machines (processes with
+//! directories of their own) sharing what they compile, racing publishers converging
+//! on one winner per function, and a remote that dies, hangs, lies or must not be
+//! written.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use linkcache_native::core::{Miss, ModuleId};
+use linkcache_native::{Cache, Error, Stats};
+use support::remote::{BlackHole, RedisServer};
+use support::{child, linkcache, stderr, stdout, wait_for};
+
+/// The closure of `t.root`: ten modules in three levels (root → 3 mids → 6 leaves), as
+/// compiler `variant` emits them (same code, bytes of its own).
+fn tree(variant: usize) -> Vec<Vec<u8>> {
+    let tag = format!(r#"(@custom "variant" "{variant}")"#);
+    let mut modules = Vec::new();
+    modules.push(format!(
+        r#"(module
+        (import "linkcache:fn" "t.m0" (func $a (param i64) (result i64)))
+        (import "linkcache:fn" "t.m1" (func $b (param i64) (result i64)))
+        (import "linkcache:fn" "t.m2" (func $c (param i64) (result i64)))
+        (func (export "t.root") (param i64) (result i64)
+          (i64.add (call $a (local.get 0)) (i64.add (call $b (local.get 0)) (call $c (local.get 0))))) {tag})"#
+    ));
+    for mid in 0..3 {
+        let (l, r) = (2 * mid, 2 * mid + 1);
+        modules.push(format!(
+            r#"(module
+            (import "linkcache:fn" "t.l{l}" (func $l (param i64) (result i64)))
+            (import "linkcache:fn" "t.l{r}" (func $r (param i64) (result i64)))
+            (func (export "t.m{mid}") (param i64) (result i64)
+              (i64.add (call $l (local.get 0)) (call $r (local.get 0)))) {tag})"#
+        ));
+    }
+    for leaf in 0..6 {
+        modules.push(format!(
+            r#"(module (func (export "t.l{leaf}") (param i64) (result i64)
+              (i64.add (local.get 0) (i64.const {leaf}))) {tag})"#
+        ));
+    }
+    modules
+        .iter()
+        .map(|text| wat::parse_str(text).unwrap())
+        .collect()
+}
+
+/// `t.root(x)`: the sum of `x + leaf` over the six leaves.
+fn root_of(x: i64) -> i64 {
+    6 * x + 15
+}
+
+fn open(dir: &Path, url: &str) -> Cache {
+    Cache::builder(dir).remote(url).open().unwrap()
+}
+
+fn remote(stats: &Stats) -> &linkcache_native::RemoteStats {
+    stats.remote.as_ref().expect("a remote tier is configured")
+}
+
+/// Targets `t.root` through `get_or_compile`, compiling variant `variant` on a miss;
+/// checks the result.
+fn call_root(cache: &Cache, variant: usize) {
+    let target = cache
+        .get_or_compile::<i64, i64, String>("t.root", |_: &Miss| Ok(tree(variant)))
+        .unwrap();
+    assert_eq!(target.call(cache, 7).unwrap(), root_of(7));
+}
+
+/// Runs as a child process ("a machine"): `ROLE` says what it does, `DIR` is its
+/// directory, `REMOTE` the shared remote. It prints its stats as one JSON line.
+#[test]
+#[ignore = "a child process of the remote tests"]
+fn remote_child() {
+    let dir = PathBuf::from(std::env::var("DIR").unwrap());
+    let url = std::env::var("REMOTE").unwrap();
+    let role = std::env::var("ROLE").unwrap();
+    let cache = open(&dir, &url);
+    match role.as_str() {
+        "compile" => call_root(&cache, 0),
+        "call" => {
+            let target = cache
+                .get_or_compile::<i64, i64, String>("t.root", |_: &Miss| {
+                    Err("this machine must not compile".into())
+                })
+                .unwrap();
+            assert_eq!(target.call(&cache, 7).unwrap(), root_of(7));
+        }
+        "race" => {
+            // Wait for every racer, then add this variant's library and publish it.
+            let variant: usize = std::env::var("VARIANT").unwrap().parse().unwrap();
+            let barrier = PathBuf::from(std::env::var("BARRIER").unwrap());
+            wait_for(&barrier, Duration::from_secs(60));
+            for module in tree(variant) {
+                cache.add_module(&module).unwrap();
+            }
+        }
+        "bindings" => {
+            for name in tree_names() {
+                let target = cache.target_dynamic(&name).unwrap();
+                println!("BINDING {name} {}", target.module);
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+    assert!(cache.flush_remote(Duration::from_secs(20)));
+    println!("STATS {}", serde_json::to_string(&cache.stats()).unwrap());
+}
+
+fn tree_names() -> Vec<String> {
+    let mut names = vec!["t.root".to_string()];
+    names.extend((0..3).map(|m| format!("t.m{m}")));
+    names.extend((0..6).map(|l| format!("t.l{l}")));
+    names
+}
+
+fn machine(role: &str, dir: &Path, url: &str) -> std::process::Command {
+    let mut command = child("remote_child");
+    command
+        .env("ROLE", role)
+        .env("DIR", dir)
+        .env("REMOTE", url)
+        .env_remove("LINKCACHE_REMOTE");
+    command
+}
+
+fn run_machine(role: &str, dir: &Path, url: &str) -> serde_json::Value {
+    let output = machine(role, dir, url).output().unwrap();
+    stats_of(&output)
+}
+
+fn stats_of(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "child failed:\n{}\n{}",
+        stdout(output),
+        stderr(output)
+    );
+    let line = stdout(output)
+        .lines()
+        // libtest prints "test remote_child ... " before the child's first line.
+        .find_map(|l| l.split_once("STATS ").map(|(_, json)| json.to_string()))
+        .unwrap_or_else(|| {
+            panic!(
+                "the child printed no stats:\n{}\n{}",
+                stdout(output),
+                stderr(output)
+            )
+        });
+    serde_json::from_str(&line).unwrap()
+}
+
+fn count(stats: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut value = stats;
+    for key in path {
+        value = &value[*key];
+    }
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("{path:?} in {stats}"))
+}
+
+#[test]
+fn a_second_machine_calls_what_the_first_compiled_without_compiling() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url("");
+    let first = run_machine("compile", a.path(), &url);
+    assert_eq!(count(&first, &["compiles"]), 1);
+    assert_eq!(count(&first, &["remote", "modules_published"]), 10);
+    assert_eq!(count(&first, &["remote", "entries_published"]), 10);
+
+    let second = run_machine("call", b.path(), &url);
+    assert_eq!(count(&second, &["compiles"]), 0, "{second}");
+    assert_eq!(count(&second, &["modules_added"]), 0);
+    assert_eq!(count(&second, &["remote", "hits"]), 10);
+    assert_eq!(count(&second, &["remote", "lookups"]), 1);
+    assert_eq!(count(&second, &["remote", "corrupt"]), 0);
+    // Three levels: an index and an object round each, plus the connection.
+    assert_eq!(count(&second, &["remote", "round_trips"]), 7, "{second}");
+    // Wasm only by default: the modules came as bytes and were compiled here.
+    assert_eq!(count(&second, &["modules_compiled"]), 10);
+    assert_eq!(count(&second, &["remote", "artifacts_fetched"]), 0);
+    // What came from the remote is in B's directory, whole: a third process on B
+    // loads it without the remote.
+    let verify = linkcache(b.path(), &["verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    let off = run_machine("call", b.path(), "off");
+    assert_eq!(count(&off, &["compiles"]), 0);
+    assert!(off["remote"].is_null());
+}
+
+#[test]
+fn with_trusted_native_code_and_a_key_the_second_machine_compiles_nothing() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key.path(), "a shared secret").unwrap();
+    let url = server.url(&format!("trust=native&key_file={}", key.path().display()));
+    let first = run_machine("compile", a.path(), &url);
+    assert_eq!(count(&first, &["remote", "artifacts_published"]), 10);
+    let second = run_machine("call", b.path(), &url);
+    assert_eq!(count(&second, &["compiles"]), 0);
+    assert_eq!(count(&second, &["modules_compiled"]), 0, "{second}");
+    assert_eq!(count(&second, &["artifacts_deserialized"]), 10);
+    assert_eq!(count(&second, &["remote", "artifacts_fetched"]), 10);
+
+    // A machine with another key refuses every artifact (and compiles the wasm).
+    let c = tempfile::tempdir().unwrap();
+    let other_key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(other_key.path(), "another secret").unwrap();
+    let other = server.url(&format!(
+        "trust=native&key_file={}",
+        other_key.path().display()
+    ));
+    let third = run_machine("call", c.path(), &other);
+    assert_eq!(count(&third, &["compiles"]), 0);
+    assert_eq!(count(&third, &["remote", "artifacts_rejected"]), 10);
+    assert_eq!(count(&third, &["modules_compiled"]), 10);
+}
+
+/// The module ids of variant `variant`'s tree, by function name.
+fn ids_by_name(variant: usize) -> BTreeMap<String, ModuleId> {
+    tree_names()
+        .into_iter()
+        .zip(tree(variant).iter().map(|m| ModuleId::of(m)))
+        .collect()
+}
+
+#[test]
+fn racing_publishers_on_two_directories_converge_on_one_module_per_function() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let barrier = tempfile::tempdir().unwrap();
+    let go = barrier.path().join("go");
+    let url = server.url("");
+    let racers: Vec<_> = (0..4)
+        .map(|variant| {
+            machine("race", dirs[variant % 2].path(), &url)
+                .env("VARIANT", variant.to_string())
+                .env("BARRIER", &go)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::fs::write(&go, b"").unwrap();
+    for racer in racers {
+        let stats = stats_of(&racer.wait_with_output().unwrap());
+        assert_eq!(count(&stats, &["remote", "modules_published"]), 10);
+    }
+    // No entry lost: each function has the four variants' entries, ranks 0 to 3.
+    let mut connection = server.connection();
+    let mut winners = BTreeMap::new();
+    for name in tree_names() {
+        let key = format!("lc:v1:ix:{}", blake3::hash(name.as_bytes()).to_hex());
+        let entries: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query(&mut connection)
+            .unwrap();
+        let mut ranks = BTreeSet::new();
+        for (field, value) in &entries {
+            if field == "#next" {
+                continue;
+            }
+            let (rank, entry_name) = value.split_once(' ').unwrap();
+            assert_eq!(entry_name, name);
+            ranks.insert(rank.parse::<u64>().unwrap());
+            if rank == "0" {
+                winners.insert(name.clone(), field.parse::<ModuleId>().unwrap());
+            }
+        }
+        assert_eq!(ranks, (0..4).collect(), "{name}: {entries:?}");
+        let expected: BTreeSet<ModuleId> = (0..4).map(|v| ids_by_name(v)[&name]).collect();
+        let published: BTreeSet<ModuleId> = entries
+            .keys()
+            .filter(|f| *f != "#next")
+            .map(|f| f.parse().unwrap())
+            .collect();
+        assert_eq!(published, expected);
+    }
+    // Every process on either directory binds the remote's rank 0, even without the
+    // remote (from what the publishers filed locally).
+    for dir in &dirs {
+        for url in [url.as_str(), "off"] {
+            let output = machine("bindings", dir.path(), url).output().unwrap();
+            stats_of(&output);
+            let bound: BTreeMap<String, ModuleId> = stdout(&output)
+                .lines()
+                .filter_map(|l| l.split_once("BINDING ").map(|(_, rest)| rest))
+                .map(|l| {
+                    let (name, id) = l.split_once(' ').unwrap();
+                    (name.to_string(), id.parse().unwrap())
+                })
+                .collect();
+            assert_eq!(bound, winners, "{}", dir.path().display());
+        }
+    }
+}
+
+#[test]
+fn a_killed_server_makes_misses_and_is_used_again_once_back() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url("timeout_ms=500&cooldown_ms=200");
+    let publisher = open(a.path(), &url);
+    let reader = open(b.path(), &url);
+    let leaf = |n: usize| {
+        wat::parse_str(format!(
+            r#"(module (func (export "k.f{n}") (result i64) (i64.const {n})))"#
+        ))
+        .unwrap()
+    };
+    publisher.add_module(&leaf(0)).unwrap();
+    assert!(publisher.flush_remote(Duration::from_secs(10)));
+    let call = |n: usize| {
+        let target = reader
+            .get_or_compile::<(), i64, String>(&format!("k.f{n}"), |_: &Miss| Ok(vec![leaf(n)]))
+            .unwrap();
+        assert_eq!(target.call(&reader, ()).unwrap(), n as i64);
+    };
+    call(0);
+    assert_eq!(remote(&reader.stats()).hits, 1);
+    assert_eq!(reader.stats().compiles, 0);
+
+    server.kill();
+    for n in 1..=6 {
+        call(n);
+    }
+    let stats = reader.stats();
+    let down = remote(&stats);
+    assert_eq!(stats.compiles, 6, "every call compiled locally");
+    assert!(down.errors + down.timeouts >= 3, "{down:?}");
+    assert!(down.breaker_trips >= 1, "{down:?}");
+    assert!(down.skipped >= 1, "{down:?}");
+
+    // Back, empty: the publisher pushes again, and after the cool-down the reader's
+    // next miss goes to the remote and hits.
+    server.restart();
+    publisher.add_module(&leaf(7)).unwrap();
+    let report = publisher.push_remote(None, |_| {}).unwrap();
+    assert_eq!(report.failed, 0);
+    std::thread::sleep(Duration::from_millis(250));
+    call(7);
+    let stats = reader.stats();
+    assert_eq!(remote(&stats).hits, 2, "{:?}", stats.remote);
+    assert_eq!(stats.compiles, 6);
+}
+
+#[test]
+fn an_address_that_never_answers_costs_one_deadline_then_is_skipped() {
+    let hole = BlackHole::bind();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "redis://127.0.0.1:{}?timeout_ms=200&cooldown_ms=60000",
+        hole.port
+    );
+    let cache = open(dir.path(), &url);
+    for n in 0..6 {
+        let error = cache.target_dynamic(&format!("h.f{n}")).unwrap_err();
+        assert!(matches!(error, Error::Miss(_)), "{error}");
+    }
+    let stats = cache.stats();
+    let hole_stats = remote(&stats);
+    assert_eq!(hole_stats.timeouts, 3, "{hole_stats:?}");
+    assert_eq!(hole_stats.errors, 0);
+    assert_eq!(hole_stats.breaker_trips, 1);
+    assert_eq!(hole_stats.skipped, 3);
+    assert!(hole_stats.cooling_down_ms.is_some());
+    // Adding never waits on the network: the module is committed and its publication
+    // queued; the publisher skips it (cooling down), counted as failed.
+    let id = cache.add_module(&support::util()).unwrap();
+    assert!(cache.dir().contains(&id));
+    assert!(cache.flush_remote(Duration::from_secs(5)));
+    let stats = cache.stats();
+    assert_eq!(remote(&stats).publish_queued, 1);
+    assert_eq!(remote(&stats).publish_failed, 1);
+}
+
+#[test]
+fn adding_returns_before_a_hanging_remote_answers() {
+    let hole = BlackHole::bind();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redis://127.0.0.1:{}?timeout_ms=3000", hole.port);
+    let cache = open(dir.path(), &url);
+    let id = cache.add_module(&support::util()).unwrap();
+    // The publisher is stuck on the black hole for up to 3 s: the add came back first.
+    assert!(!cache.flush_remote(Duration::ZERO));
+    assert!(cache.dir().contains(&id));
+    assert!(cache.flush_remote(Duration::from_secs(10)));
+    assert_eq!(remote(&cache.stats()).timeouts, 1);
+}
+
+/// Publishes variant 0's tree from a fresh directory; returns the server's connection.
+fn published(server: &RedisServer) -> redis::Connection {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &server.url(""));
+    call_root(&cache, 0);
+    assert!(cache.flush_remote(Duration::from_secs(10)));
+    server.connection()
+}
+
+#[test]
+fn corrupt_remote_objects_are_counted_skipped_and_never_committed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut connection = published(&server);
+    let leaf = ModuleId::of(&tree(0)[4]); // t.l0
+    let damages: [(&str, String); 3] = [
+        ("bytes", format!("lc:v1:m:{leaf}")),
+        ("manifest", format!("lc:v1:mf:{leaf}")),
+        (
+            "entry",
+            format!("lc:v1:ix:{}", blake3::hash(b"t.l0").to_hex()),
+        ),
+    ];
+    for (what, key) in damages {
+        let saved: Vec<u8> = redis::cmd("DUMP").arg(&key).query(&mut connection).unwrap();
+        if what == "entry" {
+            // The entry claims another name than the one it is filed under.
+            redis::cmd("HSET")
+                .arg(&key)
+                .arg(leaf.to_string())
+                .arg("0 t.l1")
+                .query::<()>(&mut connection)
+                .unwrap();
+        } else {
+            let mut bytes: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut connection).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x5a;
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(bytes)
+                .query::<()>(&mut connection)
+                .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // Read-only, so that only the fetch reads the damage (a publisher would read
+        // the damaged entry back too).
+        let cache = open(dir.path(), &server.url("mode=read-only"));
+        // The call still works: the compiler supplies what the remote could not.
+        call_root(&cache, 0);
+        let stats = cache.stats();
+        assert_eq!(remote(&stats).corrupt, 1, "{what}: {:?}", stats.remote);
+        assert_eq!(remote(&stats).hits, 9, "{what}");
+        assert_eq!(stats.compiles, 1, "{what}");
+        let verify = linkcache(dir.path(), &["verify"]);
+        assert!(verify.status.success(), "{what}: {}", stdout(&verify));
+        redis::cmd("RESTORE")
+            .arg(&key)
+            .arg(0)
+            .arg(saved)
+            .arg("REPLACE")
+            .query::<()>(&mut connection)
+            .unwrap();
+    }
+}
+
+#[test]
+fn objects_over_the_cap_are_not_transferred() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    published(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &server.url("max_module_bytes=16"));
+    call_root(&cache, 0);
+    let stats = cache.stats();
+    let capped = remote(&stats);
+    assert_eq!(capped.hits, 0);
+    assert!(capped.oversized >= 2, "{capped:?}");
+    assert_eq!(capped.bytes_read, 0);
+    assert_eq!(stats.compiles, 1);
+}
+
+#[test]
+fn a_tampered_artifact_is_refused_and_the_module_compiled_here() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = server.url("trust=native");
+    let a = tempfile::tempdir().unwrap();
+    let cache = open(a.path(), &url);
+    call_root(&cache, 0);
+    assert!(cache.flush_remote(Duration::from_secs(10)));
+    let mut connection = server.connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("lc:v1:a:*")
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(keys.len(), 10);
+    for key in &keys {
+        let mut envelope: Vec<u8> = redis::cmd("GET").arg(key).query(&mut connection).unwrap();
+        let last = envelope.len() - 1;
+        envelope[last] ^= 1;
+        redis::cmd("SET")
+            .arg(key)
+            .arg(envelope)
+            .query::<()>(&mut connection)
+            .unwrap();
+    }
+    let b = tempfile::tempdir().unwrap();
+    let reader = open(b.path(), &url);
+    call_root(&reader, 0);
+    let stats = reader.stats();
+    assert_eq!(remote(&stats).artifacts_rejected, 10);
+    assert_eq!(remote(&stats).hits, 10);
+    assert_eq!(stats.compiles, 0);
+    assert_eq!(stats.modules_compiled, 10);
+}
+
+#[test]
+fn read_only_mode_reads_and_writes_nothing() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut connection = published(&server);
+    let keys_before: u64 = redis::cmd("DBSIZE").query(&mut connection).unwrap();
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query::<()>(&mut connection)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &server.url("mode=read-only"));
+    call_root(&cache, 0);
+    // Modules of its own are committed locally and never published.
+    for module in tree(5) {
+        cache.add_module(&module).unwrap();
+    }
+    assert!(cache.flush_remote(Duration::from_secs(5)));
+    let error = cache.push_remote(None, |_| {}).unwrap_err();
+    assert!(error.to_string().contains("read-only"), "{error}");
+    let stats = cache.stats();
+    assert_eq!(remote(&stats).hits, 10);
+    assert_eq!(remote(&stats).publish_queued, 0);
+    let keys_after: u64 = redis::cmd("DBSIZE").query(&mut connection).unwrap();
+    assert_eq!(keys_after, keys_before);
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut connection)
+        .unwrap();
+    for write in [
+        "cmdstat_set:",
+        "cmdstat_hset:",
+        "cmdstat_hincrby:",
+        "cmdstat_del:",
+    ] {
+        assert!(!info.contains(write), "{write} in {info}");
+    }
+    assert!(info.contains("cmdstat_eval:"), "the reads ran: {info}");
+}
+
+#[test]
+fn the_cli_pushes_pulls_and_reports_the_remote() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = server.url("");
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let files = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (i, module) in tree(0).iter().enumerate() {
+        let path = files.path().join(format!("m{i}.wasm"));
+        std::fs::write(&path, module).unwrap();
+        paths.push(path.display().to_string());
+    }
+    // Added without a remote, then pushed.
+    let mut add = vec!["--remote", "off", "add"];
+    add.extend(paths.iter().map(String::as_str));
+    assert!(linkcache(a.path(), &add).status.success());
+    let push = linkcache(a.path(), &["--remote", &url, "push"]);
+    assert!(push.status.success(), "{}", stderr(&push));
+    assert!(
+        stdout(&push).starts_with("pushed 10 module(s), 0 failed"),
+        "{}",
+        stdout(&push)
+    );
+    let pull = linkcache(b.path(), &["--remote", &url, "pull", "--all"]);
+    assert!(pull.status.success(), "{}", stderr(&pull));
+    assert!(
+        stdout(&pull).starts_with("pulled 10 module(s) for 10 function(s)"),
+        "{}",
+        stdout(&pull)
+    );
+    assert!(linkcache(b.path(), &["verify"]).status.success());
+    let call = linkcache(b.path(), &["--remote", "off", "call", "t.root", "7"]);
+    assert_eq!(stdout(&call).trim(), root_of(7).to_string());
+
+    let stats = linkcache(b.path(), &["--remote", &url, "stats", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&stats)).unwrap();
+    assert_eq!(json["remote_reachable"], true);
+    assert_eq!(json["remote"]["mode"], "read-write");
+    assert_eq!(json["remote"]["round_trips"], 2, "{json}");
+    let text = linkcache(b.path(), &["--remote", &url, "stats"]);
+    assert!(stdout(&text).contains("reachable"), "{}", stdout(&text));
+    let off = linkcache(b.path(), &["--remote", "off", "stats", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&off)).unwrap();
+    assert!(json["remote"].is_null());
+
+    // Pushing to a read-only remote, or to none, is an error that says why.
+    let refused = linkcache(
+        a.path(),
+        &["--remote", &server.url("mode=read-only"), "push"],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("read-only"),
+        "{}",
+        stderr(&refused)
+    );
+    let none = linkcache(a.path(), &["--remote", "off", "push"]);
+    assert!(
+        stderr(&none).contains("no remote tier"),
+        "{}",
+        stderr(&none)
+    );
+    let bad = linkcache(a.path(), &["--remote", "redis://h:1?colour=red", "stats"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("unknown option `colour`"),
+        "{}",
+        stderr(&bad)
+    );
+}
