@@ -238,11 +238,11 @@ impl CacheBuilder {
         };
         let capacity = NonZeroUsize::new(self.modules_in_memory).unwrap_or(NonZeroUsize::MIN);
         let engine_key = engine_key(&engine);
-        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| Shared {
+        let shared = Arc::new_cyclic(|_weak: &std::sync::Weak<Shared>| Shared {
             id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             #[cfg(feature = "remote")]
             remote: remote_tier.map(|tier| {
-                let weak = weak.clone();
+                let weak = _weak.clone();
                 crate::remote::Remote::start(
                     tier,
                     &dir,

@@ -132,6 +132,19 @@ fn test(skip_browser: bool) -> Outcome {
             "warnings",
         ]),
     )?;
+    // An embedder's build without the default features (no remote tier).
+    step(
+        "clippy (linkcache-native without default features)",
+        &mut cargo(&[
+            "clippy",
+            "-p",
+            "linkcache-native",
+            "--no-default-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     ensure_wasm_target()?;
     step(
         "clippy (linkcache-web on wasm32)",

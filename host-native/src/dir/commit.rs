@@ -39,6 +39,7 @@ pub struct CommitReport {
 }
 
 /// A module to commit with the remote's ranks for some of its functions.
+#[cfg(feature = "remote")]
 pub(crate) struct RankedCommit<'a> {
     pub(crate) wasm: &'a [u8],
     pub(crate) manifest: &'a Manifest,
@@ -86,6 +87,7 @@ impl DirStore {
     /// [`DirStore::commit_many`], but only the ranked functions are indexed, each entry
     /// carrying its rank as `committed_at` (an existing entry with another time is
     /// replaced by rename).
+    #[cfg(feature = "remote")]
     pub(crate) fn commit_ranked(
         &self,
         modules: &[RankedCommit<'_>],

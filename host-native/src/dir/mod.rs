@@ -87,6 +87,7 @@ use linkcache_core::{Candidate, Manifest, ModuleId, Store};
 
 pub use artifact::ArtifactLookup;
 pub use commit::CommitReport;
+#[cfg(feature = "remote")]
 pub(crate) use commit::RankedCommit;
 pub use gc::{GcOptions, GcReport};
 pub(crate) use read::is_vanished;
