@@ -27,6 +27,7 @@ mod charts;
 mod commit_path;
 mod embedders;
 mod large;
+mod remote;
 mod report;
 mod roles;
 mod workload;
@@ -49,7 +50,7 @@ use crate::workload::{Params, Prepared};
 /// One section of the report: its tables.
 type Section = fn(&mut Bench) -> Result<Vec<Table>>;
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "target",
     "partial",
     "large",
@@ -57,6 +58,7 @@ const SECTIONS: [&str; 8] = [
     "add",
     "embedders",
     "analysis",
+    "remote",
     "browser",
 ];
 
@@ -193,7 +195,7 @@ fn run(options: Options) -> Result<()> {
         fresh: None,
         charts: Vec::new(),
     };
-    let sections: [(&str, Section); 8] = [
+    let sections: [(&str, Section); 9] = [
         ("target", Bench::section_target),
         ("partial", Bench::section_partial),
         ("large", Bench::section_large),
@@ -201,6 +203,7 @@ fn run(options: Options) -> Result<()> {
         ("add", Bench::section_add),
         ("embedders", Bench::section_embedders),
         ("analysis", Bench::section_analysis),
+        ("remote", Bench::section_remote),
         ("browser", Bench::section_browser),
     ];
     let mut failed = Vec::new();
@@ -285,6 +288,11 @@ fn medians(runs: &[Json], key: &str) -> f64 {
 }
 
 impl Bench {
+    fn section_remote(&mut self) -> Result<Vec<Table>> {
+        let runs = self.options.runs(7);
+        remote::section(&self.caches.join("remote"), self.large_modules()?, runs)
+    }
+
     fn section_embedders(&mut self) -> Result<Vec<Table>> {
         let runs = self.options.runs(7);
         embedders::section(&self.caches.join("embedders"), self.options.quick, runs)

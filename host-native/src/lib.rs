@@ -118,13 +118,14 @@
 //!
 //! # Cargo features
 //!
-//! None is on by default, so an embedder compiles only the library and the wasmtime
-//! features it needs (`cranelift`, `runtime`, `std`).
+//! Only `remote` is on by default; with `default-features = false` an embedder compiles
+//! only the library and the wasmtime features it needs (`cranelift`, `runtime`, `std`).
 //!
 //! | feature | what it adds |
 //! | --- | --- |
+//! | `remote` (default) | the [remote tier](remote) on Redis (the `redis` crate's synchronous client, no TLS, no async runtime) |
 //! | `async` | asynchronous stores (`wasmtime/async`) |
-//! | `cli` | the `linkcache` command-line tool (clap, indicatif, serde_json, wat) |
+//! | `cli` | the `linkcache` command-line tool (clap, indicatif, serde_json, wat; `remote` too) |
 //! | `parallel-compilation` | `wasmtime/parallel-compilation` |
 //! | `pooling-allocator` | `wasmtime/pooling-allocator` |
 //!

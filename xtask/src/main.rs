@@ -366,6 +366,10 @@ fn bench(quick: bool, args: &[String]) -> Outcome {
             ensure_npm_deps("bench/browser")?;
         }
     }
+    // Section (8) starts its own redis-server on loopback.
+    if only.is_none_or(|section| section == "remote") {
+        ensure_redis()?;
+    }
     let mut run = cargo(&["run", "--release", "-p", "linkcache-bench", "--"]);
     if quick {
         run.arg("--quick");

@@ -61,7 +61,11 @@ pub(crate) fn open<'a>(
     if take(4)? != MAGIC {
         return Err("not an artifact envelope".into());
     }
-    let flags = take(4)?[0];
+    let header = take(4)?;
+    let flags = header[0];
+    if flags & !SIGNED != 0 || header[1..] != [0, 0, 0] {
+        return Err("the artifact envelope has unknown flags".into());
+    }
     let key_len = u16::from_le_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
     if take(key_len)? != engine_key.as_bytes() {
         return Err("the artifact is for another engine configuration".into());

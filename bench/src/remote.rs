@@ -1,0 +1,316 @@
+//! Section (8), the remote tier over a loopback Redis server: a machine with an empty
+//! directory getting large modules and a 10-module closure from the remote, against
+//! compiling them and against a local hit; and publish throughput.
+//!
+//! "A fresh machine" is a new `Cache` (a new engine, nothing in memory) on a new empty
+//! directory inside the bench process; every side of a row does the same, and the sides
+//! alternate within each round.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use linkcache_native::Cache;
+use wasmtime::error::Context as _;
+use wasmtime::{Result, bail};
+
+use crate::large::{ImportStubs, LargeModule};
+use crate::report::{Table, count, median, ms, ratio};
+
+/// A redis-server child on a free loopback port, persistence off; killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Result<Redis> {
+        let binary = ["/usr/bin/redis-server", "/usr/sbin/redis-server"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .context("redis-server is not installed (cargo xtask bench installs it)")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = tempfile::tempdir()?;
+        let child = Command::new(binary)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("redis-server did not start");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Redis {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    fn url(&self, options: &str) -> String {
+        format!("redis://127.0.0.1:{}?{options}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A new directory under `base` for one measurement.
+fn fresh_dir(base: &Path, name: &str, round: usize) -> PathBuf {
+    let dir = base.join(format!("{name}-{round}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn millis(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+/// The 10-module closure of `t.root` (root → 3 → 6), as the remote tests build it.
+fn tree() -> Vec<Vec<u8>> {
+    let mut texts = vec![
+        r#"(module
+        (import "linkcache:fn" "t.m0" (func $a (param i64) (result i64)))
+        (import "linkcache:fn" "t.m1" (func $b (param i64) (result i64)))
+        (import "linkcache:fn" "t.m2" (func $c (param i64) (result i64)))
+        (func (export "t.root") (param i64) (result i64)
+          (i64.add (call $a (local.get 0)) (i64.add (call $b (local.get 0)) (call $c (local.get 0))))))"#
+            .to_string(),
+    ];
+    for mid in 0..3 {
+        let (l, r) = (2 * mid, 2 * mid + 1);
+        texts.push(format!(
+            r#"(module
+            (import "linkcache:fn" "t.l{l}" (func $l (param i64) (result i64)))
+            (import "linkcache:fn" "t.l{r}" (func $r (param i64) (result i64)))
+            (func (export "t.m{mid}") (param i64) (result i64)
+              (i64.add (call $l (local.get 0)) (call $r (local.get 0)))))"#
+        ));
+    }
+    for leaf in 0..6 {
+        texts.push(format!(
+            r#"(module (func (export "t.l{leaf}") (param i64) (result i64)
+              (i64.add (local.get 0) (i64.const {leaf}))))"#
+        ));
+    }
+    texts
+        .iter()
+        .map(|t| wat::parse_str(t).expect("tree WAT"))
+        .collect()
+}
+
+/// What one workload is: its modules, the function targeted, and its imports' stubs.
+struct Workload {
+    name: String,
+    modules: Vec<Vec<u8>>,
+    func: String,
+    stubs: Option<ImportStubs>,
+}
+
+impl Workload {
+    fn open(&self, dir: &Path, remote: &str) -> Result<Cache> {
+        let mut builder = Cache::builder(dir).remote(remote);
+        if let Some(stubs) = self.stubs.clone() {
+            builder = builder.linker(move |linker| stubs.define(linker));
+        }
+        Ok(builder.open()?)
+    }
+
+    fn bytes(&self) -> usize {
+        self.modules.iter().map(Vec::len).sum()
+    }
+}
+
+pub fn section(base: &Path, large: Vec<(LargeModule, Vec<u8>)>, runs: usize) -> Result<Vec<Table>> {
+    std::fs::create_dir_all(base)?;
+    let redis = Redis::start()?;
+    let mut workloads = vec![Workload {
+        name: "10-module closure (3 levels)".into(),
+        modules: tree(),
+        func: "t.root".into(),
+        stubs: None,
+    }];
+    for (module, bytes) in large {
+        workloads.push(Workload {
+            name: module.name.clone(),
+            stubs: Some(ImportStubs::of(&bytes)?),
+            modules: vec![bytes],
+            func: module.func.clone(),
+        });
+    }
+    let mut table = Table::new(
+        "(8) A machine with an empty directory: from the remote (loopback Redis) against compiling and a local hit",
+        &[
+            "workload",
+            "bytes",
+            "compile (add + `target()`)",
+            "remote, wasm only",
+            "remote, trusted native code",
+            "local hit",
+            "compile ÷ remote native",
+            "remote native ÷ local hit",
+            "round trips",
+        ],
+    );
+    for (index, workload) in workloads.iter().enumerate() {
+        eprintln!("  {}", workload.name);
+        // Publish once: wasm, manifests, entries and the artifacts.
+        let wasm_url = redis.url(&format!("prefix=w{index}:"));
+        let native_url = redis.url(&format!("prefix=w{index}:&trust=native"));
+        {
+            let dir = fresh_dir(base, "publisher", index);
+            let cache = workload.open(&dir, &native_url)?;
+            for module in &workload.modules {
+                cache.add_module(module)?;
+            }
+            cache.target_dynamic(&workload.func)?;
+            if !cache.flush_remote(Duration::from_secs(60)) {
+                bail!("publishing did not finish");
+            }
+        }
+        let hit_dir = fresh_dir(base, "hit", index);
+        {
+            let cache = workload.open(&hit_dir, "off")?;
+            for module in &workload.modules {
+                cache.add_module(module)?;
+            }
+            cache.target_dynamic(&workload.func)?;
+        }
+        let (mut compile, mut wasm_only, mut native, mut hit) = (vec![], vec![], vec![], vec![]);
+        let mut round_trips = 0;
+        for round in 0..runs {
+            let dir = fresh_dir(base, "compile", round);
+            let start = Instant::now();
+            let cache = workload.open(&dir, "off")?;
+            for module in &workload.modules {
+                cache.add_module(module)?;
+            }
+            cache.target_dynamic(&workload.func)?;
+            compile.push(millis(start));
+            drop(cache);
+
+            for (url, times) in [(&wasm_url, &mut wasm_only), (&native_url, &mut native)] {
+                let dir = fresh_dir(base, "fetch", round);
+                let start = Instant::now();
+                let cache = workload.open(&dir, url)?;
+                cache.target_dynamic(&workload.func)?;
+                times.push(millis(start));
+                let stats = cache.stats();
+                let remote = stats.remote.as_ref().context("remote stats")?;
+                if remote.hits as usize != workload.modules.len() || stats.compiles != 0 {
+                    bail!(
+                        "{}: the remote did not serve the closure: {remote:?}",
+                        workload.name
+                    );
+                }
+                round_trips = remote.round_trips;
+            }
+
+            let start = Instant::now();
+            let cache = workload.open(&hit_dir, "off")?;
+            cache.target_dynamic(&workload.func)?;
+            hit.push(millis(start));
+        }
+        let (c, w, n, h) = (
+            median(&compile),
+            median(&wasm_only),
+            median(&native),
+            median(&hit),
+        );
+        table.row(vec![
+            workload.name.clone(),
+            count(workload.bytes()),
+            ms(c),
+            ms(w),
+            ms(n),
+            ms(h),
+            ratio(c, n),
+            ratio(n, h),
+            round_trips.to_string(),
+        ]);
+    }
+    table.note(format!(
+        "Medians of {runs} rounds; each side opens a new `Cache` (a new engine, nothing in memory) on a new \
+         directory (the local hit: on one filled directory), and the sides alternate within a round. \
+         \"compile\" adds the bytes (analysis, commit) and targets (Cranelift); \"remote, wasm only\" fetches \
+         bytes and manifests, checks and commits them, and compiles; \"trusted native code\" fetches the \
+         precompiled artifacts too (`?trust=native`) and deserializes them. Round trips: of the last fetch, \
+         the connection included."
+    ));
+
+    let mut publish = Table::new(
+        "(8b) Publish throughput: `add_module` with a remote tier, until the publisher has sent everything",
+        &[
+            "modules",
+            "add only (no remote)",
+            "add + publish (flushed)",
+            "modules/s published",
+            "÷ add only",
+        ],
+    );
+    let modules: Vec<Vec<u8>> = (0..500)
+        .map(|i| {
+            wat::parse_str(format!(
+                r#"(module (func (export "p.f{i}") (param i64) (result i64)
+                  (i64.add (local.get 0) (i64.const {i}))))"#
+            ))
+            .expect("publish WAT")
+        })
+        .collect();
+    let (mut alone, mut published) = (vec![], vec![]);
+    for round in 0..runs.min(5) {
+        let dir = fresh_dir(base, "add", round);
+        let cache = Cache::builder(&dir).remote("off").open()?;
+        let start = Instant::now();
+        cache.add_modules(&modules)?;
+        alone.push(millis(start));
+        drop(cache);
+        let dir = fresh_dir(base, "publish", round);
+        let cache = Cache::builder(&dir)
+            .remote(&redis.url(&format!("prefix=p{round}:&timeout_ms=10000")))
+            .open()?;
+        let start = Instant::now();
+        cache.add_modules(&modules)?;
+        if !cache.flush_remote(Duration::from_secs(120)) {
+            bail!("publishing did not finish");
+        }
+        published.push(millis(start));
+        let stats = cache.stats();
+        let remote = stats.remote.as_ref().context("remote stats")?;
+        if remote.modules_published != modules.len() as u64 {
+            bail!(
+                "published {} of {}",
+                remote.modules_published,
+                modules.len()
+            );
+        }
+    }
+    let (a, p) = (median(&alone), median(&published));
+    publish.row(vec![
+        count(modules.len()),
+        ms(a),
+        ms(p),
+        format!("{:.0}", modules.len() as f64 / (p / 1000.0)),
+        ratio(p, a),
+    ]);
+    publish.note(
+        "One `add_modules` batch of 500 one-function modules into a new directory; with the remote, the \
+         clock stops when `flush_remote` returns (the publisher sends batches of 32 modules per round \
+         trip and files the ranks it gets back). Medians of the rounds.",
+    );
+    Ok(vec![table, publish])
+}
