@@ -1,4 +1,5 @@
-//! The remote tier against a real Redis server on loopback: machines (processes with
+//! The remote tier against real servers on loopback, a Redis server and an
+//! S3-compatible one (most tests run against both): machines (processes with
 //! directories of their own) sharing what they compile, racing publishers converging
 //! on one winner per function, and a remote that dies, hangs, lies or must not be
 //! written.
@@ -10,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use linkcache_native::core::{Miss, ModuleId};
+use linkcache_native::core::{IndexEntry, Miss, ModuleId};
 use linkcache_native::{Cache, Error, Stats};
-use support::remote::{BlackHole, RedisServer};
+use support::remote::{BlackHole, RedisServer, Server};
 use support::{child, linkcache, stderr, stdout, wait_for};
 
 /// The closure of `t.root`: ten modules in three levels (root → 3 mids → 6 leaves), as
@@ -167,41 +168,55 @@ fn count(stats: &serde_json::Value, path: &[&str]) -> u64 {
 
 #[test]
 fn a_second_machine_calls_what_the_first_compiled_without_compiling() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let url = server.url("");
-    let first = run_machine("compile", a.path(), &url);
-    assert_eq!(count(&first, &["compiles"]), 1);
-    assert_eq!(count(&first, &["remote", "modules_published"]), 10);
-    assert_eq!(count(&first, &["remote", "entries_published"]), 10);
+    for server in Server::all("two-machines") {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let url = server.url("");
+        let first = run_machine("compile", a.path(), &url);
+        assert_eq!(count(&first, &["compiles"]), 1);
+        assert_eq!(count(&first, &["remote", "modules_published"]), 10);
+        assert_eq!(count(&first, &["remote", "entries_published"]), 10);
 
-    let second = run_machine("call", b.path(), &url);
-    assert_eq!(count(&second, &["compiles"]), 0, "{second}");
-    assert_eq!(count(&second, &["modules_added"]), 0);
-    assert_eq!(count(&second, &["remote", "hits"]), 10);
-    assert_eq!(count(&second, &["remote", "lookups"]), 1);
-    assert_eq!(count(&second, &["remote", "corrupt"]), 0);
-    // Three levels: an index and an object round each, plus the connection.
-    assert_eq!(count(&second, &["remote", "round_trips"]), 7, "{second}");
-    // Wasm only by default: the modules came as bytes and were compiled here.
-    assert_eq!(count(&second, &["modules_compiled"]), 10);
-    assert_eq!(count(&second, &["remote", "artifacts_fetched"]), 0);
-    // What came from the remote is in B's directory, whole: a third process on B
-    // loads it without the remote.
-    let verify = linkcache(b.path(), &["verify"]);
-    assert!(verify.status.success(), "{}", stdout(&verify));
-    let off = run_machine("call", b.path(), "off");
-    assert_eq!(count(&off, &["compiles"]), 0);
-    assert!(off["remote"].is_null());
+        let second = run_machine("call", b.path(), &url);
+        assert_eq!(count(&second, &["compiles"]), 0, "{second}");
+        assert_eq!(count(&second, &["modules_added"]), 0);
+        assert_eq!(count(&second, &["remote", "hits"]), 10);
+        assert_eq!(count(&second, &["remote", "lookups"]), 1);
+        assert_eq!(count(&second, &["remote", "corrupt"]), 0);
+        // Three levels. Redis: an index and an object round trip each, plus the
+        // connection. S3 (requests, concurrent within a level): a listing and a slot
+        // per name, a size and a read of the manifest and of the bytes per module:
+        // (1+3+6) × 6.
+        let expected = match server {
+            Server::Redis(_) => 7,
+            Server::S3(_) => 60,
+        };
+        assert_eq!(
+            count(&second, &["remote", "round_trips"]),
+            expected,
+            "{}: {second}",
+            server.name()
+        );
+        // Wasm only by default: the modules came as bytes and were compiled here.
+        assert_eq!(count(&second, &["modules_compiled"]), 10);
+        assert_eq!(count(&second, &["remote", "artifacts_fetched"]), 0);
+        // What came from the remote is in B's directory, whole: a third process on B
+        // loads it without the remote.
+        let verify = linkcache(b.path(), &["verify"]);
+        assert!(verify.status.success(), "{}", stdout(&verify));
+        let off = run_machine("call", b.path(), "off");
+        assert_eq!(count(&off, &["compiles"]), 0);
+        assert!(off["remote"].is_null());
+    }
 }
 
 #[test]
 fn with_trusted_native_code_and_a_key_the_second_machine_compiles_nothing() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+    for server in Server::all("trusted") {
+        trusted_native_code(&server);
+    }
+}
+
+fn trusted_native_code(server: &Server) {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let key = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(key.path(), "a shared secret").unwrap();
@@ -238,13 +253,50 @@ fn ids_by_name(variant: usize) -> BTreeMap<String, ModuleId> {
 
 #[test]
 fn racing_publishers_on_two_directories_converge_on_one_module_per_function() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+    for server in Server::all("racing") {
+        racing_publishers(&server);
+    }
+}
+
+/// Every entry the remote holds for `name`: (rank, module).
+fn remote_entries(server: &Server, name: &str) -> BTreeMap<u64, ModuleId> {
+    let hash = blake3::hash(name.as_bytes()).to_hex();
+    match server {
+        Server::Redis(redis) => {
+            let entries: BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg(format!("lc:v1:ix:{hash}"))
+                .query(&mut redis.connection())
+                .unwrap();
+            entries
+                .iter()
+                .filter(|(field, _)| *field != "#next")
+                .map(|(field, value)| {
+                    let (rank, entry_name) = value.split_once(' ').unwrap();
+                    assert_eq!(entry_name, name);
+                    (rank.parse().unwrap(), field.parse().unwrap())
+                })
+                .collect()
+        }
+        Server::S3(s3) => s3
+            .keys()
+            .iter()
+            .filter(|key| key.starts_with(&format!("lc/v1/ix/{hash}/")))
+            .map(|key| {
+                let entry = IndexEntry::decode(&s3.get(key)).unwrap();
+                assert_eq!(entry.func_name, name);
+                (entry.committed_at, entry.module)
+            })
+            .collect(),
+    }
+}
+
+fn racing_publishers(server: &Server) {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let barrier = tempfile::tempdir().unwrap();
     let go = barrier.path().join("go");
-    let url = server.url("");
+    // A long deadline: this test is about convergence, and four publishers at once
+    // keep a Python S3 server busy.
+    let url = server.url("timeout_ms=20000");
     let racers: Vec<_> = (0..4)
         .map(|variant| {
             machine("race", dirs[variant % 2].path(), &url)
@@ -262,34 +314,19 @@ fn racing_publishers_on_two_directories_converge_on_one_module_per_function() {
         assert_eq!(count(&stats, &["remote", "modules_published"]), 10);
     }
     // No entry lost: each function has the four variants' entries, ranks 0 to 3.
-    let mut connection = server.connection();
     let mut winners = BTreeMap::new();
     for name in tree_names() {
-        let key = format!("lc:v1:ix:{}", blake3::hash(name.as_bytes()).to_hex());
-        let entries: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(&key)
-            .query(&mut connection)
-            .unwrap();
-        let mut ranks = BTreeSet::new();
-        for (field, value) in &entries {
-            if field == "#next" {
-                continue;
-            }
-            let (rank, entry_name) = value.split_once(' ').unwrap();
-            assert_eq!(entry_name, name);
-            ranks.insert(rank.parse::<u64>().unwrap());
-            if rank == "0" {
-                winners.insert(name.clone(), field.parse::<ModuleId>().unwrap());
-            }
-        }
-        assert_eq!(ranks, (0..4).collect(), "{name}: {entries:?}");
+        let entries = remote_entries(server, &name);
+        assert_eq!(
+            entries.keys().copied().collect::<BTreeSet<u64>>(),
+            (0..4).collect(),
+            "{}: {name}: {entries:?}",
+            server.name()
+        );
         let expected: BTreeSet<ModuleId> = (0..4).map(|v| ids_by_name(v)[&name]).collect();
-        let published: BTreeSet<ModuleId> = entries
-            .keys()
-            .filter(|f| *f != "#next")
-            .map(|f| f.parse().unwrap())
-            .collect();
+        let published: BTreeSet<ModuleId> = entries.values().copied().collect();
         assert_eq!(published, expected);
+        winners.insert(name.clone(), entries[&0]);
     }
     // Every process on either directory binds the remote's rank 0, even without the
     // remote (from what the publishers filed locally).
@@ -364,19 +401,28 @@ fn a_killed_server_makes_misses_and_is_used_again_once_back() {
 #[test]
 fn an_address_that_never_answers_costs_one_deadline_then_is_skipped() {
     let hole = BlackHole::bind();
+    let options = "timeout_ms=200&cooldown_ms=60000";
+    for url in [
+        format!("redis://127.0.0.1:{}?{options}", hole.port),
+        format!(
+            "s3://never/lc?endpoint=http://127.0.0.1:{}&region=us-east-1&{options}",
+            hole.port
+        ),
+    ] {
+        never_answers(&url);
+    }
+}
+
+fn never_answers(url: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "redis://127.0.0.1:{}?timeout_ms=200&cooldown_ms=60000",
-        hole.port
-    );
-    let cache = open(dir.path(), &url);
+    let cache = open(dir.path(), url);
     for n in 0..6 {
         let error = cache.target_dynamic(&format!("h.f{n}")).unwrap_err();
         assert!(matches!(error, Error::Miss(_)), "{error}");
     }
     let stats = cache.stats();
     let hole_stats = remote(&stats);
-    assert_eq!(hole_stats.timeouts, 3, "{hole_stats:?}");
+    assert_eq!(hole_stats.timeouts, 3, "{url}: {hole_stats:?}");
     assert_eq!(hole_stats.errors, 0);
     assert_eq!(hole_stats.breaker_trips, 1);
     assert_eq!(hole_stats.skipped, 3);
@@ -405,171 +451,258 @@ fn adding_returns_before_a_hanging_remote_answers() {
     assert_eq!(remote(&cache.stats()).timeouts, 1);
 }
 
-/// Publishes variant 0's tree from a fresh directory; returns the server's connection.
-fn published(server: &RedisServer) -> redis::Connection {
+/// Publishes variant 0's tree from a fresh directory.
+fn publish_tree(server: &Server) {
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path(), &server.url(""));
     call_root(&cache, 0);
     assert!(cache.flush_remote(Duration::from_secs(10)));
-    server.connection()
+}
+
+/// Where the remote keeps an object of `id` ("m": bytes, "mf": manifest).
+fn object_key(server: &Server, kind: &str, id: &ModuleId) -> String {
+    match server {
+        Server::Redis(_) => format!("lc:v1:{kind}:{id}"),
+        Server::S3(_) => {
+            let ext = if kind == "m" { "wasm" } else { "lcmf" };
+            format!("lc/v1/{kind}/{id}.{ext}")
+        }
+    }
+}
+
+fn get_object(server: &Server, key: &str) -> Vec<u8> {
+    match server {
+        Server::Redis(redis) => redis::cmd("GET")
+            .arg(key)
+            .query(&mut redis.connection())
+            .unwrap(),
+        Server::S3(s3) => s3.get(key),
+    }
+}
+
+fn put_object(server: &Server, key: &str, bytes: &[u8]) {
+    match server {
+        Server::Redis(redis) => redis::cmd("SET")
+            .arg(key)
+            .arg(bytes)
+            .query::<()>(&mut redis.connection())
+            .unwrap(),
+        Server::S3(s3) => s3.put(key, bytes),
+    }
+}
+
+/// The remote's entry of `module` for `name`, as stored (Redis: the hash's value; S3:
+/// the record in slot 0).
+fn read_entry(server: &Server, name: &str, module: &ModuleId) -> Vec<u8> {
+    let hash = blake3::hash(name.as_bytes()).to_hex();
+    match server {
+        Server::Redis(redis) => redis::cmd("HGET")
+            .arg(format!("lc:v1:ix:{hash}"))
+            .arg(module.to_string())
+            .query(&mut redis.connection())
+            .unwrap(),
+        Server::S3(s3) => s3.get(&format!("lc/v1/ix/{hash}/0000000000.lcix")),
+    }
+}
+
+fn write_entry(server: &Server, name: &str, module: &ModuleId, stored: &[u8]) {
+    let hash = blake3::hash(name.as_bytes()).to_hex();
+    match server {
+        Server::Redis(redis) => redis::cmd("HSET")
+            .arg(format!("lc:v1:ix:{hash}"))
+            .arg(module.to_string())
+            .arg(stored)
+            .query::<()>(&mut redis.connection())
+            .unwrap(),
+        Server::S3(s3) => s3.put(&format!("lc/v1/ix/{hash}/0000000000.lcix"), stored),
+    }
+}
+
+/// An entry (rank 0) of `module` that claims the name `claimed`, as `server` stores it.
+fn forged_entry(server: &Server, module: &ModuleId, claimed: &str) -> Vec<u8> {
+    match server {
+        Server::Redis(_) => format!("0 {claimed}").into_bytes(),
+        Server::S3(_) => IndexEntry {
+            func_name: claimed.to_string(),
+            module: *module,
+            committed_at: 0,
+        }
+        .encode(),
+    }
 }
 
 #[test]
 fn corrupt_remote_objects_are_counted_skipped_and_never_committed() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
-    let mut connection = published(&server);
-    let leaf = ModuleId::of(&tree(0)[4]); // t.l0
-    let damages: [(&str, String); 3] = [
-        ("bytes", format!("lc:v1:m:{leaf}")),
-        ("manifest", format!("lc:v1:mf:{leaf}")),
-        (
-            "entry",
-            format!("lc:v1:ix:{}", blake3::hash(b"t.l0").to_hex()),
-        ),
-    ];
-    for (what, key) in damages {
-        let saved: Vec<u8> = redis::cmd("DUMP").arg(&key).query(&mut connection).unwrap();
-        if what == "entry" {
-            // The entry claims another name than the one it is filed under.
-            redis::cmd("HSET")
-                .arg(&key)
-                .arg(leaf.to_string())
-                .arg("0 t.l1")
-                .query::<()>(&mut connection)
-                .unwrap();
-        } else {
-            let mut bytes: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut connection).unwrap();
-            let middle = bytes.len() / 2;
-            bytes[middle] ^= 0x5a;
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(bytes)
-                .query::<()>(&mut connection)
-                .unwrap();
+    for server in Server::all("corrupt") {
+        publish_tree(&server);
+        let leaf = ModuleId::of(&tree(0)[4]); // t.l0
+        for what in ["bytes", "manifest", "entry"] {
+            let key = object_key(&server, if what == "bytes" { "m" } else { "mf" }, &leaf);
+            let saved = if what == "entry" {
+                // The entry claims another name than the one it is filed under.
+                let saved = read_entry(&server, "t.l0", &leaf);
+                write_entry(
+                    &server,
+                    "t.l0",
+                    &leaf,
+                    &forged_entry(&server, &leaf, "t.l1"),
+                );
+                saved
+            } else {
+                let saved = get_object(&server, &key);
+                let mut damaged = saved.clone();
+                let middle = damaged.len() / 2;
+                damaged[middle] ^= 0x5a;
+                put_object(&server, &key, &damaged);
+                saved
+            };
+            let dir = tempfile::tempdir().unwrap();
+            // Read-only, so that only the fetch reads the damage (a publisher would
+            // read the damaged entry back too).
+            let cache = open(dir.path(), &server.url("mode=read-only"));
+            // The call still works: the compiler supplies what the remote could not.
+            call_root(&cache, 0);
+            let stats = cache.stats();
+            let name = server.name();
+            assert_eq!(
+                remote(&stats).corrupt,
+                1,
+                "{name} {what}: {:?}",
+                stats.remote
+            );
+            assert_eq!(remote(&stats).hits, 9, "{name} {what}");
+            assert_eq!(stats.compiles, 1, "{name} {what}");
+            let verify = linkcache(dir.path(), &["verify"]);
+            assert!(verify.status.success(), "{what}: {}", stdout(&verify));
+            if what == "entry" {
+                write_entry(&server, "t.l0", &leaf, &saved);
+            } else {
+                put_object(&server, &key, &saved);
+            }
         }
-        let dir = tempfile::tempdir().unwrap();
-        // Read-only, so that only the fetch reads the damage (a publisher would read
-        // the damaged entry back too).
-        let cache = open(dir.path(), &server.url("mode=read-only"));
-        // The call still works: the compiler supplies what the remote could not.
-        call_root(&cache, 0);
-        let stats = cache.stats();
-        assert_eq!(remote(&stats).corrupt, 1, "{what}: {:?}", stats.remote);
-        assert_eq!(remote(&stats).hits, 9, "{what}");
-        assert_eq!(stats.compiles, 1, "{what}");
-        let verify = linkcache(dir.path(), &["verify"]);
-        assert!(verify.status.success(), "{what}: {}", stdout(&verify));
-        redis::cmd("RESTORE")
-            .arg(&key)
-            .arg(0)
-            .arg(saved)
-            .arg("REPLACE")
-            .query::<()>(&mut connection)
-            .unwrap();
     }
 }
 
 #[test]
 fn objects_over_the_cap_are_not_transferred() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
-    published(&server);
-    let dir = tempfile::tempdir().unwrap();
-    let cache = open(dir.path(), &server.url("max_module_bytes=16"));
-    call_root(&cache, 0);
-    let stats = cache.stats();
-    let capped = remote(&stats);
-    assert_eq!(capped.hits, 0);
-    assert!(capped.oversized >= 2, "{capped:?}");
-    assert_eq!(capped.bytes_read, 0);
-    assert_eq!(stats.compiles, 1);
+    for server in Server::all("oversized") {
+        publish_tree(&server);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = open(dir.path(), &server.url("max_module_bytes=16"));
+        call_root(&cache, 0);
+        let stats = cache.stats();
+        let capped = remote(&stats);
+        assert_eq!(capped.hits, 0);
+        assert!(capped.oversized >= 2, "{capped:?}");
+        // Objects over the cap are not transferred at all.
+        assert_eq!(capped.bytes_read, 0, "{capped:?}");
+        assert_eq!(stats.compiles, 1);
+    }
+}
+
+/// The keys of the remote's artifact envelopes.
+fn artifact_keys(server: &Server) -> Vec<String> {
+    match server {
+        Server::Redis(redis) => redis::cmd("KEYS")
+            .arg("lc:v1:a:*")
+            .query(&mut redis.connection())
+            .unwrap(),
+        Server::S3(s3) => s3
+            .keys()
+            .into_iter()
+            .filter(|key| key.starts_with("lc/v1/a/"))
+            .collect(),
+    }
 }
 
 #[test]
 fn a_tampered_artifact_is_refused_and_the_module_compiled_here() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
-    let url = server.url("trust=native");
-    let a = tempfile::tempdir().unwrap();
-    let cache = open(a.path(), &url);
-    call_root(&cache, 0);
-    assert!(cache.flush_remote(Duration::from_secs(10)));
-    let mut connection = server.connection();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("lc:v1:a:*")
-        .query(&mut connection)
-        .unwrap();
-    assert_eq!(keys.len(), 10);
-    for key in &keys {
-        let mut envelope: Vec<u8> = redis::cmd("GET").arg(key).query(&mut connection).unwrap();
-        let last = envelope.len() - 1;
-        envelope[last] ^= 1;
-        redis::cmd("SET")
-            .arg(key)
-            .arg(envelope)
-            .query::<()>(&mut connection)
-            .unwrap();
+    for server in Server::all("tampered") {
+        let url = server.url("trust=native");
+        let a = tempfile::tempdir().unwrap();
+        let cache = open(a.path(), &url);
+        call_root(&cache, 0);
+        assert!(cache.flush_remote(Duration::from_secs(10)));
+        let keys = artifact_keys(&server);
+        assert_eq!(keys.len(), 10);
+        for key in &keys {
+            let mut envelope = get_object(&server, key);
+            let last = envelope.len() - 1;
+            envelope[last] ^= 1;
+            put_object(&server, key, &envelope);
+        }
+        let b = tempfile::tempdir().unwrap();
+        let reader = open(b.path(), &url);
+        call_root(&reader, 0);
+        let stats = reader.stats();
+        assert_eq!(remote(&stats).artifacts_rejected, 10, "{}", server.name());
+        assert_eq!(remote(&stats).hits, 10);
+        assert_eq!(stats.compiles, 0);
+        assert_eq!(stats.modules_compiled, 10);
     }
-    let b = tempfile::tempdir().unwrap();
-    let reader = open(b.path(), &url);
-    call_root(&reader, 0);
-    let stats = reader.stats();
-    assert_eq!(remote(&stats).artifacts_rejected, 10);
-    assert_eq!(remote(&stats).hits, 10);
-    assert_eq!(stats.compiles, 0);
-    assert_eq!(stats.modules_compiled, 10);
 }
 
 #[test]
 fn read_only_mode_reads_and_writes_nothing() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
-    let mut connection = published(&server);
-    let keys_before: u64 = redis::cmd("DBSIZE").query(&mut connection).unwrap();
-    redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query::<()>(&mut connection)
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = open(dir.path(), &server.url("mode=read-only"));
-    call_root(&cache, 0);
-    // Modules of its own are committed locally and never published.
-    for module in tree(5) {
-        cache.add_module(&module).unwrap();
+    for server in Server::all("read-only") {
+        publish_tree(&server);
+        let before = match &server {
+            Server::Redis(redis) => {
+                let mut connection = redis.connection();
+                redis::cmd("CONFIG")
+                    .arg("RESETSTAT")
+                    .query::<()>(&mut connection)
+                    .unwrap();
+                let keys: u64 = redis::cmd("DBSIZE").query(&mut connection).unwrap();
+                vec![keys.to_string()]
+            }
+            Server::S3(s3) => s3.keys(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cache = open(dir.path(), &server.url("mode=read-only"));
+        call_root(&cache, 0);
+        // Modules of its own are committed locally and never published.
+        for module in tree(5) {
+            cache.add_module(&module).unwrap();
+        }
+        assert!(cache.flush_remote(Duration::from_secs(5)));
+        let error = cache.push_remote(None, |_| {}).unwrap_err();
+        assert!(error.to_string().contains("read-only"), "{error}");
+        let stats = cache.stats();
+        assert_eq!(remote(&stats).hits, 10);
+        assert_eq!(remote(&stats).publish_queued, 0);
+        match &server {
+            Server::Redis(redis) => {
+                let mut connection = redis.connection();
+                let keys: u64 = redis::cmd("DBSIZE").query(&mut connection).unwrap();
+                assert_eq!(vec![keys.to_string()], before);
+                let info: String = redis::cmd("INFO")
+                    .arg("commandstats")
+                    .query(&mut connection)
+                    .unwrap();
+                for write in [
+                    "cmdstat_set:",
+                    "cmdstat_hset:",
+                    "cmdstat_hincrby:",
+                    "cmdstat_del:",
+                ] {
+                    assert!(!info.contains(write), "{write} in {info}");
+                }
+                assert!(info.contains("cmdstat_eval:"), "the reads ran: {info}");
+            }
+            Server::S3(s3) => assert_eq!(s3.keys(), before),
+        }
     }
-    assert!(cache.flush_remote(Duration::from_secs(5)));
-    let error = cache.push_remote(None, |_| {}).unwrap_err();
-    assert!(error.to_string().contains("read-only"), "{error}");
-    let stats = cache.stats();
-    assert_eq!(remote(&stats).hits, 10);
-    assert_eq!(remote(&stats).publish_queued, 0);
-    let keys_after: u64 = redis::cmd("DBSIZE").query(&mut connection).unwrap();
-    assert_eq!(keys_after, keys_before);
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut connection)
-        .unwrap();
-    for write in [
-        "cmdstat_set:",
-        "cmdstat_hset:",
-        "cmdstat_hincrby:",
-        "cmdstat_del:",
-    ] {
-        assert!(!info.contains(write), "{write} in {info}");
-    }
-    assert!(info.contains("cmdstat_eval:"), "the reads ran: {info}");
 }
 
 #[test]
 fn the_cli_pushes_pulls_and_reports_the_remote() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+    for server in Server::all("cli") {
+        cli_push_pull(&server);
+    }
+}
+
+fn cli_push_pull(server: &Server) {
     let url = server.url("");
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let files = tempfile::tempdir().unwrap();
@@ -605,7 +738,12 @@ fn the_cli_pushes_pulls_and_reports_the_remote() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&stats)).unwrap();
     assert_eq!(json["remote_reachable"], true);
     assert_eq!(json["remote"]["mode"], "read-write");
-    assert_eq!(json["remote"]["round_trips"], 2, "{json}");
+    // Redis: a connection and a PING; S3: one listing.
+    let probe = match server {
+        Server::Redis(_) => 2,
+        Server::S3(_) => 1,
+    };
+    assert_eq!(json["remote"]["round_trips"], probe, "{json}");
     let text = linkcache(b.path(), &["--remote", &url, "stats"]);
     assert!(stdout(&text).contains("reachable"), "{}", stdout(&text));
     let off = linkcache(b.path(), &["--remote", "off", "stats", "--json"]);

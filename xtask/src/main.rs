@@ -160,14 +160,22 @@ fn test(skip_browser: bool) -> Outcome {
             "warnings",
         ]),
     )?;
-    // The remote tier's tests start their own redis-server; here they must not skip.
+    // The remote tier's tests start their own redis-server, and share one S3 server
+    // (moto, stopped when the step ends, failed or not); here they must not skip.
     ensure_redis()?;
+    ensure_moto()?;
+    let s3 = MotoServer::start()?;
     step(
         "native tests",
         cargo(&["test", "--workspace"])
             .env("LINKCACHE_REDIS_SERVER", REDIS_SERVER)
+            .env("LINKCACHE_TEST_S3", s3.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "linkcache-test")
+            .env("AWS_SECRET_ACCESS_KEY", "linkcache-test")
+            .env("AWS_REGION", "us-east-1")
             .env("LINKCACHE_REQUIRE_REMOTE_SERVERS", "1"),
     )?;
+    drop(s3);
     // The core builds for wasm32, and its planner keeps to wasm32's small fixed stack
     // (a 100,000-long chain): tests/planner_wasm32.rs in Node, not a browser.
     ensure_wasm_bindgen_cli()?;
@@ -532,6 +540,72 @@ fn ensure_redis() -> Outcome {
 }
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+/// A Python environment holding moto, an S3-compatible server for the remote tier's
+/// tests (PyPI is reachable; nothing else is downloaded).
+const MOTO_VENV: &str = "target/remote-test/venv";
+const MOTO_VERSION: &str = "moto[server]==5.2.5";
+
+fn ensure_moto() -> Outcome {
+    let server = Path::new(MOTO_VENV).join("bin/moto_server");
+    if server.exists() {
+        return Ok(());
+    }
+    step(
+        "python venv for moto",
+        Command::new("python3").args(["-m", "venv", MOTO_VENV]),
+    )?;
+    step(
+        &format!("pip install {MOTO_VERSION}"),
+        Command::new(Path::new(MOTO_VENV).join("bin/pip")).args([
+            "install",
+            "--quiet",
+            MOTO_VERSION,
+        ]),
+    )
+}
+
+/// moto_server on a free loopback port, stopped when dropped.
+struct MotoServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl MotoServer {
+    fn start() -> Result<MotoServer, Failure> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| Failure(format!("a free port: {e}")))?
+            .port();
+        let child = Command::new(Path::new(MOTO_VENV).join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| Failure(format!("starting moto_server: {e}")))?;
+        let server = MotoServer { child, port };
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(Failure("moto_server did not start within 60 s".into()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!("==> moto_server (S3) on 127.0.0.1:{port}");
+        Ok(server)
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// `apt-get update` (once per run) and `apt-get install -y packages`, through sudo
 /// when not root.

@@ -45,6 +45,8 @@ mod envelope;
 mod fetch;
 mod publish;
 mod redis;
+#[cfg(feature = "remote-s3")]
+mod s3;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -176,9 +178,22 @@ impl Tier {
     pub(crate) fn new(config: RemoteConfig) -> Result<Tier, Error> {
         let backend: Box<dyn Backend> = match &config.engine {
             Engine::Redis { url, prefix } => Box::new(redis::RedisBackend::new(url, prefix)?),
+            #[cfg(feature = "remote-s3")]
+            Engine::S3 {
+                bucket,
+                root,
+                endpoint,
+                region,
+            } => Box::new(s3::S3Backend::new(
+                bucket,
+                root,
+                endpoint.as_deref(),
+                region,
+            )?),
+            #[cfg(not(feature = "remote-s3"))]
             Engine::S3 { .. } => {
                 return Err(Error::Config(
-                    "s3:// remotes are not supported by this build yet; use redis://".into(),
+                    "s3:// remotes need linkcache-native's `remote-s3` feature".into(),
                 ));
             }
         };
