@@ -124,6 +124,7 @@
 //! | feature | what it adds |
 //! | --- | --- |
 //! | `remote` (default) | the [remote tier](remote) on Redis (the `redis` crate's synchronous client, no TLS, no async runtime) |
+//! | `remote-s3` (default) | the remote tier on S3 too (OpenDAL's S3 service, reqwest, rustls with ring, a small tokio runtime) |
 //! | `async` | asynchronous stores (`wasmtime/async`) |
 //! | `cli` | the `linkcache` command-line tool (clap, indicatif, serde_json, wat; `remote` too) |
 //! | `parallel-compilation` | `wasmtime/parallel-compilation` |

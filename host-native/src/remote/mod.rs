@@ -1,5 +1,5 @@
-//! The remote tier: a store shared by many machines (Redis, S3) behind the local cache
-//! directory, so that a fleet compiles each module once.
+//! The remote tier: a store shared by many machines (Redis in `redis.rs`, S3 in
+//! `s3.rs`) behind the local cache directory, so that a fleet compiles each module once.
 //!
 //! # What it promises
 //!
