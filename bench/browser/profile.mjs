@@ -18,7 +18,9 @@ if (!wasmPath || !target) {
   console.error("usage: node profile.mjs MODULE.wasm FUNC_NAME [STUB_NAMESPACE]");
   process.exit(2);
 }
-const pkgDir = fileURLToPath(new URL("../../target/bench-browser/pkg/", import.meta.url));
+const pkgDir = process.env.PKG_DIR ?? fileURLToPath(new URL("../../target/bench-browser/pkg/", import.meta.url));
+// Several modules (a closure) may be given, separated by commas.
+const wasmPaths = wasmPath.split(",");
 const headers = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" };
 const server = createServer(async (req, res) => {
   const path = new URL(req.url, "http://localhost").pathname;
@@ -26,8 +28,9 @@ const server = createServer(async (req, res) => {
     if (path === "/") {
       return res.writeHead(200, { ...headers, "content-type": "text/html" }).end("<!doctype html><body>profile</body>");
     }
-    if (path === "/module.wasm") {
-      return res.writeHead(200, { ...headers, "content-type": "application/wasm" }).end(await readFile(wasmPath));
+    if (path.startsWith("/module/")) {
+      const file = wasmPaths[Number(path.slice(8))];
+      return res.writeHead(200, { ...headers, "content-type": "application/wasm" }).end(await readFile(file));
     }
     if (path.startsWith("/pkg/") && !path.includes("..")) {
       const type = path.endsWith(".js") ? "text/javascript" : "application/wasm";
@@ -47,15 +50,17 @@ const browser = await chromium.launch({
 try {
   const page = await browser.newPage();
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
-  await page.evaluate(async () => {
+  await page.evaluate(async (count) => {
     const lc = await import("/pkg/linkcache_web.js");
     await lc.default({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
     window.lc = lc;
     const cache = await lc.LinkCache.open("linkcache-profile", {});
     await cache.clear();
-    await cache.addModule(new Uint8Array(await (await fetch("/module.wasm")).arrayBuffer()));
+    for (let i = 0; i < count; i++) {
+      await cache.addModule(new Uint8Array(await (await fetch(`/module/${i}`)).arrayBuffer()));
+    }
     cache.close();
-  });
+  }, wasmPaths.length);
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Profiler.enable");
   await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
