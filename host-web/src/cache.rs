@@ -145,7 +145,20 @@ impl LinkCache {
                 })),
             };
             cache.listen();
-            cache.refresh_estimate().await;
+            // The first estimate is not waited for: `navigator.storage.estimate()` asks
+            // the browser's quota manager, a round trip that would add milliseconds to
+            // every fresh tab's first target. `stats()` shows it once it arrives (unless
+            // a commit or `refreshStats()` was quicker).
+            let first = cache.handle();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Some((usage, quota)) = crate::quota::estimate().await {
+                    let mut inner = first.inner.borrow_mut();
+                    if inner.stats.usage.is_none() {
+                        inner.stats.usage = Some(usage);
+                        inner.stats.quota = Some(quota);
+                    }
+                }
+            });
             let weak = Rc::downgrade(&cache.inner);
             *closed.borrow_mut() = Some(Box::new(move || {
                 if let Some(inner) = weak.upgrade() {
@@ -211,8 +224,8 @@ impl LinkCache {
 
     /// This tab's statistics (a plain object; see the README for the fields).
     /// `usage` and `quota` are the browser's estimate of the origin's storage
-    /// (`navigator.storage.estimate()`), as of the last `open`, commit or
-    /// `refreshStats()`.
+    /// (`navigator.storage.estimate()`), as of the last commit or `refreshStats()`, or
+    /// the one `open` started (`null` until it arrives).
     #[wasm_bindgen(unchecked_return_type = "LinkCacheStats")]
     pub fn stats(&self) -> JsValue {
         to_plain(&self.inner.borrow().stats)
