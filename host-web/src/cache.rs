@@ -34,6 +34,9 @@ pub(crate) struct Decoded {
     pub manifest: Result<Arc<Manifest>, String>,
     /// Checked against its bytes by this analyzer version (at commit, import, or here).
     pub checked: bool,
+    /// The SHA-256 of the module's bytes its commit recorded (with WebCrypto), which a
+    /// load of large bytes checks instead of their BLAKE3 (see [`crate::load`]).
+    pub sha256: Option<Uint8Array>,
 }
 
 /// An instance of a module, made (or being made) with these import bindings.

@@ -16,7 +16,7 @@ use linkcache_core::{
     ANALYZER_VERSION, Candidate, GlobalCheck, GlobalOutcome, LoadPlan, Manifest, Miss, ModuleId,
     Need, Planner, Progress, ValType,
 };
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 use crate::cache::{Decoded, LinkCache};
 use crate::errors::WebError;
@@ -48,6 +48,7 @@ impl LinkCache {
                             None => Decoded {
                                 manifest: Err("its manifest is missing".into()),
                                 checked: false,
+                                sha256: None,
                             },
                         },
                     };
@@ -82,6 +83,10 @@ impl LinkCache {
         let decoded = Decoded {
             manifest: decode_manifest(value, id).map(Arc::new),
             checked: analyzer_of(value) == ANALYZER_VERSION,
+            sha256: prop(value, "sha256")
+                .dyn_into::<Uint8Array>()
+                .ok()
+                .filter(|digest| digest.length() == 32),
         };
         // Only a manifest that decoded is content-addressed; a broken record may be
         // repaired by a re-add.

@@ -5,7 +5,9 @@
 //!   modules    key: ModuleId hex   value: Uint8Array (the wasm bytes)
 //!   manifests  key: ModuleId hex   value: { id, record: Uint8Array (Manifest record),
 //!                                           functions: [func_name...], committedAt,
-//!                                           analyzer: ANALYZER_VERSION that checked it }
+//!                                           analyzer: ANALYZER_VERSION that checked it,
+//!                                           sha256: Uint8Array (SHA-256 of the bytes,
+//!                                           when the browser has WebCrypto) }
 //!              index by_function on `functions`, multiEntry: func_name -> manifests
 //!   used       key: ModuleId hex   value: { id, use: the origin-wide use number of its
 //!                                           last use, at: its time (ms since the epoch) }
@@ -34,7 +36,10 @@
 //!
 //! Reads check what they read: a manifest record that does not decode (checksum,
 //! truncation, an unknown format version) or that describes another module is a broken
-//! entry, and so are bytes whose BLAKE3 is not their key. Both become misses with cause
+//! entry, and so are bytes whose BLAKE3 is not their key. (A large module is checked
+//! against the SHA-256 its commit recorded beside the manifest, after BLAKE3 bound the
+//! bytes to their key: the browser's WebCrypto hashes it off the main thread while
+//! `WebAssembly.compile` decodes it; see [`crate::load`].) Both become misses with cause
 //! `broken` (or a fallback to a duplicate), never a wrong link. A manifest is checked
 //! against its bytes (analyzed) once, before it is committed (`addModule` analyzes,
 //! `importBundle` checks), and the value records the analyzer version that did it; a load
@@ -263,6 +268,10 @@ impl IdbStore {
             .map(|f| JsValue::from_str(&f.name))
             .collect();
         let fail = |e: idb::Error| storage_error(DOING, &e);
+        let sha256 = match crate::js::sha256(&bytes) {
+            Some(digest) => JsFuture::from(digest).await.unwrap_or(JsValue::UNDEFINED),
+            None => JsValue::UNDEFINED,
+        };
 
         let at = js_sys::Date::now();
         let tx = self.transaction(
@@ -294,6 +303,9 @@ impl IdbStore {
         set(&value, "functions", &functions);
         set(&value, "committedAt", &JsValue::from_f64(committed_at));
         set(&value, "analyzer", &JsValue::from(ANALYZER_VERSION));
+        if !sha256.is_undefined() {
+            set(&value, "sha256", &sha256);
+        }
         manifests
             .put(&value, Some(&id))
             .map_err(fail)?
