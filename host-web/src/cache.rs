@@ -349,8 +349,9 @@ impl LinkCache {
         inner.shared_globals.clear();
     }
 
-    /// Closes the database connection (once its running transactions finish) and the
-    /// change channel. Functions already returned keep working; later calls that need
+    /// Closes the database connection (once its running transactions finish; the
+    /// advisory writes of use records and plan hints are aborted) and the change
+    /// channel. Functions already returned keep working; later calls that need
     /// the database reject with `LinkCacheClosed`. (`free()` alone also releases the
     /// change channel.)
     pub fn close(&self) {
