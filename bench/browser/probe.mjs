@@ -5,7 +5,7 @@
 //
 // PROBE: { pkgDir, profileDir, runs, database, warmup, rows: [{ name, target, arg,
 //   expected, closure: [paths, instantiation order], globals: {name: value}, stubs }],
-//   modes: ["linkcache", "floor", "levels", "memory"] }
+//   levels: [[func_name...] per level], modes: ["linkcache", "floor", "levels", "memory"] }
 //
 // - linkcache: `LinkCache.open` + `target()` + a call; the package's own marks when it
 //   was built with them (globalThis.__lcMarks).
@@ -16,6 +16,10 @@
 // - levels: the same, but the closure discovered level by level (one `by_function`
 //   round trip per module of the chain), as a cache without a hint must.
 // - memory: the benchmark's memory side (bytes fetched before the clock starts).
+// - twice: the target a second time in the same tab after `forget()` (warm package
+//   code): what the fresh tab's first run pays for running cold code.
+// - opens, opens-reversed: `LinkCache.open`, `indexedDB.open` with and without a
+//   version, one after the other (each closed again), in two orders.
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
@@ -142,6 +146,22 @@ async function measure({ mode, row, database }) {
     const stats = cache.stats();
     cache.close();
     return { warmupMs, totalMs, marks: marks.map(([l, m]) => [l, m - t]), planTransactions: stats.planTransactions };
+  }
+  if (mode === "opens" || mode === "opens-reversed") {
+    // Opening the same database three ways, one after the other (order alternates).
+    const times = {};
+    const ways = {
+      linkcache: async () => (await LinkCache.open(database, {})).close(),
+      versioned: async () => (await req(indexedDB.open(database, 4))).close(),
+      plain: async () => (await req(indexedDB.open(database))).close(),
+    };
+    const order = mode === "opens" ? ["linkcache", "versioned", "plain"] : ["plain", "versioned", "linkcache"];
+    for (const way of order) {
+      const t = performance.now();
+      await ways[way]();
+      times[way] = performance.now() - t;
+    }
+    return { warmupMs, totalMs: times.linkcache, marks: Object.entries(times) };
   }
   if (mode === "twice") {
     // The same target twice in one tab: the second one runs on warm (tiered-up) package
