@@ -7,6 +7,9 @@
 //! whole closure, level by level: the candidates of every func_name of a level in one
 //! batch of index requests, whose values are the manifests (decoded once per tab, as
 //! they are content-addressed), then the callees of those manifests as the next level.
+//! A level costs a round trip to IndexedDB, so a chain of ten modules cost ten; with
+//! the target's plan hint (what its last complete plan read, see [`crate::store`]) the
+//! whole closure and its bytes come in the second round trip.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
