@@ -55,7 +55,9 @@ const launchOptions = {
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   headless: true,
   args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         // Extra flags for experiments only (the benchmark runs default flags).
+         ...(process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(" ") : [])],
 };
 async function session(body, arg) {
   const context = await chromium.launchPersistentContext(spec.profileDir, launchOptions);
@@ -145,7 +147,7 @@ async function measure({ mode, row, database }) {
     check(result);
     const stats = cache.stats();
     cache.close();
-    return { warmupMs, totalMs, marks: marks.map(([l, m]) => [l, m - t]), planTransactions: stats.planTransactions };
+    return { warmupMs, totalMs, marks: marks.map(([l, m]) => [l, m - t]), planTransactions: stats.planTransactions, planReads: stats.planReads };
   }
   if (mode === "opens" || mode === "opens-reversed") {
     // Opening the same database three ways, one after the other (order alternates).
@@ -257,7 +259,7 @@ try {
       const labels = runs[0].marks.map(([l]) => l);
       const parts = labels.map((l, i) => `${l} ${median(runs.map((r) => r.marks[i]?.[1] ?? NaN)).toFixed(2)}`);
       const totals = runs.map((r) => r.totalMs);
-      console.log(`  ${mode.padEnd(10)} total ${median(totals).toFixed(2)} ms (${Math.min(...totals).toFixed(2)}–${Math.max(...totals).toFixed(2)})  warmup ${median(runs.map((r) => r.warmupMs)).toFixed(1)}  | ${parts.join(", ")}${runs[0].planTransactions !== undefined ? `  tx ${runs[0].planTransactions}` : ""}`);
+      console.log(`  ${mode.padEnd(10)} total ${median(totals).toFixed(2)} ms (${Math.min(...totals).toFixed(2)}–${Math.max(...totals).toFixed(2)})  warmup ${median(runs.map((r) => r.warmupMs)).toFixed(1)}  | ${parts.join(", ")}${runs[0].planTransactions !== undefined ? `  tx ${runs[0].planTransactions}, reads ${runs[0].planReads}` : ""}`);
     }
   }
   if (spec.json) console.log(JSON.stringify(results));
