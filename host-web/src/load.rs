@@ -31,8 +31,8 @@ use crate::js::{compile_checked, describe, discard, has_webcrypto, instantiate_c
 use crate::snapshot::Snapshot;
 
 /// Bytes at least this long are checked with WebCrypto's SHA-256, in parallel with their
-/// compile, when their commit recorded one. Below it BLAKE3 here costs less than the
-/// round trip to WebCrypto.
+/// compile, when their commit recorded one. Below it BLAKE3 here takes microseconds and
+/// no round trip to WebCrypto's threads.
 pub(crate) const WEBCRYPTO_FROM: u32 = 64 * 1024;
 
 /// Why a plan could not be instantiated.
