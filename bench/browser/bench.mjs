@@ -4,7 +4,7 @@
 //
 //   node bench.mjs SPEC.json   → prints one line of JSON with every session's timings
 //
-// SPEC: { pkgDir, profileDir, runs, database, warmup, rows: [{ name, target, arg, expected,
+// SPEC: { pkgDir, profileDir, runs, firstRun?, database, warmup, rows: [{ name, target, arg, expected,
 //   files: [paths to add], closure: [paths in instantiation order], globals: {name: value},
 //   stubs: [namespaces of embedder imports to stub] }] }
 //
@@ -234,7 +234,10 @@ try {
   const memory = [];
   const packageCold = [];
   const packageWarm = [];
-  for (let run = 0; run < spec.runs; run++) {
+  // `firstRun` numbers the runs from there (which side goes first alternates with the
+  // number): a caller that runs one run at a time, interleaved with another package's,
+  // keeps the alternation.
+  for (let run = spec.firstRun ?? 0; run < (spec.firstRun ?? 0) + spec.runs; run++) {
     process.stderr.write(`    browser round ${run + 1}/${spec.runs}\n`);
     // The package, cold then warm or warm then cold (a warm load always follows a
     // session that loaded it, so the HTTP cache holds it).

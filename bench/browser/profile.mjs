@@ -6,7 +6,8 @@
 // Uses the release package the benchmarks built (target/bench-browser/pkg; run
 // `cargo run --release -p linkcache-bench -- --only browser` once first). Adds the module
 // to a fresh database, then profiles `LinkCache.open` + `target(FUNC_NAME)` in the same
-// tab through the DevTools protocol's sampling profiler (100 µs).
+// tab through the DevTools protocol's sampling profiler (100 µs). With FRESH_TAB=1, a
+// first target writes the plan hint and the page reloads before the profiled one.
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { join } from "node:path";
@@ -18,7 +19,9 @@ if (!wasmPath || !target) {
   console.error("usage: node profile.mjs MODULE.wasm FUNC_NAME [STUB_NAMESPACE]");
   process.exit(2);
 }
-const pkgDir = fileURLToPath(new URL("../../target/bench-browser/pkg/", import.meta.url));
+const pkgDir = process.env.PKG_DIR ?? fileURLToPath(new URL("../../target/bench-browser/pkg/", import.meta.url));
+// Several modules (a closure) may be given, separated by commas.
+const wasmPaths = wasmPath.split(",");
 const headers = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" };
 const server = createServer(async (req, res) => {
   const path = new URL(req.url, "http://localhost").pathname;
@@ -26,8 +29,9 @@ const server = createServer(async (req, res) => {
     if (path === "/") {
       return res.writeHead(200, { ...headers, "content-type": "text/html" }).end("<!doctype html><body>profile</body>");
     }
-    if (path === "/module.wasm") {
-      return res.writeHead(200, { ...headers, "content-type": "application/wasm" }).end(await readFile(wasmPath));
+    if (path.startsWith("/module/")) {
+      const file = wasmPaths[Number(path.slice(8))];
+      return res.writeHead(200, { ...headers, "content-type": "application/wasm" }).end(await readFile(file));
     }
     if (path.startsWith("/pkg/") && !path.includes("..")) {
       const type = path.endsWith(".js") ? "text/javascript" : "application/wasm";
@@ -47,15 +51,32 @@ const browser = await chromium.launch({
 try {
   const page = await browser.newPage();
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
-  await page.evaluate(async () => {
+  await page.evaluate(async (count) => {
     const lc = await import("/pkg/linkcache_web.js");
     await lc.default({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
     window.lc = lc;
     const cache = await lc.LinkCache.open("linkcache-profile", {});
     await cache.clear();
-    await cache.addModule(new Uint8Array(await (await fetch("/module.wasm")).arrayBuffer()));
+    for (let i = 0; i < count; i++) {
+      await cache.addModule(new Uint8Array(await (await fetch(`/module/${i}`)).arrayBuffer()));
+    }
     cache.close();
-  });
+  }, wasmPaths.length);
+  if (process.env.FRESH_TAB) {
+    // A first target in this tab (it writes the plan hint), then a reload: the
+    // profile is of a fresh tab's warm target, as the benchmark times it.
+    await page.evaluate(async ({ target, stubNamespace }) => {
+      const stub = new Proxy({}, { get: () => () => 0 });
+      const imports = stubNamespace ? { [stubNamespace]: stub } : {};
+      await (await window.lc.LinkCache.open("linkcache-profile", { imports })).target(target);
+    }, { target, stubNamespace });
+    await page.reload();
+    await page.evaluate(async () => {
+      const lc = await import("/pkg/linkcache_web.js");
+      await lc.default({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
+      window.lc = lc;
+    });
+  }
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Profiler.enable");
   await cdp.send("Profiler.setSamplingInterval", { interval: 100 });

@@ -34,6 +34,9 @@ pub(crate) struct Decoded {
     pub manifest: Result<Arc<Manifest>, String>,
     /// Checked against its bytes by this analyzer version (at commit, import, or here).
     pub checked: bool,
+    /// The SHA-256 of the module's bytes its commit recorded (with WebCrypto), which a
+    /// load of large bytes checks instead of their BLAKE3 (see [`crate::load`]).
+    pub sha256: Option<Uint8Array>,
 }
 
 /// An instance of a module, made (or being made) with these import bindings.
@@ -145,7 +148,20 @@ impl LinkCache {
                 })),
             };
             cache.listen();
-            cache.refresh_estimate().await;
+            // The first estimate is not waited for: `navigator.storage.estimate()` asks
+            // the browser's quota manager, a round trip that would add milliseconds to
+            // every fresh tab's first target. `stats()` shows it once it arrives (unless
+            // a commit or `refreshStats()` was quicker).
+            let first = cache.handle();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Some((usage, quota)) = crate::quota::estimate().await {
+                    let mut inner = first.inner.borrow_mut();
+                    if inner.stats.usage.is_none() {
+                        inner.stats.usage = Some(usage);
+                        inner.stats.quota = Some(quota);
+                    }
+                }
+            });
             let weak = Rc::downgrade(&cache.inner);
             *closed.borrow_mut() = Some(Box::new(move || {
                 if let Some(inner) = weak.upgrade() {
@@ -211,8 +227,8 @@ impl LinkCache {
 
     /// This tab's statistics (a plain object; see the README for the fields).
     /// `usage` and `quota` are the browser's estimate of the origin's storage
-    /// (`navigator.storage.estimate()`), as of the last `open`, commit or
-    /// `refreshStats()`.
+    /// (`navigator.storage.estimate()`), as of the last commit or `refreshStats()`, or
+    /// the one `open` started (`null` until it arrives).
     #[wasm_bindgen(unchecked_return_type = "LinkCacheStats")]
     pub fn stats(&self) -> JsValue {
         to_plain(&self.inner.borrow().stats)
@@ -333,8 +349,9 @@ impl LinkCache {
         inner.shared_globals.clear();
     }
 
-    /// Closes the database connection (once its running transactions finish) and the
-    /// change channel. Functions already returned keep working; later calls that need
+    /// Closes the database connection (once its running transactions finish; the
+    /// advisory writes of use records and plan hints are aborted) and the change
+    /// channel. Functions already returned keep working; later calls that need
     /// the database reject with `LinkCacheClosed`. (`free()` alone also releases the
     /// change channel.)
     pub fn close(&self) {

@@ -146,6 +146,7 @@ impl LinkCache {
             Decoded {
                 manifest: Ok(std::sync::Arc::clone(&manifest)),
                 checked: true,
+                sha256: None,
             },
         );
         if inner

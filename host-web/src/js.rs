@@ -18,6 +18,27 @@ export function instantiate_compiled(compiled, imports) {
 }
 export function to_text(x) { try { return String(x); } catch { return typeof x; } }
 export function report_error(e) { (globalThis.reportError ?? console.error)(e); }
+export function sha256(bytes) {
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) return undefined;
+  return subtle.digest("SHA-256", bytes).then((d) => new Uint8Array(d), () => undefined);
+}
+export function has_webcrypto() { return !!globalThis.crypto?.subtle; }
+export function compile_checked(bytes, sha256) {
+  const compiled = WebAssembly.compile(bytes);
+  if (!sha256) return compiled;
+  const digest = crypto.subtle.digest("SHA-256", bytes);
+  return Promise.all([compiled, digest]).then(([module, d]) => {
+    const got = new Uint8Array(d);
+    if (got.length !== sha256.length || got.some((b, i) => b !== sha256[i])) {
+      const e = new Error(`its wasm bytes are corrupt (${bytes.length} bytes that do not match the SHA-256 their commit recorded)`);
+      e.name = "LinkCacheCorruptBytes";
+      throw e;
+    }
+    return module;
+  });
+}
+export function discard(promise) { promise.catch(() => {}); }
 "#)]
 extern "C" {
     /// `new WebAssembly.Global({value: ty, mutable}, value)`.
@@ -34,6 +55,24 @@ extern "C" {
     pub fn to_text(value: &JsValue) -> String;
     /// Reports an error the way an uncaught one is (`reportError`), without throwing.
     pub fn report_error(error: &JsValue);
+    /// WebCrypto's SHA-256 of `bytes` (a Promise of a `Uint8Array`, of `undefined` when
+    /// it fails), or `undefined` without WebCrypto (an insecure context).
+    #[wasm_bindgen(js_name = sha256)]
+    fn sha256_promise(bytes: &js_sys::Uint8Array) -> JsValue;
+    /// Whether WebCrypto is there (a secure context).
+    pub fn has_webcrypto() -> bool;
+    /// `WebAssembly.compile(bytes)`; with `sha256`, the module only once WebCrypto,
+    /// hashing in parallel, found that digest (else an error named
+    /// `LinkCacheCorruptBytes`).
+    pub fn compile_checked(bytes: &js_sys::Uint8Array, sha256: &JsValue) -> Promise;
+    /// Ignores the outcome of a promise nobody will await (no unhandled rejection).
+    pub fn discard(promise: &Promise);
+}
+
+/// WebCrypto's SHA-256 of `bytes`, as a Promise of a `Uint8Array` (or of `undefined`
+/// when hashing failed); `None` without WebCrypto.
+pub fn sha256(bytes: &js_sys::Uint8Array) -> Option<Promise> {
+    sha256_promise(bytes).dyn_into::<Promise>().ok()
 }
 
 /// The WebAssembly JS API's name of a value type.

@@ -2,10 +2,16 @@
 //! order, sharing both with every other target of this tab.
 //!
 //! - The bytes of every planned module this tab has not compiled are read in one batch,
-//!   in the plan's own transaction ([`Snapshot::module_bytes`]); each is checked against
-//!   its id (BLAKE3) and, only when its manifest was recorded by another analyzer
-//!   version, against its manifest, then handed to `WebAssembly.compile` at once, so the
-//!   browser compiles them all in parallel.
+//!   in the plan's own transaction ([`Snapshot::module_bytes`]), and handed to
+//!   `WebAssembly.compile` at once, so the browser compiles them all in parallel. They
+//!   go from IndexedDB to the compiler as they are, never through this package's memory,
+//!   unless BLAKE3 needs them there.
+//! - No module is instantiated before its bytes are checked against its id. Bytes of
+//!   [`WEBCRYPTO_FROM`] or more whose commit recorded their SHA-256 are hashed by the
+//!   browser's WebCrypto, off the main thread, while they compile; the compile's
+//!   promise resolves only when the digest matches. Other bytes are hashed here with
+//!   BLAKE3 (the ModuleId) once their compile has started. Only a manifest recorded by
+//!   another analyzer version is checked against its bytes as well.
 //! - A compile is kept as its promise from the moment it starts: a concurrent target that
 //!   needs the same module awaits the same promise instead of compiling again.
 //! - An instance is kept with the import bindings it was made with: a plan that binds the
@@ -16,13 +22,18 @@ use std::collections::HashMap;
 
 use js_sys::{Object, Promise, Uint8Array};
 use linkcache_core::{LoadPlan, ModuleId};
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use crate::cache::{LinkCache, SharedInstance};
 use crate::errors::WebError;
-use crate::js::{describe, instantiate_compiled, prop};
+use crate::js::{compile_checked, describe, discard, has_webcrypto, instantiate_compiled, prop};
 use crate::snapshot::Snapshot;
+
+/// Bytes at least this long are checked with WebCrypto's SHA-256, in parallel with their
+/// compile, when their commit recorded one. Below it BLAKE3 here takes microseconds and
+/// no round trip to WebCrypto's threads.
+pub(crate) const WEBCRYPTO_FROM: u32 = 64 * 1024;
 
 /// Why a plan could not be instantiated.
 pub(crate) enum LoadError {
@@ -83,10 +94,13 @@ impl LinkCache {
                 let mut inner = self.inner.borrow_mut();
                 inner.pending.remove(&id);
                 inner.compiled.remove(&id);
-                LoadError::Broken(
-                    id,
-                    format!("compiling or instantiating it failed: {}", describe(&e)),
-                )
+                let reason =
+                    if prop(&e, "name").as_string().as_deref() == Some("LinkCacheCorruptBytes") {
+                        describe(&e)
+                    } else {
+                        format!("compiling or instantiating it failed: {}", describe(&e))
+                    };
+                LoadError::Broken(id, reason)
             })?;
             fresh.insert(id, prop(&instance, "exports").unchecked_into());
         }
@@ -137,8 +151,7 @@ impl LinkCache {
                     LoadError::Broken(id, "its wasm bytes are missing".into())
                 });
             };
-            self.check_bytes(plan, &id, &bytes)?;
-            let compile = js_sys::WebAssembly::compile(&bytes);
+            let compile = self.compile_checked(plan, &id, &bytes)?;
             let mut inner = self.inner.borrow_mut();
             inner.compiled.insert(id, compile);
             inner.stats.modules_compiled += 1;
@@ -146,6 +159,31 @@ impl LinkCache {
             report.compiled.push(id);
         }
         Ok(())
+    }
+
+    /// Starts compiling `bytes`, checked as the module docs say: the promise of the
+    /// module, or the reason the bytes are broken.
+    fn compile_checked(
+        &self,
+        plan: &LoadPlan,
+        id: &ModuleId,
+        bytes: &Uint8Array,
+    ) -> Result<Promise, LoadError> {
+        let decoded = self.decoded(id);
+        let checked = decoded.as_ref().is_some_and(|d| d.checked);
+        let digest = decoded
+            .and_then(|d| d.sha256)
+            .filter(|_| checked && bytes.length() >= WEBCRYPTO_FROM && has_webcrypto());
+        if let Some(digest) = digest {
+            return Ok(compile_checked(bytes, &digest));
+        }
+        // The browser decodes on its own threads while BLAKE3 runs here.
+        let compile = compile_checked(bytes, &JsValue::UNDEFINED);
+        if let Err(e) = self.check_bytes(plan, id, bytes) {
+            discard(&compile);
+            return Err(e);
+        }
+        Ok(compile)
     }
 
     /// Checks stored bytes against their id, and against their manifest unless this

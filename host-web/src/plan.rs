@@ -7,8 +7,11 @@
 //! whole closure, level by level: the candidates of every func_name of a level in one
 //! batch of index requests, whose values are the manifests (decoded once per tab, as
 //! they are content-addressed), then the callees of those manifests as the next level.
+//! A level costs a round trip to IndexedDB, so a chain of ten modules cost ten; with
+//! the target's plan hint (what its last complete plan read, see [`crate::store`]) the
+//! whole closure and its bytes come in the second round trip.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use js_sys::{Array, Uint8Array};
@@ -16,13 +19,13 @@ use linkcache_core::{
     ANALYZER_VERSION, Candidate, GlobalCheck, GlobalOutcome, LoadPlan, Manifest, Miss, ModuleId,
     Need, Planner, Progress, ValType,
 };
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 use crate::cache::{Decoded, LinkCache};
 use crate::errors::WebError;
 use crate::js::{describe, from_js, prop, settle, to_text, val_type_name};
-use crate::snapshot::{Listed, Snapshot, analyzer_of};
-use crate::store::decode_manifest;
+use crate::snapshot::{Hint, Listed, Snapshot, analyzer_of, hint_of, listed};
+use crate::store::{decode_manifest, stamp_key};
 
 impl LinkCache {
     /// Runs the planner to a plan or a miss, answering its needs from `snapshot`.
@@ -48,6 +51,7 @@ impl LinkCache {
                             None => Decoded {
                                 manifest: Err("its manifest is missing".into()),
                                 checked: false,
+                                sha256: None,
                             },
                         },
                     };
@@ -82,6 +86,10 @@ impl LinkCache {
         let decoded = Decoded {
             manifest: decode_manifest(value, id).map(Arc::new),
             checked: analyzer_of(value) == ANALYZER_VERSION,
+            sha256: prop(value, "sha256")
+                .dyn_into::<Uint8Array>()
+                .ok()
+                .filter(|digest| digest.length() == 32),
         };
         // Only a manifest that decoded is content-addressed; a broken record may be
         // repaired by a re-add.
@@ -96,18 +104,50 @@ impl LinkCache {
 
     /// Answers the candidates of `func_name` together with the rest of its closure
     /// (candidates and manifests, transitively), one level of func_names per batch of
-    /// requests.
+    /// requests. The first batch also reads the target's plan hint and the index stamp
+    /// (see [`crate::store`]); with a hint, a second batch reads the rest of the closure
+    /// the hint names at once ([`LinkCache::read_ahead`]), so that a closure read as the
+    /// hint predicted costs two round trips, not one per level. Levels the hint missed
+    /// are read the usual way. The hint only decides what is read early: the planner
+    /// decides from what was read.
     async fn answer_closure(
         &self,
         snapshot: &mut Snapshot<'_>,
         planner: &mut Planner,
         func_name: String,
     ) -> Result<(), WebError> {
+        let mut read: HashMap<String, Vec<Listed>> = HashMap::new();
+        let mut first = snapshot.closure.funcs.is_empty();
         let mut level = vec![func_name];
         while !level.is_empty() {
-            let listed = snapshot.candidates(&level).await?;
+            let ask: Vec<String> = level
+                .iter()
+                .filter(|f| !read.contains_key(*f))
+                .cloned()
+                .collect();
+            let plans = if first {
+                vec![JsValue::from_str(&level[0]), stamp_key()]
+            } else {
+                Vec::new()
+            };
+            let batch = snapshot.read(&ask, &[], &[], &plans).await?;
+            read.extend(ask.into_iter().zip(batch.candidates));
+            if first {
+                first = false;
+                snapshot.closure.stamp = batch.plans.get(1).and_then(JsValue::as_f64);
+                if let Some(hint) = batch.plans.first().and_then(hint_of) {
+                    self.read_ahead(snapshot, planner, &hint, &level, &mut read)
+                        .await?;
+                    snapshot.closure.hint = Some(hint);
+                }
+            }
             let mut next = BTreeSet::new();
-            for (func, mut entries) in level.iter().zip(listed) {
+            for func in &level {
+                let mut entries = read.remove(func).unwrap_or_default();
+                snapshot
+                    .closure
+                    .funcs
+                    .insert(func.clone(), entries.iter().map(|e| e.id).collect());
                 entries.extend(self.in_memory(func));
                 let mut candidates = Vec::with_capacity(entries.len());
                 for entry in entries {
@@ -121,10 +161,9 @@ impl LinkCache {
                     };
                     let inner = self.inner.borrow();
                     for callee in &function.calls {
-                        if inner.linkage.binding(callee).is_none()
-                            && !planner.has_candidates(callee)
-                            && !level.contains(callee)
-                        {
+                        if inner.linkage.binding(callee).is_some() {
+                            snapshot.closure.partial = true;
+                        } else if !planner.has_candidates(callee) && !level.contains(callee) {
                             next.insert(callee.clone());
                         }
                     }
@@ -132,6 +171,86 @@ impl LinkCache {
                 planner.answer_candidates(func, candidates);
             }
             level = next.into_iter().collect();
+        }
+        Ok(())
+    }
+
+    /// The second batch of a plan with a hint, for the hint's func_names that are not
+    /// bound, answered or read yet, and the hint's modules this tab has not compiled:
+    /// their bytes, and
+    /// - when the hint's stamp is the index's: the manifests of the candidates the hint
+    ///   lists (the index lists the same, as no commit or gc changed it since), by key;
+    /// - else: the candidates the index lists now.
+    ///
+    /// What was read waits in `read` for the levels, and in the snapshot for the load.
+    async fn read_ahead(
+        &self,
+        snapshot: &mut Snapshot<'_>,
+        planner: &Planner,
+        hint: &Hint,
+        level: &[String],
+        read: &mut HashMap<String, Vec<Listed>>,
+    ) -> Result<(), WebError> {
+        let exact = hint.stamp.is_some() && hint.stamp == snapshot.closure.stamp;
+        let (funcs, lists, ids): (Vec<String>, Vec<Vec<ModuleId>>, Vec<ModuleId>) = {
+            let inner = self.inner.borrow();
+            let (funcs, lists) = hint
+                .funcs
+                .iter()
+                .zip(&hint.lists)
+                .filter(|(f, _)| {
+                    inner.linkage.binding(f).is_none()
+                        && !planner.has_candidates(f)
+                        && !read.contains_key(*f)
+                        && !level.contains(f)
+                })
+                .map(|(f, list)| (f.clone(), list.clone()))
+                .unzip();
+            let ids = hint
+                .modules
+                .iter()
+                .filter(|id| !inner.compiled.contains_key(id) && !inner.memory.contains_key(id))
+                .copied()
+                .collect();
+            (funcs, lists, ids)
+        };
+        if !exact {
+            let batch = snapshot.read(&funcs, &ids, &[], &[]).await?;
+            read.extend(funcs.into_iter().zip(batch.candidates));
+            snapshot.keep_ahead(&ids, batch.bytes);
+            return Ok(());
+        }
+        let manifests: Vec<ModuleId> = lists
+            .iter()
+            .flatten()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let batch = snapshot.read(&[], &ids, &manifests, &[]).await?;
+        snapshot.keep_ahead(&ids, batch.bytes);
+        let values: HashMap<ModuleId, Listed> = manifests
+            .into_iter()
+            .zip(batch.manifests)
+            .filter_map(|(id, value)| Some((id, listed(value?)?)))
+            .filter(|(id, listed)| listed.id == *id)
+            .collect();
+        for (func, list) in funcs.into_iter().zip(lists) {
+            // A listed module without a manifest cannot be: the stamp says the index is
+            // unchanged. Leave that func_name to the levels, which ask the index.
+            let entries: Option<Vec<Listed>> = list
+                .iter()
+                .map(|id| {
+                    values.get(id).map(|v| Listed {
+                        id: v.id,
+                        committed_at: v.committed_at,
+                        value: v.value.clone(),
+                    })
+                })
+                .collect();
+            if let Some(entries) = entries {
+                read.insert(func, entries);
+            }
         }
         Ok(())
     }

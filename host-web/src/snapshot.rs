@@ -7,6 +7,13 @@
 //! it stays active from the first level to the bytes: the plan reads one consistent
 //! snapshot, in which no other tab's `clear()` or commit can land half-way.
 //!
+//! A step's requests are issued and collected by one small JavaScript function
+//! ([`read_batch`]): one call into JavaScript and one promise per step, instead of two
+//! Rust callbacks and a channel per request (issuing a level of eight func_names that
+//! way took over a millisecond in a fresh tab). A step may also read plan hints (the
+//! `plans` store, see [`crate::store`]) and keep bytes read ahead of the plan for
+//! [`Snapshot::module_bytes`].
+//!
 //! When the embedder made the plan wait on something else (a `resolveGlobal` that
 //! returned a Promise), the browser has committed the transaction by the time the next
 //! request is made; the snapshot then opens another one and counts it
@@ -14,19 +21,65 @@
 //! between (another tab cleared the cache): [`Snapshot::split`] tells the caller so,
 //! so that it plans again instead of calling a module broken.
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::IntoFuture;
 
-use futures_util::future::join_all;
-use idb::{KeyRange, Query, Transaction};
-use js_sys::Uint8Array;
+use idb::Transaction;
+use js_sys::{Array, Promise, Uint8Array};
 use linkcache_core::ModuleId;
+use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::IdbTransaction;
 
-use crate::errors::{WebError, storage_error};
-use crate::js::prop;
-use crate::store::{BY_FUNCTION, IdbStore, MANIFESTS, MODULES, key};
+use crate::errors::{WebError, from_dom_exception, storage_error};
+use crate::js::{describe, prop};
+use crate::store::{BY_FUNCTION, IdbStore, MANIFESTS, MODULES, PLANS, key};
 
 const DOING: &str = "reading the closure of a function";
+
+#[wasm_bindgen(inline_js = r#"
+export function read_batch(tx, names, funcs, ids, manifestIds, plans) {
+  const [manifests, byFunction, modules, hints] = names;
+  const wait = (request) => new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+  const requests = [];
+  if (funcs.length) {
+    const index = tx.objectStore(manifests).index(byFunction);
+    for (const f of funcs) requests.push(wait(index.getAll(IDBKeyRange.only(f))));
+  }
+  if (ids.length) {
+    const store = tx.objectStore(modules);
+    for (const id of ids) requests.push(wait(store.get(id)));
+  }
+  if (manifestIds.length) {
+    const store = tx.objectStore(manifests);
+    for (const id of manifestIds) requests.push(wait(store.get(id)));
+  }
+  if (plans.length) {
+    const store = tx.objectStore(hints);
+    for (const k of plans) requests.push(wait(store.get(k)));
+  }
+  return Promise.all(requests);
+}
+"#)]
+extern "C" {
+    /// Issues, in `tx`, a `by_function` lookup per func_name of `funcs`, a read of the
+    /// bytes of each module of `ids`, of the manifest value of each of `manifest_ids`
+    /// and of the `plans` record of each key of `plans`, all before any answer; resolves
+    /// to their results in that order. Throws at once when `tx` is no longer active.
+    #[wasm_bindgen(catch)]
+    fn read_batch(
+        tx: &IdbTransaction,
+        names: &Array,
+        funcs: &Array,
+        ids: &Array,
+        manifest_ids: &Array,
+        plans: &Array,
+    ) -> Result<Promise, JsValue>;
+}
 
 /// One manifest value as the store lists it, not decoded yet.
 pub struct Listed {
@@ -34,15 +87,64 @@ pub struct Listed {
     pub id: ModuleId,
     /// Its commit number.
     pub committed_at: u64,
-    /// The stored value: `{id, record, functions, committedAt, analyzer}`.
+    /// The stored value: `{id, record, functions, committedAt, analyzer, sha256}`.
     pub value: JsValue,
+}
+
+/// A plan hint as stored: the func_names the last complete plan of a target read (the
+/// target itself left out), the candidates the index listed for each, the modules it
+/// chose, and the index stamp it was read under (see [`crate::store`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hint {
+    /// Sorted func_names.
+    pub funcs: Vec<String>,
+    /// The index's candidates of each of `funcs`, in the same order.
+    pub lists: Vec<Vec<ModuleId>>,
+    /// Modules, in plan order.
+    pub modules: Vec<ModuleId>,
+    /// The index stamp the lists were read under.
+    pub stamp: Option<f64>,
+}
+
+/// What one step read.
+#[derive(Default)]
+pub struct Batch {
+    /// The candidates of each func_name asked for, in order.
+    pub candidates: Vec<Vec<Listed>>,
+    /// The bytes of each module asked for (not checked yet), `None` when missing.
+    pub bytes: Vec<Option<Uint8Array>>,
+    /// The manifest value of each module asked for, `None` when missing.
+    pub manifests: Vec<Option<JsValue>>,
+    /// The `plans` record of each key asked for (`undefined` when missing).
+    pub plans: Vec<JsValue>,
+}
+
+/// What the closure walk of a plan read: every func_name whose candidates it asked for
+/// and the candidates the index listed, whether it stopped at func_names bound in this
+/// tab already (then the closure it saw is not the whole closure), the index stamp, and
+/// the hint it started from.
+#[derive(Default)]
+pub struct ClosureRead {
+    /// func_names asked for, with the modules the index listed for each.
+    pub funcs: BTreeMap<String, Vec<ModuleId>>,
+    /// The index stamp read with the target's candidates.
+    pub stamp: Option<f64>,
+    /// Some callee was bound in this tab already, so it was not read.
+    pub partial: bool,
+    /// The hint read for the target, if there was one.
+    pub hint: Option<Hint>,
 }
 
 /// The reads of one plan. See the module docs.
 pub struct Snapshot<'s> {
     store: &'s IdbStore,
-    tx: Option<Transaction>,
+    tx: Option<IdbTransaction>,
     transactions: u32,
+    reads: u32,
+    /// Bytes read ahead (from a plan hint), by module, in the transaction of the plan.
+    ahead: HashMap<ModuleId, Option<Uint8Array>>,
+    /// What the closure walk read (filled by the planner's host).
+    pub closure: ClosureRead,
 }
 
 impl<'s> Snapshot<'s> {
@@ -52,6 +154,9 @@ impl<'s> Snapshot<'s> {
             store,
             tx: None,
             transactions: 0,
+            reads: 0,
+            ahead: HashMap::new(),
+            closure: ClosureRead::default(),
         }
     }
 
@@ -60,81 +165,195 @@ impl<'s> Snapshot<'s> {
         self.transactions
     }
 
+    /// How many steps (round trips to IndexedDB) the reads took.
+    pub fn reads(&self) -> u32 {
+        self.reads
+    }
+
     /// Whether the reads were split over more than one transaction, so that a record
     /// read later may be missing because another tab removed it in between.
     pub fn split(&self) -> bool {
         self.transactions > 1
     }
 
-    /// Issues requests with `issue` in the open transaction; when it has ended (the plan
-    /// awaited something else), in a new one.
-    fn issue<T>(
-        &mut self,
-        issue: impl Fn(&Transaction) -> Result<T, idb::Error>,
-    ) -> Result<T, WebError> {
-        if let Some(tx) = &self.tx
-            && let Ok(requests) = issue(tx)
-        {
-            return Ok(requests);
-        }
-        let tx = self.store.read_transaction(&[MODULES, MANIFESTS], DOING)?;
+    /// A new transaction (the first, or because the last one ended: the plan awaited
+    /// something else).
+    fn renew(&mut self) -> Result<IdbTransaction, WebError> {
+        let tx: IdbTransaction = self
+            .store
+            .read_transaction(&[MODULES, MANIFESTS, PLANS], DOING)?
+            .into();
         self.transactions += 1;
-        let requests = issue(&tx).map_err(|e| storage_error(DOING, &e))?;
-        self.tx = Some(tx);
-        Ok(requests)
+        self.tx = Some(tx.clone());
+        Ok(tx)
+    }
+
+    /// One step: every request issued at once in the open transaction (in a new one
+    /// when it has ended), then awaited together.
+    pub async fn read(
+        &mut self,
+        funcs: &[String],
+        ids: &[ModuleId],
+        manifest_ids: &[ModuleId],
+        plans: &[JsValue],
+    ) -> Result<Batch, WebError> {
+        if funcs.is_empty() && ids.is_empty() && manifest_ids.is_empty() && plans.is_empty() {
+            return Ok(Batch::default());
+        }
+        let names: Array = [MANIFESTS, BY_FUNCTION, MODULES, PLANS]
+            .into_iter()
+            .map(JsValue::from_str)
+            .collect();
+        self.reads += 1;
+        let strings = |v: &[String]| -> Array { v.iter().map(|s| JsValue::from_str(s)).collect() };
+        let funcs_js = strings(funcs);
+        let plans_js: Array = plans.iter().collect();
+        let ids_js: Array = ids.iter().map(key).collect();
+        let manifests_js: Array = manifest_ids.iter().map(key).collect();
+        let issue = |tx: &IdbTransaction| {
+            read_batch(tx, &names, &funcs_js, &ids_js, &manifests_js, &plans_js)
+        };
+        let issued = match &self.tx {
+            Some(tx) => issue(tx).ok(),
+            None => None,
+        };
+        let promise = match issued {
+            Some(promise) => promise,
+            None => {
+                let tx = self.renew()?;
+                issue(&tx).map_err(|e| read_error(&e))?
+            }
+        };
+        let results: Array = JsFuture::from(promise)
+            .await
+            .map_err(|e| read_error(&e))?
+            .unchecked_into();
+        let mut results = results.iter();
+        let mut batch = Batch::default();
+        for _ in funcs {
+            let values = results.next().unwrap_or(JsValue::UNDEFINED);
+            let values = values
+                .dyn_into::<Array>()
+                .map(|a| a.to_vec())
+                .unwrap_or_default();
+            batch
+                .candidates
+                .push(values.into_iter().filter_map(listed).collect());
+        }
+        for _ in ids {
+            let value = results.next().unwrap_or(JsValue::UNDEFINED);
+            batch.bytes.push(value.dyn_into::<Uint8Array>().ok());
+        }
+        for _ in manifest_ids {
+            let value = results.next().unwrap_or(JsValue::UNDEFINED);
+            batch
+                .manifests
+                .push(Some(value).filter(|v| !v.is_undefined()));
+        }
+        for _ in plans {
+            batch
+                .plans
+                .push(results.next().unwrap_or(JsValue::UNDEFINED));
+        }
+        Ok(batch)
     }
 
     /// The candidates of each of `funcs`, with their manifest values: every request is
     /// issued before any is awaited.
     pub async fn candidates(&mut self, funcs: &[String]) -> Result<Vec<Vec<Listed>>, WebError> {
-        let requests = self.issue(|tx| {
-            let index = tx.object_store(MANIFESTS)?.index(BY_FUNCTION)?;
-            funcs
-                .iter()
-                .map(|func| {
-                    let only = KeyRange::only(&JsValue::from_str(func))?;
-                    Ok(index
-                        .get_all(Some(Query::KeyRange(only)), None)?
-                        .into_future())
-                })
-                .collect::<Result<Vec<_>, idb::Error>>()
-        })?;
-        let mut levels = Vec::with_capacity(funcs.len());
-        for values in join_all(requests).await {
-            let values = values.map_err(|e| storage_error(DOING, &e))?;
-            levels.push(values.into_iter().filter_map(listed).collect());
-        }
-        Ok(levels)
+        Ok(self.read(funcs, &[], &[], &[]).await?.candidates)
+    }
+
+    /// Keeps bytes read ahead of the plan for [`Snapshot::module_bytes`].
+    pub fn keep_ahead(&mut self, ids: &[ModuleId], bytes: Vec<Option<Uint8Array>>) {
+        self.ahead.extend(ids.iter().copied().zip(bytes));
     }
 
     /// The manifest value of `id`, if it is stored.
     pub async fn manifest(&mut self, id: &ModuleId) -> Result<Option<JsValue>, WebError> {
-        let request =
-            self.issue(|tx| Ok(tx.object_store(MANIFESTS)?.get(key(id))?.into_future()))?;
-        request.await.map_err(|e| storage_error(DOING, &e))
+        let get = |tx: &IdbTransaction| {
+            Transaction::from(tx.clone())
+                .object_store(MANIFESTS)
+                .and_then(|store| store.get(key(id)))
+        };
+        let request = match self.tx.as_ref().map(get) {
+            Some(Ok(request)) => request,
+            _ => {
+                let tx = self.renew()?;
+                get(&tx).map_err(|e| storage_error(DOING, &e))?
+            }
+        };
+        self.reads += 1;
+        request
+            .into_future()
+            .await
+            .map_err(|e| storage_error(DOING, &e))
     }
 
-    /// The stored bytes of each of `ids` (not checked yet), `None` for missing ones.
+    /// The stored bytes of each of `ids` (not checked yet), `None` for missing ones:
+    /// those read ahead, and the others in one step.
     pub async fn module_bytes(
         &mut self,
         ids: &[ModuleId],
     ) -> Result<Vec<Option<Uint8Array>>, WebError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let requests = self.issue(|tx| {
-            let modules = tx.object_store(MODULES)?;
-            ids.iter()
-                .map(|id| Ok(modules.get(key(id))?.into_future()))
-                .collect::<Result<Vec<_>, idb::Error>>()
-        })?;
-        let mut bytes = Vec::with_capacity(ids.len());
-        for value in join_all(requests).await {
-            let value = value.map_err(|e| storage_error(DOING, &e))?;
-            bytes.push(value.and_then(|v| v.dyn_into::<Uint8Array>().ok()));
-        }
-        Ok(bytes)
+        let missing: Vec<ModuleId> = ids
+            .iter()
+            .filter(|id| !self.ahead.contains_key(id))
+            .copied()
+            .collect();
+        let read = self.read(&[], &missing, &[], &[]).await?.bytes;
+        self.ahead.extend(missing.into_iter().zip(read));
+        Ok(ids
+            .iter()
+            .map(|id| self.ahead.remove(id).flatten())
+            .collect())
     }
+}
+
+/// The error of a failed step: the request's DOMException, or what was thrown.
+fn read_error(error: &JsValue) -> WebError {
+    let name = prop(error, "name").as_string();
+    let message = prop(error, "message").as_string().unwrap_or_default();
+    match name {
+        Some(name) if error.is_instance_of::<web_sys::DomException>() => {
+            from_dom_exception(DOING, &name, &message).with_cause(error.clone())
+        }
+        _ => WebError::new("LinkCacheStorage", format!("{DOING}: {}", describe(error)))
+            .with_cause(error.clone()),
+    }
+}
+
+/// A stored plan hint; `None` when there is none or it does not read.
+pub fn hint_of(value: &JsValue) -> Option<Hint> {
+    if !value.is_object() {
+        return None;
+    }
+    fn strings(value: &JsValue) -> Option<Vec<String>> {
+        value
+            .dyn_ref::<Array>()?
+            .iter()
+            .map(|v| v.as_string())
+            .collect()
+    }
+    fn ids(value: &JsValue) -> Option<Vec<ModuleId>> {
+        strings(value)?.iter().map(|id| id.parse().ok()).collect()
+    }
+    let funcs = strings(&prop(value, "funcs"))?;
+    let lists: Vec<Vec<ModuleId>> = prop(value, "lists")
+        .dyn_into::<Array>()
+        .ok()?
+        .iter()
+        .map(|list| ids(&list))
+        .collect::<Option<_>>()?;
+    if lists.len() != funcs.len() {
+        return None;
+    }
+    Some(Hint {
+        funcs,
+        lists,
+        modules: ids(&prop(value, "modules"))?,
+        stamp: prop(value, "stamp").as_f64(),
+    })
 }
 
 /// A stored manifest value as a [`Listed`]; `None` when it has no readable id.

@@ -34,6 +34,9 @@ pub struct Stats {
     pub plans: u64,
     /// IndexedDB transactions those plans took.
     pub plan_transactions: u64,
+    /// IndexedDB round trips those plans took: one per level of the call graph and one
+    /// for the bytes, or two in all for a closure its plan hint predicted.
+    pub plan_reads: u64,
     /// Manifests checked against their bytes at load (recorded by another analyzer version).
     pub manifests_checked: u64,
     /// Bytes the origin uses, as the browser estimates (`navigator.storage.estimate()`).

@@ -5,8 +5,18 @@
 //!   modules    key: ModuleId hex   value: Uint8Array (the wasm bytes)
 //!   manifests  key: ModuleId hex   value: { id, record: Uint8Array (Manifest record),
 //!                                           functions: [func_name...], committedAt,
-//!                                           analyzer: ANALYZER_VERSION that checked it }
+//!                                           analyzer: ANALYZER_VERSION that checked it,
+//!                                           sha256: Uint8Array (SHA-256 of the bytes,
+//!                                           when the browser has WebCrypto) }
 //!              index by_function on `functions`, multiEntry: func_name -> manifests
+//!   plans      key: func_name       value: { funcs: [func_name...], lists: [[ModuleId hex...]...],
+//!                                           modules: [ModuleId hex...], stamp }
+//!                                           what the last complete plan of a target read
+//!                                           (each func_name of its closure and the
+//!                                           candidates the index listed) and the modules
+//!                                           it chose, under index stamp `stamp`
+//!              key: 0 (a number)    value: the index stamp, a fresh random number written
+//!                                           by every commit and every gc that evicts
 //!   used       key: ModuleId hex   value: { id, use: the origin-wide use number of its
 //!                                           last use, at: its time (ms since the epoch) }
 //!   meta       key: "clock"        value: the last committedAt handed out
@@ -34,12 +44,29 @@
 //!
 //! Reads check what they read: a manifest record that does not decode (checksum,
 //! truncation, an unknown format version) or that describes another module is a broken
-//! entry, and so are bytes whose BLAKE3 is not their key. Both become misses with cause
+//! entry, and so are bytes whose BLAKE3 is not their key. (A large module is checked
+//! against the SHA-256 its commit recorded beside the manifest, after BLAKE3 bound the
+//! bytes to their key: the browser's WebCrypto hashes it off the main thread while
+//! `WebAssembly.compile` decodes it; see [`crate::load`].) Both become misses with cause
 //! `broken` (or a fallback to a duplicate), never a wrong link. A manifest is checked
 //! against its bytes (analyzed) once, before it is committed (`addModule` analyzes,
 //! `importBundle` checks), and the value records the analyzer version that did it; a load
 //! re-checks only a manifest recorded by another version. Plans read through
 //! [`crate::snapshot`], in one read-only transaction.
+//!
+//! # Plan hints
+//! A record in `plans` tells the next tab which func_names and modules the last complete
+//! plan of that target read, so that it can ask for them all at once instead of one
+//! level of the call graph per round trip. Every transaction that changes the
+//! `by_function` index (a commit, a gc that evicts) writes a new index stamp in the same
+//! transaction, and `clear()` empties the store. So a plan that reads the stamp with the
+//! target's candidates and finds the hint's stamp knows that the index still lists
+//! exactly the hint's candidates for the hint's func_names: it reads only their
+//! manifests and bytes, by key. With another stamp the hint is only a prefetch: the
+//! plan asks the index for the hint's func_names, all in one batch. Either way the
+//! planner decides from manifests and bytes read in the plan's own transaction; a hint
+//! never names a module that the plan then uses without reading it. A hint is written in
+//! a transaction of its own, only when it changed.
 //!
 //! # Upgrades
 //! The schema is declarative: opening at [`SCHEMA_VERSION`] creates missing stores and
@@ -67,7 +94,9 @@
 //! The records are the native host's (`linkcache_core::record`): a bundle from
 //! `linkcache export` imports here.
 
+use std::cell::RefCell;
 use std::future::IntoFuture;
+use std::rc::Rc;
 
 use futures_util::future::{Either, join_all, select};
 use idb::{
@@ -83,12 +112,23 @@ use web_sys::IdbTransaction;
 use crate::errors::{WebError, storage_error, transaction_aborted};
 
 /// The schema version; bump it (with an upgrade path) when the layout changes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 pub(crate) const MODULES: &str = "modules";
 pub(crate) const MANIFESTS: &str = "manifests";
 const META: &str = "meta";
 pub(crate) const USED: &str = "used";
+pub(crate) const PLANS: &str = "plans";
+
+/// The key of the index stamp in `plans` (a number: no func_name, which is a string).
+pub(crate) fn stamp_key() -> JsValue {
+    JsValue::from_f64(0.0)
+}
+
+/// A new index stamp: unique in practice (time and a random fraction).
+fn fresh_stamp() -> JsValue {
+    JsValue::from_f64(js_sys::Date::now() + js_sys::Math::random())
+}
 pub(crate) const BY_FUNCTION: &str = "by_function";
 const CLOCK: &str = "clock";
 const USES: &str = "uses";
@@ -120,6 +160,9 @@ pub struct GcReport {
 /// A linkcache database in IndexedDB: one connection.
 pub struct IdbStore {
     db: Database,
+    /// Advisory writes still running (use records, plan hints): `close()` aborts them,
+    /// so that a closed cache never holds up another tab's upgrade.
+    advisory: Rc<RefCell<Vec<IdbTransaction>>>,
 }
 
 fn set(object: &Object, key: &str, value: &JsValue) {
@@ -207,14 +250,38 @@ impl IdbStore {
             }
             on_closed();
         });
-        Ok(IdbStore { db })
+        Ok(IdbStore {
+            db,
+            advisory: Rc::default(),
+        })
     }
 
-    /// Closes the connection (once its running transactions finish), so that another
-    /// tab can upgrade or delete the database. Later operations fail with
-    /// `LinkCacheClosed`.
+    /// Closes the connection (once its running transactions finish; advisory writes,
+    /// use records and plan hints, are aborted instead), so that another tab can upgrade
+    /// or delete the database. Later operations fail with `LinkCacheClosed`.
     pub fn close(&self) {
+        for tx in self.advisory.borrow_mut().drain(..) {
+            // Finished already: nothing to abort.
+            let _ = tx.abort();
+        }
         self.db.close();
+    }
+
+    /// Keeps an advisory write's transaction for `close()` until `write` finishes.
+    fn advisory<T, W: Future<Output = Result<T, WebError>>>(
+        &self,
+        raw: IdbTransaction,
+        write: W,
+    ) -> impl Future<Output = Result<T, WebError>> + use<T, W> {
+        self.advisory.borrow_mut().push(raw.clone());
+        let advisory = Rc::clone(&self.advisory);
+        async move {
+            let result = write.await;
+            advisory
+                .borrow_mut()
+                .retain(|tx| !js_sys::Object::is(tx, &raw));
+            result
+        }
     }
 
     fn transaction(
@@ -263,10 +330,14 @@ impl IdbStore {
             .map(|f| JsValue::from_str(&f.name))
             .collect();
         let fail = |e: idb::Error| storage_error(DOING, &e);
+        let sha256 = match crate::js::sha256(&bytes) {
+            Some(digest) => JsFuture::from(digest).await.unwrap_or(JsValue::UNDEFINED),
+            None => JsValue::UNDEFINED,
+        };
 
         let at = js_sys::Date::now();
         let tx = self.transaction(
-            &[MODULES, MANIFESTS, META, USED],
+            &[MODULES, MANIFESTS, META, USED, PLANS],
             TransactionMode::ReadWrite,
             DOING,
         )?;
@@ -294,6 +365,9 @@ impl IdbStore {
         set(&value, "functions", &functions);
         set(&value, "committedAt", &JsValue::from_f64(committed_at));
         set(&value, "analyzer", &JsValue::from(ANALYZER_VERSION));
+        if !sha256.is_undefined() {
+            set(&value, "sha256", &sha256);
+        }
         manifests
             .put(&value, Some(&id))
             .map_err(fail)?
@@ -302,6 +376,11 @@ impl IdbStore {
         let uses = next_counter(&meta, USES).await.map_err(fail)?;
         tx.store(USED)?
             .put(&use_record(&id, uses, at), Some(&id))
+            .map_err(fail)?
+            .await
+            .map_err(fail)?;
+        tx.store(PLANS)?
+            .put(&fresh_stamp(), Some(&stamp_key()))
             .map_err(fail)?
             .await
             .map_err(fail)?;
@@ -327,7 +406,8 @@ impl IdbStore {
             .map_err(fail)?
             .into_future();
         let keys: Vec<JsValue> = ids.iter().map(key).collect();
-        Ok(async move {
+        let raw = tx.raw.clone();
+        Ok(self.advisory(raw, async move {
             let fail = |e: idb::Error| storage_error(DOING, &e);
             let previous = clock.await.map_err(fail)?;
             let uses = put_next_counter(&meta, USES, previous)
@@ -341,7 +421,40 @@ impl IdbStore {
                     .map_err(fail)?;
             }
             tx.done().await
-        })
+        }))
+    }
+
+    /// Stores the plan hint of `func_name` (see the module docs). The transaction is
+    /// created before this returns; the returned future waits for it (the hint is
+    /// advisory: a failure loses nothing but a prefetch, and `close()` aborts it).
+    pub fn record_plan(
+        &self,
+        func_name: &str,
+        hint: &crate::snapshot::Hint,
+    ) -> Result<impl Future<Output = Result<(), WebError>> + use<>, WebError> {
+        const DOING: &str = "recording a plan hint";
+        let fail = |e: idb::Error| storage_error(DOING, &e);
+        let value = Object::new();
+        let ids = |v: &[ModuleId]| -> Array { v.iter().map(key).collect() };
+        let names: Array = hint.funcs.iter().map(|f| JsValue::from_str(f)).collect();
+        let lists: Array = hint.lists.iter().map(|list| ids(list)).collect();
+        set(&value, "funcs", &names);
+        set(&value, "lists", &lists);
+        set(&value, "modules", &ids(&hint.modules));
+        if let Some(stamp) = hint.stamp {
+            set(&value, "stamp", &JsValue::from_f64(stamp));
+        }
+        let tx = self.transaction(&[PLANS], TransactionMode::ReadWrite, DOING)?;
+        let put = tx
+            .store(PLANS)?
+            .put(&value, Some(&JsValue::from_str(func_name)))
+            .map_err(fail)?
+            .into_future();
+        let raw = tx.raw.clone();
+        Ok(self.advisory(raw, async move {
+            put.await.map_err(|e| storage_error(DOING, &e))?;
+            tx.done().await
+        }))
     }
 
     /// Evicts least recently used modules until the records of the cache take at most
@@ -352,7 +465,7 @@ impl IdbStore {
         const DOING: &str = "collecting garbage";
         let fail = |e: idb::Error| storage_error(DOING, &e);
         let tx = self.transaction(
-            &[MODULES, MANIFESTS, USED],
+            &[MODULES, MANIFESTS, USED, PLANS],
             TransactionMode::ReadWrite,
             DOING,
         )?;
@@ -454,8 +567,22 @@ impl IdbStore {
             report.freed += size;
             report.remaining -= size;
         }
+        let stamp = if report.evicted.is_empty() {
+            None
+        } else {
+            // The index changes: plan hints read under the old stamp are stale.
+            Some(
+                tx.store(PLANS)?
+                    .put(&fresh_stamp(), Some(&stamp_key()))
+                    .map_err(fail)?
+                    .into_future(),
+            )
+        };
         for deleted in join_all(deletes).await {
             deleted.map_err(fail)?;
+        }
+        if let Some(stamp) = stamp {
+            stamp.await.map_err(fail)?;
         }
         tx.done().await?;
         Ok(report)
@@ -528,16 +655,17 @@ impl IdbStore {
         Ok(all)
     }
 
-    /// Removes every module (bytes, manifests and use records, in one transaction).
+    /// Removes every module (bytes, manifests, use records and plan hints, in one
+    /// transaction).
     pub async fn clear(&self) -> Result<(), WebError> {
         const DOING: &str = "clearing the cache";
         let fail = |e: idb::Error| storage_error(DOING, &e);
         let tx = self.transaction(
-            &[MODULES, MANIFESTS, USED],
+            &[MODULES, MANIFESTS, USED, PLANS],
             TransactionMode::ReadWrite,
             DOING,
         )?;
-        for name in [MODULES, MANIFESTS, USED] {
+        for name in [MODULES, MANIFESTS, USED, PLANS] {
             tx.store(name)?.clear().map_err(fail)?.await.map_err(fail)?;
         }
         tx.done().await
@@ -660,12 +788,12 @@ fn upgrade(event: &idb::event::VersionChangeEvent) -> Result<(), idb::Error> {
     let db = event.database()?;
     let existing = db.store_names();
     for name in &existing {
-        if ![MODULES, MANIFESTS, META, USED].contains(&name.as_str()) {
+        if ![MODULES, MANIFESTS, META, USED, PLANS].contains(&name.as_str()) {
             db.delete_object_store(name)?;
         }
     }
     let has = |name: &str| existing.iter().any(|n| n == name);
-    for name in [MODULES, META, USED] {
+    for name in [MODULES, META, USED, PLANS] {
         if !has(name) {
             db.create_object_store(name, ObjectStoreParams::new())?;
         }

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use js_sys::{Array, Function, Object, Promise};
-use linkcache_core::{ModuleId, ValType};
+use linkcache_core::{LoadPlan, ModuleId, ValType};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -12,7 +12,7 @@ use crate::cache::{LinkCache, js_err};
 use crate::errors::WebError;
 use crate::js::{describe, now, prop, set, set_global, to_js, val_type_name};
 use crate::load::{LoadError, LoadReport};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Hint, Snapshot};
 
 #[wasm_bindgen]
 impl LinkCache {
@@ -109,6 +109,36 @@ impl LinkCache {
         set(report, "compiled", &ids(&load.compiled));
     }
 
+    /// Stores the plan hint of `func_name` for the next tab (see [`crate::store`]) when
+    /// this plan read the whole closure and it differs from the hint it started from:
+    /// only a target whose closure is new or changed waits for this write. A failure is
+    /// ignored: a hint that is lost costs the next tab round trips, nothing more.
+    async fn record_hint(&self, func_name: &str, snapshot: &Snapshot<'_>, plan: &LoadPlan) {
+        let closure = &snapshot.closure;
+        if closure.partial || closure.funcs.is_empty() || plan.modules.is_empty() {
+            return;
+        }
+        let (funcs, lists) = closure
+            .funcs
+            .iter()
+            .filter(|(f, _)| f.as_str() != func_name)
+            .map(|(f, list)| (f.clone(), list.clone()))
+            .unzip();
+        let hint = Hint {
+            funcs,
+            lists,
+            modules: plan.modules.iter().map(|m| m.module).collect(),
+            stamp: closure.stamp,
+        };
+        if closure.hint.as_ref() == Some(&hint) {
+            return;
+        }
+        let store = Rc::clone(&self.inner.borrow().store);
+        if let Ok(write) = store.record_plan(func_name, &hint) {
+            let _ = write.await;
+        }
+    }
+
     pub(crate) fn bound(&self, func_name: &str) -> Option<Function> {
         let inner = self.inner.borrow();
         inner.linkage.binding(func_name)?;
@@ -162,6 +192,7 @@ impl LinkCache {
                 let mut inner = self.inner.borrow_mut();
                 inner.stats.plans += 1;
                 inner.stats.plan_transactions += u64::from(snapshot.transactions());
+                inner.stats.plan_reads += u64::from(snapshot.reads());
             }
             let (plan, instances) = match loaded {
                 Ok(loaded) => loaded,
@@ -174,34 +205,36 @@ impl LinkCache {
                 Err(LoadError::Vanished) => continue,
                 Err(LoadError::Storage(e)) => return Err(e),
             };
-            let mut inner = self.inner.borrow_mut();
-            // Another target of this tab committed first, or the tab forgot its state:
-            // plan again against what is bound now (reusing the instances made).
-            if inner.epoch != epoch || inner.linkage.commit(&plan).is_err() {
-                continue;
-            }
-            for id in instances.keys() {
-                inner.pending.remove(id);
-            }
-            inner.instances.extend(instances);
-            for (func, module) in &plan.bindings {
-                let exports = inner.instances.get(module).cloned().unwrap_or_default();
-                inner
-                    .funcs
-                    .set(&JsValue::from_str(func), &prop(&exports, func));
-            }
-            for (name, ty, value) in &plan.set_globals {
-                if let Some(global) = inner.shared_globals.get(name) {
-                    set_global(global, &to_js(*value)).map_err(|e| {
-                        WebError::new(
-                            "LinkCacheStorage",
-                            format!("setting global `{name}` ({ty}): {}", describe(&e)),
-                        )
-                    })?;
+            {
+                let mut inner = self.inner.borrow_mut();
+                // Another target of this tab committed first, or the tab forgot its state:
+                // plan again against what is bound now (reusing the instances made).
+                if inner.epoch != epoch || inner.linkage.commit(&plan).is_err() {
+                    continue;
+                }
+                for id in instances.keys() {
+                    inner.pending.remove(id);
+                }
+                inner.instances.extend(instances);
+                for (func, module) in &plan.bindings {
+                    let exports = inner.instances.get(module).cloned().unwrap_or_default();
+                    inner
+                        .funcs
+                        .set(&JsValue::from_str(func), &prop(&exports, func));
+                }
+                for (name, ty, value) in &plan.set_globals {
+                    if let Some(global) = inner.shared_globals.get(name) {
+                        set_global(global, &to_js(*value)).map_err(|e| {
+                            WebError::new(
+                                "LinkCacheStorage",
+                                format!("setting global `{name}` ({ty}): {}", describe(&e)),
+                            )
+                        })?;
+                    }
                 }
             }
-            drop(inner);
             self.touch(plan.modules.iter().map(|m| m.module));
+            self.record_hint(func_name, &snapshot, &plan).await;
             return match self.bound(func_name) {
                 Some(func) => Ok((func, report)),
                 None => Err(WebError::new(

@@ -100,6 +100,7 @@ export interface LinkCacheStats {
   /** Plans made, and the IndexedDB transactions they took (one each unless resolveGlobal awaited). */
   plans: number;
   planTransactions: number;
+  planReads: number;
   /** Manifests checked against their bytes at load (recorded by another analyzer version). */
   manifestsChecked: number;
   /** navigator.storage.estimate(), as of the last open, commit or refreshStats(). */

@@ -738,6 +738,47 @@ async fn re_adding_the_same_bytes_repairs_damaged_stored_bytes_and_keeps_their_o
 }
 
 #[wasm_bindgen_test]
+async fn large_stored_bytes_that_differ_from_their_commit_are_a_broken_miss() {
+    // Large enough to be checked with WebCrypto's SHA-256 while it compiles.
+    let big = |fill: &str| {
+        wat::parse_str(format!(
+            r#"(module (memory 2) (data (i32.const 0) "{}")
+                 (func (export "big.f") (result i32) (i32.load8_u (i32.const 5))))"#,
+            fill.repeat(70_000)
+        ))
+        .unwrap()
+    };
+    let db = unique("big");
+    let cache = open(&db, &JsValue::UNDEFINED).await;
+    let id = add(&cache, &big("a")).await;
+    cache.close();
+
+    // Other valid bytes of the same size under its key: they compile, so only the
+    // digest can tell.
+    let store = IdbStore::open(&db, Box::new(|| {})).await.unwrap();
+    store.overwrite_module_bytes(&id, &big("b")).await.unwrap();
+    store.close();
+    let tab = open(&db, &JsValue::UNDEFINED).await;
+    let err = wait(tab.target("big.f".into())).await.unwrap_err();
+    assert_eq!(
+        prop(&err, "missCause").as_string().as_deref(),
+        Some("broken"),
+        "{err:?}"
+    );
+    let message = prop(&err, "message").as_string().unwrap();
+    assert!(message.contains("SHA-256"), "{message}");
+
+    // Re-adding the right bytes repairs the module.
+    let repaired = open(&db, &JsValue::UNDEFINED).await;
+    assert_eq!(add(&repaired, &big("a")).await, id);
+    let f: Function = wait(repaired.target("big.f".into()))
+        .await
+        .unwrap()
+        .unchecked_into();
+    assert_eq!(f.call0(&JsValue::NULL).unwrap().as_f64(), Some(97.0));
+}
+
+#[wasm_bindgen_test]
 async fn graph_shows_duplicates_calls_and_what_this_tab_bound() {
     let cache = open(&unique("graph"), &JsValue::UNDEFINED).await;
     let util = add(&cache, &wat::parse_str(UTIL).unwrap()).await;

@@ -41,6 +41,86 @@ fn chain_module(k: u32) -> String {
 }
 
 #[wasm_bindgen_test]
+async fn a_fresh_tab_reads_a_closure_its_hint_predicted_in_two_round_trips() {
+    let db = unique("hint");
+    let writer = open(&db, &JsValue::UNDEFINED).await;
+    for k in 0..10 {
+        add_text(&writer, &chain_module(k)).await;
+    }
+    writer.close();
+
+    let first = open(&db, &JsValue::UNDEFINED).await;
+    assert_eq!(call_i32(&first, "chain.f9").await, 45);
+    assert_eq!(
+        stat(&first, "planReads"),
+        11.0,
+        "no hint yet: one level of the chain per round trip, then the bytes"
+    );
+    first.close();
+
+    let second = open(&db, &JsValue::UNDEFINED).await;
+    assert_eq!(call_i32(&second, "chain.f9").await, 45);
+    assert_eq!(
+        stat(&second, "planReads"),
+        2.0,
+        "the target with its hint, then the rest of the closure with its bytes"
+    );
+    assert_eq!(stat(&second, "planTransactions"), 1.0);
+    assert_eq!(stat(&second, "modulesCompiled"), 10.0);
+    second.close();
+
+    // Another target has no hint of its own yet; a tab with part of the closure bound
+    // reads only the rest.
+    let third = open(&db, &JsValue::UNDEFINED).await;
+    assert_eq!(call_i32(&third, "chain.f4").await, 10);
+    assert_eq!(stat(&third, "planReads"), 6.0);
+    assert_eq!(call_i32(&third, "chain.f9").await, 45);
+    assert_eq!(stat(&third, "modulesCompiled"), 10.0);
+}
+
+#[wasm_bindgen_test]
+async fn a_hint_never_hides_a_broken_module_or_a_candidate_added_after_it() {
+    let db = unique("hint-stale");
+    let writer = open(&db, &JsValue::UNDEFINED).await;
+    for k in 0..3 {
+        add_text(&writer, &chain_module(k)).await;
+    }
+    let first = open(&db, &JsValue::UNDEFINED).await;
+    assert_eq!(call_i32(&first, "chain.f2").await, 3);
+    first.close();
+
+    // Damaged after the hint was written (no commit: the index and its stamp are
+    // unchanged, so the next tab trusts the hint's candidates, and reads the bytes).
+    let middle = ModuleId::of(&bytes(&chain_module(1)));
+    let store = IdbStore::open(&db, Box::new(|| {})).await.unwrap();
+    store
+        .overwrite_module_bytes(&middle, b"\0asm garbage")
+        .await
+        .unwrap();
+    store.close();
+    let second = open(&db, &JsValue::UNDEFINED).await;
+    let err = wait(second.target("chain.f2".into())).await.unwrap_err();
+    assert_eq!(
+        prop(&err, "missCause").as_string().as_deref(),
+        Some("broken"),
+        "{err:?}"
+    );
+    second.close();
+
+    // A duplicate of the damaged module, which the hint does not list: its commit
+    // changes the index stamp, so the next tab asks the index and finds it.
+    add_text(
+        &writer,
+        r#"(module (import "linkcache:fn" "chain.f0" (func $prev (result i32)))
+             (func (export "chain.f1") (result i32) (i32.add (i32.const 100) (call $prev))))"#,
+    )
+    .await;
+    let third = open(&db, &JsValue::UNDEFINED).await;
+    assert_eq!(call_i32(&third, "chain.f2").await, 102);
+    assert_eq!(stat(&third, "brokenSkipped"), 1.0);
+}
+
+#[wasm_bindgen_test]
 async fn a_ten_module_closure_is_planned_in_one_transaction_and_compiled_from_one_read() {
     let db = unique("one-tx");
     let writer = open(&db, &JsValue::UNDEFINED).await;

@@ -1,0 +1,268 @@
+// Where a warm `target()` spends its time in a fresh browser, beside its floor, measured
+// side by side in one run (each measurement a fresh browser process on one profile):
+//
+//   node probe.mjs PROBE.json
+//
+// PROBE: { pkgDir, profileDir, runs, database, warmup, rows: [{ name, target, arg,
+//   expected, closure: [paths, instantiation order], globals: {name: value}, stubs }],
+//   levels: [[func_name...] per level], modes: ["linkcache", "floor", "levels", "memory"] }
+//
+// - linkcache: `LinkCache.open` + `target()` + a call; the package's own marks when it
+//   was built with them (globalThis.__lcMarks).
+// - floor: what no IndexedDB-backed cache can avoid: `indexedDB.open`, one read-only
+//   transaction with one `by_function` lookup of the target and the closure's bytes by
+//   key (ids known in advance), every `WebAssembly.compile` started at once, instances
+//   made in order, a call.
+// - levels: the same, but the closure discovered level by level (one `by_function`
+//   round trip per module of the chain), as a cache without a hint must.
+// - memory: the benchmark's memory side (bytes fetched before the clock starts).
+// - twice: the target a second time in the same tab after `forget()` (warm package
+//   code): what the fresh tab's first run pays for running cold code.
+// - opens, opens-reversed: `LinkCache.open`, `indexedDB.open` with and without a
+//   version, one after the other (each closed again), in two orders.
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { extname, join, normalize } from "node:path";
+import { chromium } from "playwright-core";
+
+const spec = JSON.parse(await readFile(process.argv[2], "utf8"));
+const files = [...new Set([spec.warmup, ...spec.rows.flatMap((row) => row.closure)])];
+const types = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
+const server = createServer(async (req, res) => {
+  const path = decodeURIComponent(new URL(req.url, "http://localhost").pathname);
+  const headers = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" };
+  try {
+    let body;
+    let type = "text/html";
+    if (path === "/") body = "<!doctype html><meta charset=utf-8><body>probe</body>";
+    else if (path.startsWith("/pkg/")) {
+      const file = join(spec.pkgDir, normalize(path.slice(5)).replace(/^(\.\.[/\\])+/, ""));
+      body = await readFile(file);
+      type = types[extname(file)] ?? "application/octet-stream";
+      headers["cache-control"] = "max-age=86400";
+    } else if (path.startsWith("/wasm/")) {
+      body = await readFile(files[Number(path.slice(6))]);
+      type = "application/wasm";
+    } else return res.writeHead(404).end();
+    res.writeHead(200, { ...headers, "content-type": type }).end(body);
+  } catch (e) {
+    res.writeHead(500).end(String(e));
+  }
+});
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const url = `http://127.0.0.1:${server.address().port}/`;
+const launchOptions = {
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         // Extra flags for experiments only (the benchmark runs default flags).
+         ...(process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(" ") : [])],
+};
+async function session(body, arg) {
+  const context = await chromium.launchPersistentContext(spec.profileDir, launchOptions);
+  try {
+    const tab = context.pages()[0] ?? (await context.newPage());
+    const errors = [];
+    tab.on("pageerror", (e) => errors.push(e.message));
+    tab.on("console", (m) => process.stderr.write(`    [page] ${m.text()}\n`));
+    await tab.goto(url);
+    const result = await tab.evaluate(body, arg);
+    if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
+    return result;
+  } finally {
+    await context.close();
+  }
+}
+const rows = spec.rows.map((row) => ({ ...row, closureIndex: row.closure.map((f) => files.indexOf(f)) }));
+
+async function setup({ rows, database }) {
+  const { default: init, LinkCache } = await import("/pkg/linkcache_web.js");
+  await init({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
+  const cache = await LinkCache.open(database, {});
+  await cache.clear();
+  await cache.addModule(new Uint8Array(await (await fetch("/wasm/0")).arrayBuffer()));
+  for (const row of rows) {
+    for (const index of row.closureIndex) {
+      await cache.addModule(new Uint8Array(await (await fetch(`/wasm/${index}`)).arrayBuffer()));
+    }
+  }
+  cache.close();
+  const stub = () => new Proxy({}, { get: () => () => 0 });
+  for (const row of rows) {
+    const warm = await LinkCache.open(database, { imports: Object.fromEntries(row.stubs.map((ns) => [ns, stub()])) });
+    await warm.target(row.target);
+    warm.close();
+  }
+  return true;
+}
+
+// Every mode runs in one page function so that the code is one string for playwright.
+async function measure({ mode, row, database }) {
+  const stub = () => new Proxy({}, { get: () => () => 0 });
+  const { default: init, LinkCache, moduleId } = await import("/pkg/linkcache_web.js");
+  await init({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
+  const check = (result) => {
+    if (row.expected !== null && result !== row.expected) throw new Error(`${row.target} returned ${result}, expected ${row.expected}`);
+  };
+  const call = (f) => (row.arg === null ? null : String(f(row.arg)));
+  const bytesOf = async () => {
+    const all = [];
+    for (const index of row.closureIndex) all.push(new Uint8Array(await (await fetch(`/wasm/${index}`)).arrayBuffer()));
+    return all;
+  };
+  const link = () => {
+    const fns = {};
+    const globals = {};
+    for (const [name, value] of Object.entries(row.globals)) {
+      globals[name] = new WebAssembly.Global({ value: "i64", mutable: false }, BigInt(value));
+    }
+    const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
+    imports["linkcache:fn"] = fns;
+    imports["linkcache:global"] = globals;
+    return { fns, imports };
+  };
+  const req = (r) => new Promise((resolve, reject) => { r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });
+  const marks = [];
+  const mark = (label) => marks.push([label, performance.now()]);
+  // The same warm-up for every mode: the first IndexedDB access and the first wasm
+  // compile of a fresh browser.
+  const w = performance.now();
+  const warm = await LinkCache.open(database, {});
+  if ((await warm.target("bench.warmup"))() !== 1) throw new Error("bench.warmup");
+  warm.close();
+  const warmupMs = performance.now() - w;
+  if (mode === "linkcache") {
+    globalThis.__lcMarks = marks;
+    const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
+    const t = performance.now();
+    mark("start");
+    const cache = await LinkCache.open(database, { imports });
+    mark("opened");
+    const f = await cache.target(row.target);
+    mark("targeted");
+    const result = call(f);
+    mark("called");
+    const totalMs = performance.now() - t;
+    check(result);
+    const stats = cache.stats();
+    cache.close();
+    return { warmupMs, totalMs, marks: marks.map(([l, m]) => [l, m - t]), planTransactions: stats.planTransactions, planReads: stats.planReads };
+  }
+  if (mode === "opens" || mode === "opens-reversed") {
+    // Opening the same database three ways, one after the other (order alternates).
+    const times = {};
+    const ways = {
+      linkcache: async () => (await LinkCache.open(database, {})).close(),
+      versioned: async () => (await req(indexedDB.open(database, 4))).close(),
+      plain: async () => (await req(indexedDB.open(database))).close(),
+    };
+    const order = mode === "opens" ? ["linkcache", "versioned", "plain"] : ["plain", "versioned", "linkcache"];
+    for (const way of order) {
+      const t = performance.now();
+      await ways[way]();
+      times[way] = performance.now() - t;
+    }
+    return { warmupMs, totalMs: times.linkcache, marks: Object.entries(times) };
+  }
+  if (mode === "twice") {
+    // The same target twice in one tab: the second one runs on warm (tiered-up) package
+    // code and this tab's decoded manifests, but reads and compiles again.
+    const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
+    const first = performance.now();
+    const cache = await LinkCache.open(database, { imports });
+    await cache.target(row.target);
+    const firstMs = performance.now() - first;
+    cache.forget();
+    globalThis.__lcMarks = marks;
+    const t = performance.now();
+    mark("start");
+    const f = await cache.target(row.target);
+    mark("targeted");
+    const result = call(f);
+    const totalMs = performance.now() - t;
+    check(result);
+    cache.close();
+    return { warmupMs, totalMs, firstMs, marks: marks.map(([l, m]) => [l, m - t]) };
+  }
+  if (mode === "memory") {
+    const all = await bytesOf();
+    const t = performance.now();
+    const { fns, imports } = link();
+    for (const bytes of all) {
+      const module = await WebAssembly.compile(bytes);
+      const instance = await WebAssembly.instantiate(module, imports);
+      for (const [name, value] of Object.entries(instance.exports)) if (typeof value === "function") fns[name] = value;
+    }
+    mark("loaded");
+    const result = call(fns[row.target]);
+    const totalMs = performance.now() - t;
+    check(result);
+    return { warmupMs, totalMs, marks: marks.map(([l, m]) => [l, m - t]) };
+  }
+  // floor and levels: raw IndexedDB on the package's database.
+  const ids = (await bytesOf()).map((b) => moduleId(b));
+  const t = performance.now();
+  const db = await req(indexedDB.open(database));
+  mark("opened");
+  const tx = db.transaction(["modules", "manifests"], "readonly");
+  const index = tx.objectStore("manifests").index("by_function");
+  if (mode === "floor") {
+    const lookup = req(index.getAll(IDBKeyRange.only(row.target)));
+    const got = ids.map((id) => req(tx.objectStore("modules").get(id)));
+    await lookup;
+    const all = await Promise.all(got);
+    mark("read");
+    var compiled = all.map((bytes) => WebAssembly.compile(bytes));
+  } else {
+    // One round trip per level (the spec's `levels`: the func_names a planner asks for
+    // at each level of the closure), every request of a level issued before awaiting.
+    for (const level of row.levels ?? [[row.target]]) {
+      await Promise.all(level.map((f) => req(index.getAll(IDBKeyRange.only(f)))));
+    }
+    mark("planned");
+    const all = await Promise.all(ids.map((id) => req(tx.objectStore("modules").get(id))));
+    mark("read");
+    var compiled = all.map((bytes) => WebAssembly.compile(bytes));
+  }
+  const { fns, imports } = link();
+  for (const module of compiled) {
+    const instance = await WebAssembly.instantiate(await module, imports);
+    for (const [name, value] of Object.entries(instance.exports)) if (typeof value === "function") fns[name] = value;
+  }
+  mark("loaded");
+  const result = call(fns[row.target]);
+  const totalMs = performance.now() - t;
+  check(result);
+  db.close();
+  return { warmupMs, totalMs, marks: marks.map(([l, m]) => [l, m - t]) };
+}
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN; };
+try {
+  if (!spec.skipSetup) await session(setup, { rows, database: spec.database });
+  const modes = spec.modes ?? ["linkcache", "floor", "levels", "memory"];
+  const results = {};
+  for (let run = 0; run < spec.runs; run++) {
+    process.stderr.write(`    round ${run + 1}/${spec.runs}\n`);
+    for (const row of rows) {
+      const order = run % 2 ? [...modes].reverse() : modes;
+      for (const mode of order) {
+        const r = await session(measure, { mode, row, database: spec.database });
+        ((results[row.name] ??= {})[mode] ??= []).push(r);
+      }
+    }
+  }
+  for (const [name, byMode] of Object.entries(results)) {
+    console.log(`${name}`);
+    for (const [mode, runs] of Object.entries(byMode)) {
+      const labels = runs[0].marks.map(([l]) => l);
+      const parts = labels.map((l, i) => `${l} ${median(runs.map((r) => r.marks[i]?.[1] ?? NaN)).toFixed(2)}`);
+      const totals = runs.map((r) => r.totalMs);
+      console.log(`  ${mode.padEnd(10)} total ${median(totals).toFixed(2)} ms (${Math.min(...totals).toFixed(2)}–${Math.max(...totals).toFixed(2)})  warmup ${median(runs.map((r) => r.warmupMs)).toFixed(1)}  | ${parts.join(", ")}${runs[0].planTransactions !== undefined ? `  tx ${runs[0].planTransactions}, reads ${runs[0].planReads}` : ""}`);
+    }
+  }
+  if (spec.json) console.log(JSON.stringify(results));
+} finally {
+  server.close();
+}
