@@ -391,7 +391,15 @@ fn a_killed_server_makes_misses_and_is_used_again_once_back() {
     publisher.add_module(&leaf(7)).unwrap();
     let report = publisher.push_remote(None, |_| {}).unwrap();
     assert_eq!(report.failed, 0);
-    std::thread::sleep(Duration::from_millis(250));
+    // Wait out the cool-down (it doubled if a probe failed while the server was down);
+    // the next operation is the probe.
+    for _ in 0..500 {
+        if remote(&reader.stats()).cooling_down_ms.is_none() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(remote(&reader.stats()).cooling_down_ms, None);
     call(7);
     let stats = reader.stats();
     assert_eq!(remote(&stats).hits, 2, "{:?}", stats.remote);
