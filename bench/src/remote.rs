@@ -1,6 +1,8 @@
-//! Section (8), the remote tier over a loopback Redis server: a machine with an empty
-//! directory getting large modules and a 10-module closure from the remote, against
-//! compiling them and against a local hit; and publish throughput.
+//! Section (8), the remote tier over loopback servers (a Redis server, and moto, a local
+//! S3 stand-in written in Python, when `cargo xtask bench` started one:
+//! `$LINKCACHE_BENCH_S3`): a machine with an empty directory getting large modules and
+//! a 10-module closure from the remote, against compiling them and against a local
+//! hit; and publish throughput.
 //!
 //! "A fresh machine" is a new `Cache` (a new engine, nothing in memory) on a new empty
 //! directory inside the bench process; every side of a row does the same, and the sides
@@ -59,6 +61,55 @@ impl Redis {
 
     fn url(&self, options: &str) -> String {
         format!("redis://127.0.0.1:{}?{options}", self.port)
+    }
+}
+
+/// Where the bench publishes: a Redis server of its own, or a bucket on the S3 server
+/// the xtask started.
+enum Engine {
+    Redis(Redis),
+    S3 { endpoint: String, bucket: String },
+}
+
+impl Engine {
+    fn name(&self) -> &'static str {
+        match self {
+            Engine::Redis(_) => "Redis",
+            Engine::S3 { .. } => "S3 (moto)",
+        }
+    }
+
+    /// The URL of a namespace of its own (`space`) with `options`.
+    fn url(&self, space: &str, options: &str) -> String {
+        match self {
+            Engine::Redis(redis) => redis.url(&format!("prefix={space}:&{options}")),
+            Engine::S3 { endpoint, bucket } => {
+                format!("s3://{bucket}/{space}?endpoint={endpoint}&region=us-east-1&{options}")
+            }
+        }
+    }
+
+    fn s3_from_env() -> Result<Option<Engine>> {
+        let Ok(endpoint) = std::env::var("LINKCACHE_BENCH_S3") else {
+            return Ok(None);
+        };
+        let bucket = format!("lc-bench-{}", std::process::id());
+        let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(host)?;
+        write!(
+            stream,
+            "PUT /{bucket} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+        )?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        if !reply.starts_with("HTTP/1.0 200") && !reply.starts_with("HTTP/1.1 200") {
+            bail!(
+                "creating the bench's bucket: {}",
+                reply.lines().next().unwrap_or("")
+            );
+        }
+        Ok(Some(Engine::S3 { endpoint, bucket }))
     }
 }
 
@@ -137,7 +188,8 @@ impl Workload {
 
 pub fn section(base: &Path, large: Vec<(LargeModule, Vec<u8>)>, runs: usize) -> Result<Vec<Table>> {
     std::fs::create_dir_all(base)?;
-    let redis = Redis::start()?;
+    let mut engines = vec![Engine::Redis(Redis::start()?)];
+    engines.extend(Engine::s3_from_env()?);
     let mut workloads = vec![Workload {
         name: "10-module closure (3 levels)".into(),
         modules: tree(),
@@ -155,6 +207,7 @@ pub fn section(base: &Path, large: Vec<(LargeModule, Vec<u8>)>, runs: usize) -> 
     let mut table = Table::new(
         "(8) A machine with an empty directory: from the remote (loopback Redis) against compiling and a local hit",
         &[
+            "remote",
             "workload",
             "bytes",
             "compile (add + `target()`)",
@@ -166,11 +219,17 @@ pub fn section(base: &Path, large: Vec<(LargeModule, Vec<u8>)>, runs: usize) -> 
             "round trips",
         ],
     );
-    for (index, workload) in workloads.iter().enumerate() {
-        eprintln!("  {}", workload.name);
-        // Publish once: wasm, manifests, entries and the artifacts.
-        let wasm_url = redis.url(&format!("prefix=w{index}:"));
-        let native_url = redis.url(&format!("prefix=w{index}:&trust=native"));
+    for (index, (engine, workload)) in engines
+        .iter()
+        .flat_map(|engine| workloads.iter().map(move |workload| (engine, workload)))
+        .enumerate()
+    {
+        eprintln!("  {}: {}", engine.name(), workload.name);
+        // Publish once: wasm, manifests, entries and the artifacts. A generous
+        // deadline: the S3 stand-in is a Python server.
+        let space = format!("w{index}");
+        let wasm_url = engine.url(&space, "timeout_ms=30000");
+        let native_url = engine.url(&space, "timeout_ms=30000&trust=native");
         {
             let dir = fresh_dir(base, "publisher", index);
             let cache = workload.open(&dir, &native_url)?;
@@ -232,6 +291,7 @@ pub fn section(base: &Path, large: Vec<(LargeModule, Vec<u8>)>, runs: usize) -> 
             median(&hit),
         );
         table.row(vec![
+            engine.name().to_string(),
             workload.name.clone(),
             count(workload.bytes()),
             ms(c),
@@ -249,7 +309,8 @@ pub fn section(base: &Path, large: Vec<(LargeModule, Vec<u8>)>, runs: usize) -> 
          \"compile\" adds the bytes (analysis, commit) and targets (Cranelift); \"remote, wasm only\" fetches \
          bytes and manifests, checks and commits them, and compiles; \"trusted native code\" fetches the \
          precompiled artifacts too (`?trust=native`) and deserializes them. Round trips: of the last fetch, \
-         the connection included."
+         the connection included (S3: requests, concurrent within a level). moto is a Python stand-in \
+         for S3 on loopback, not S3's performance."
     ));
 
     let mut publish = Table::new(
@@ -271,42 +332,44 @@ pub fn section(base: &Path, large: Vec<(LargeModule, Vec<u8>)>, runs: usize) -> 
             .expect("publish WAT")
         })
         .collect();
-    let (mut alone, mut published) = (vec![], vec![]);
-    for round in 0..runs.min(5) {
-        let dir = fresh_dir(base, "add", round);
-        let cache = Cache::builder(&dir).remote("off").open()?;
-        let start = Instant::now();
-        cache.add_modules(&modules)?;
-        alone.push(millis(start));
-        drop(cache);
-        let dir = fresh_dir(base, "publish", round);
-        let cache = Cache::builder(&dir)
-            .remote(&redis.url(&format!("prefix=p{round}:&timeout_ms=10000")))
-            .open()?;
-        let start = Instant::now();
-        cache.add_modules(&modules)?;
-        if !cache.flush_remote(Duration::from_secs(120)) {
-            bail!("publishing did not finish");
+    for engine in &engines {
+        let (mut alone, mut published) = (vec![], vec![]);
+        for round in 0..runs.min(5) {
+            let dir = fresh_dir(base, "add", round);
+            let cache = Cache::builder(&dir).remote("off").open()?;
+            let start = Instant::now();
+            cache.add_modules(&modules)?;
+            alone.push(millis(start));
+            drop(cache);
+            let dir = fresh_dir(base, "publish", round);
+            let url = engine.url(&format!("p{round}"), "timeout_ms=60000");
+            let cache = Cache::builder(&dir).remote(&url).open()?;
+            let start = Instant::now();
+            cache.add_modules(&modules)?;
+            if !cache.flush_remote(Duration::from_secs(600)) {
+                bail!("publishing did not finish");
+            }
+            published.push(millis(start));
+            let stats = cache.stats();
+            let remote = stats.remote.as_ref().context("remote stats")?;
+            if remote.modules_published != modules.len() as u64 {
+                bail!(
+                    "published {} of {}: {remote:?}",
+                    remote.modules_published,
+                    modules.len()
+                );
+            }
         }
-        published.push(millis(start));
-        let stats = cache.stats();
-        let remote = stats.remote.as_ref().context("remote stats")?;
-        if remote.modules_published != modules.len() as u64 {
-            bail!(
-                "published {} of {}",
-                remote.modules_published,
-                modules.len()
-            );
-        }
+        let (a, p) = (median(&alone), median(&published));
+        publish.row(vec![
+            engine.name().to_string(),
+            count(modules.len()),
+            ms(a),
+            ms(p),
+            format!("{:.0}", modules.len() as f64 / (p / 1000.0)),
+            ratio(p, a),
+        ]);
     }
-    let (a, p) = (median(&alone), median(&published));
-    publish.row(vec![
-        count(modules.len()),
-        ms(a),
-        ms(p),
-        format!("{:.0}", modules.len() as f64 / (p / 1000.0)),
-        ratio(p, a),
-    ]);
     publish.note(
         "One `add_modules` batch of 500 one-function modules into a new directory; with the remote, the \
          clock stops when `flush_remote` returns (the publisher sends batches of 32 modules per round \

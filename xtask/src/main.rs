@@ -374,16 +374,29 @@ fn bench(quick: bool, args: &[String]) -> Outcome {
             ensure_npm_deps("bench/browser")?;
         }
     }
-    // Section (8) starts its own redis-server on loopback.
-    if only.is_none_or(|section| section == "remote") {
-        ensure_redis()?;
-    }
     let mut run = cargo(&["run", "--release", "-p", "linkcache-bench", "--"]);
     if quick {
         run.arg("--quick");
     }
     run.args(args);
-    step("benchmarks", &mut run)
+    // Section (8) starts its own redis-server on loopback, and uses an S3 server
+    // (moto) started here for the run.
+    let mut s3 = None;
+    if only.is_none_or(|section| section == "remote") {
+        ensure_redis()?;
+        if !quick {
+            ensure_moto()?;
+            let server = MotoServer::start()?;
+            run.env("LINKCACHE_BENCH_S3", server.endpoint())
+                .env("AWS_ACCESS_KEY_ID", "linkcache-bench")
+                .env("AWS_SECRET_ACCESS_KEY", "linkcache-bench")
+                .env("AWS_REGION", "us-east-1");
+            s3 = Some(server);
+        }
+    }
+    let outcome = step("benchmarks", &mut run);
+    drop(s3);
+    outcome
 }
 
 // ---------------------------------------------------------------------------------------
