@@ -205,7 +205,7 @@ pub fn section(base: &Path, large: Vec<(LargeModule, Vec<u8>)>, runs: usize) -> 
         });
     }
     let mut table = Table::new(
-        "(8) A machine with an empty directory: from the remote (loopback Redis) against compiling and a local hit",
+        "(8) A machine with an empty directory: from the remote (loopback Redis, and moto standing in for S3) against compiling and a local hit",
         &[
             "remote",
             "workload",
@@ -316,6 +316,7 @@ pub fn section(base: &Path, large: Vec<(LargeModule, Vec<u8>)>, runs: usize) -> 
     let mut publish = Table::new(
         "(8b) Publish throughput: `add_module` with a remote tier, until the publisher has sent everything",
         &[
+            "remote",
             "modules",
             "add only (no remote)",
             "add + publish (flushed)",
