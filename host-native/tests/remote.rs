@@ -449,7 +449,10 @@ fn never_answers(url: &str) {
 fn adding_returns_before_a_hanging_remote_answers() {
     let hole = BlackHole::bind();
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("redis://127.0.0.1:{}?timeout_ms=3000", hole.port);
+    let url = format!(
+        "redis://127.0.0.1:{}?timeout_ms=3000&publish_timeout_ms=3000",
+        hole.port
+    );
     let cache = open(dir.path(), &url);
     let id = cache.add_module(&support::util()).unwrap();
     // The publisher is stuck on the black hole for up to 3 s: the add came back first.

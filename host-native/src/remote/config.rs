@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Query keys every scheme takes: `mode=read-write|read-only|off`, `timeout_ms` (the
-//! deadline of one remote operation, default 1000), `cooldown_ms` (how long the remote
+//! deadline of one remote read, default 1000), `publish_timeout_ms` (the deadline of one
+//! background publication batch, default 30000: S3 files one object per function),
+//! `cooldown_ms` (how long the remote
 //! is skipped after repeated failures, default 10000), `trust=native` (precompiled code
 //! from the remote may run here), `key_file=/path` (a shared secret that signs
 //! precompiled code; `$LINKCACHE_REMOTE_KEY` works too), `max_module_bytes`.
@@ -67,8 +69,11 @@ pub struct RemoteConfig {
     pub mode: RemoteMode,
     /// Whether precompiled code from the remote may run here.
     pub trust: RemoteTrust,
-    /// The deadline of one remote operation (a closure fetch, a publish batch).
+    /// The deadline of one remote read (a closure fetch, a probe); dropping the last
+    /// clone of a cache waits at most twice this for queued publications.
     pub timeout: Duration,
+    /// The deadline of one publication batch (in the background, or `push`).
+    pub publish_timeout: Duration,
     /// How long the remote is skipped after repeated failures (doubling, at most 12×,
     /// while it keeps failing).
     pub cooldown: Duration,
@@ -84,6 +89,8 @@ pub struct RemoteConfig {
 
 /// The default deadline of one remote operation.
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// The default deadline of one publication batch.
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default cool-down after repeated remote failures.
 pub const DEFAULT_REMOTE_COOLDOWN: Duration = Duration::from_secs(10);
 const KEY_CONTEXT: &str = "linkcache 2026 remote artifact mac v1";
@@ -132,6 +139,11 @@ impl RemoteConfig {
         };
         let timeout = millis(take("timeout_ms"), "timeout_ms", DEFAULT_REMOTE_TIMEOUT)?;
         let cooldown = millis(take("cooldown_ms"), "cooldown_ms", DEFAULT_REMOTE_COOLDOWN)?;
+        let publish_timeout = millis(
+            take("publish_timeout_ms"),
+            "publish_timeout_ms",
+            DEFAULT_PUBLISH_TIMEOUT,
+        )?;
         let max_module_bytes = match take("max_module_bytes") {
             None => 64 << 20,
             Some(text) => text
@@ -202,6 +214,7 @@ impl RemoteConfig {
             mode,
             trust,
             timeout,
+            publish_timeout,
             cooldown,
             max_module_bytes,
             max_artifact_bytes: 256 << 20,
@@ -277,6 +290,12 @@ mod tests {
         assert_eq!(config.trust, RemoteTrust::Native);
         assert_eq!(config.timeout, Duration::from_millis(250));
         assert_eq!(config.cooldown, DEFAULT_REMOTE_COOLDOWN);
+        assert_eq!(config.publish_timeout, DEFAULT_PUBLISH_TIMEOUT);
+        let quick = RemoteConfig::parse("redis://h:1?publish_timeout_ms=250")
+            .unwrap()
+            .unwrap();
+        assert_eq!(quick.publish_timeout, Duration::from_millis(250));
+        assert_eq!(quick.timeout, DEFAULT_REMOTE_TIMEOUT);
         match &config.engine {
             Engine::Redis { url, prefix } => {
                 assert_eq!(url, "redis://user:secret@127.0.0.1:6379/2");

@@ -57,7 +57,8 @@ use serde::Serialize;
 
 pub use api::PullReport;
 pub use config::{
-    DEFAULT_REMOTE_COOLDOWN, DEFAULT_REMOTE_TIMEOUT, RemoteConfig, RemoteMode, RemoteTrust,
+    DEFAULT_PUBLISH_TIMEOUT, DEFAULT_REMOTE_COOLDOWN, DEFAULT_REMOTE_TIMEOUT, RemoteConfig,
+    RemoteMode, RemoteTrust,
 };
 pub use publish::PushReport;
 pub(crate) use publish::{Job, Publisher};

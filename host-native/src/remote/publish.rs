@@ -227,7 +227,8 @@ impl Tier {
                     functions: manifest.functions.iter().map(|f| f.name.as_str()).collect(),
                 })
                 .collect();
-            let Some(replies) = self.run("publish", |deadline| {
+            let budget = self.config.publish_timeout;
+            let Some(replies) = self.run_for("publish", budget, |deadline| {
                 self.backend.publish(&publications, deadline, &self.io)
             }) else {
                 add(&self.counters.publish_failed, chunk.len() as u64);
@@ -285,7 +286,7 @@ impl Tier {
         let mut adopted = 0;
         if wanted > 0 {
             let local = context.local();
-            self.run("adopt", |deadline| {
+            self.run_for("adopt", self.config.publish_timeout, |deadline| {
                 let filed = self.fetch_chosen(&local, &mut winners, deadline)?;
                 adopted = filed.len();
                 Ok(())
@@ -322,10 +323,14 @@ impl Tier {
         if sealed.is_empty() {
             return;
         }
-        let sent = self.run("publish artifacts", |deadline| {
-            self.backend
-                .publish_artifacts(&context.engine_key, &sealed, deadline, &self.io)
-        });
+        let sent = self.run_for(
+            "publish artifacts",
+            self.config.publish_timeout,
+            |deadline| {
+                self.backend
+                    .publish_artifacts(&context.engine_key, &sealed, deadline, &self.io)
+            },
+        );
         if sent.is_some() {
             add(&self.counters.artifacts_published, sealed.len() as u64);
         }

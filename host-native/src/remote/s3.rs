@@ -401,11 +401,12 @@ impl Backend for S3Backend {
                     // Bytes and manifest first: no reader sees an entry without them.
                     create(&op, format!("v1/m/{id}.wasm"), wasm, &io).await?;
                     create(&op, format!("v1/mf/{id}.lcmf"), manifest, &io).await?;
-                    let mut per_function = Vec::new();
-                    for name in &functions {
-                        per_function.push(claim(&op, name, id, &io).await?);
-                    }
-                    Ok(per_function)
+                    // The entries of a module's functions are claimed concurrently.
+                    each(functions, &io, move |name, io| {
+                        let op = op.clone();
+                        async move { claim(&op, &name, id, &io).await }
+                    })
+                    .await
                 }
             })
             .await
