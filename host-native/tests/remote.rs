@@ -742,6 +742,9 @@ fn cli_push_pull(server: &Server) {
         stdout(&pull)
     );
     assert!(linkcache(b.path(), &["verify"]).status.success());
+    // Pulled entries carry the remote's ranks, and `ls` says so.
+    let ls = linkcache(b.path(), &["--remote", "off", "ls"]);
+    assert!(stdout(&ls).contains("remote rank 0"), "{}", stdout(&ls));
     let call = linkcache(b.path(), &["--remote", "off", "call", "t.root", "7"]);
     assert_eq!(stdout(&call).trim(), root_of(7).to_string());
 

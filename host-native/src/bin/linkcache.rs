@@ -377,6 +377,10 @@ fn parse_args(func: &str, signature: &FuncSig, args: &[String]) -> Result<Vec<Va
 }
 
 fn format_time(nanos: u64) -> String {
+    // An entry ranked by the remote tier carries its rank (0, 1, …), not a clock time.
+    if nanos < REMOTE_RANKS_BELOW {
+        return format!("remote rank {nanos}");
+    }
     let secs = Duration::from_nanos(nanos).as_secs();
     let time = UNIX_EPOCH + Duration::from_secs(secs);
     let age = time.elapsed().map(|d| d.as_secs()).unwrap_or(0);
@@ -387,6 +391,10 @@ fn format_time(nanos: u64) -> String {
         _ => format!("{}d ago", age / 86400),
     }
 }
+
+/// `committed_at` values below this (about eleven days after the Unix epoch, in
+/// nanoseconds) are remote ranks: no clock reading of a commit is that small.
+const REMOTE_RANKS_BELOW: u64 = 1_000_000_000_000_000;
 
 fn ls(dir: &Path, duplicates: bool) -> Result<ExitCode, Failure> {
     let index = store(dir)?.index()?;
