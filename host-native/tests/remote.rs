@@ -789,3 +789,24 @@ fn cli_push_pull(server: &Server) {
         stderr(&bad)
     );
 }
+
+#[test]
+fn a_cache_with_an_s3_remote_can_be_used_and_dropped_inside_an_async_task() {
+    let Some(s3) = support::remote::S3Bucket::create("async-drop") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = s3.url("");
+    let stats = runtime.block_on(async move {
+        let cache = open(dir.path(), &url);
+        // A lookup that goes through the S3 backend's own runtime from inside this one.
+        let error = cache.target_dynamic("nothing.here").unwrap_err();
+        assert!(matches!(error, Error::Miss(_)), "{error}");
+        let stats = cache.stats();
+        drop(cache);
+        stats
+    });
+    let lookup = remote(&stats);
+    assert_eq!((lookup.lookups, lookup.misses, lookup.errors), (1, 1, 0));
+}

@@ -45,7 +45,18 @@ const MAX_ENTRY_BYTES: u64 = 4096;
 
 pub(crate) struct S3Backend {
     op: Operator,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for S3Backend {
+    /// Shuts the runtime down without waiting: a cache may be dropped inside an
+    /// embedder's async task, where dropping a runtime the ordinary way panics.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl S3Backend {
@@ -81,7 +92,10 @@ impl S3Backend {
             .enable_io()
             .build()
             .map_err(|e| Error::Config(format!("remote S3 store: a runtime: {e}")))?;
-        Ok(S3Backend { op, runtime })
+        Ok(S3Backend {
+            op,
+            runtime: Some(runtime),
+        })
     }
 
     /// Runs `work` on the backend's runtime, bounded by `deadline`.
@@ -95,7 +109,12 @@ impl S3Backend {
             return Err(Failure::Timeout("the deadline passed".into()));
         }
         let (sender, receiver) = mpsc::channel();
-        self.runtime.spawn(async move {
+        let Some(runtime) = &self.runtime else {
+            return Err(Failure::Unavailable(
+                "the remote tier is shutting down".into(),
+            ));
+        };
+        runtime.spawn(async move {
             let outcome = match tokio::time::timeout(left, work).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(Failure::Timeout("the deadline passed".into())),
