@@ -61,7 +61,22 @@ pub(crate) enum Engine {
     },
 }
 
-/// A parsed remote configuration. See the [module docs](self) for the URL forms.
+/// A parsed remote configuration.
+///
+/// ```text
+/// redis://[user:password@]host:port[/db][?prefix=lc:]      a Redis server (or Valkey)
+/// s3://bucket[/prefix]?endpoint=http://host:port&region=… an S3-compatible store
+/// off                                                       no remote tier
+/// ```
+///
+/// Query keys every scheme takes: `mode=read-write|read-only|off`; `timeout_ms` (the
+/// deadline of one remote read, default 1000); `publish_timeout_ms` (of one background
+/// publication batch, default 30000); `cooldown_ms` (how long the remote is skipped
+/// after three failures in a row, default 10000); `trust=native` (precompiled code from
+/// the remote may run here; `$LINKCACHE_REMOTE_TRUST=native` too); `key_file=/path` (a
+/// shared secret that signs precompiled code; `$LINKCACHE_REMOTE_KEY` too);
+/// `max_module_bytes` (default 64 MiB). S3 credentials come from the usual `AWS_*`
+/// variables (or the AWS config files), never from the instance metadata endpoint.
 #[derive(Clone)]
 pub struct RemoteConfig {
     pub(crate) engine: Engine,

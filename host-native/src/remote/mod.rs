@@ -26,7 +26,7 @@
 //! - **Failures are misses.** Every operation has a deadline ([`RemoteConfig::timeout`]);
 //!   a refused connection, a timeout, an unreadable reply is counted and the cache goes
 //!   on locally. After three failures in a row the remote is skipped for a cool-down,
-//!   then one probe tries it again ([`breaker`](self::breaker)).
+//!   then one probe tries it again (`breaker.rs`).
 //! - **Native code only when trusted.** Precompiled artifacts are fetched and published
 //!   only with [`RemoteTrust::Native`] (and a trusted local directory); otherwise only
 //!   wasm bytes and records travel, and every module is compiled on this machine.
