@@ -19,79 +19,19 @@
 // browser and the first wasm compilation of a fresh tab cost tens of milliseconds that
 // are the browser's start-up, not a target's; they are reported apart. Page timings use performance.now() in a cross-origin
 // isolated page (5 µs resolution instead of 100 µs).
-import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
-import { extname, join, normalize } from "node:path";
 import { chromium } from "playwright-core";
+import { launchOptions as chromiumOptions, serve, sessions } from "./harness.mjs";
 
 const spec = JSON.parse(await readFile(process.argv[2], "utf8"));
 const files = [
   ...new Set([spec.warmup, ...spec.rows.flatMap((row) => [...row.files, ...row.closure])]),
 ];
-
-const types = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
-const page = `<!doctype html><meta charset="utf-8"><title>linkcache bench</title><body>bench</body>`;
-const server = createServer(async (req, res) => {
-  const path = decodeURIComponent(new URL(req.url, "http://localhost").pathname);
-  const headers = {
-    "cross-origin-opener-policy": "same-origin",
-    "cross-origin-embedder-policy": "require-corp",
-    "cache-control": "no-store",
-  };
-  try {
-    let body;
-    let type = "text/html";
-    if (path === "/") {
-      body = page;
-    } else if (path.startsWith("/pkg/")) {
-      const file = join(spec.pkgDir, normalize(path.slice(5)).replace(/^(\.\.[/\\])+/, ""));
-      body = await readFile(file);
-      type = types[extname(file)] ?? "application/octet-stream";
-      // The package may come from the HTTP cache, as a site would serve it.
-      headers["cache-control"] = "max-age=86400";
-    } else if (path.startsWith("/wasm/")) {
-      body = await readFile(files[Number(path.slice(6))]);
-      type = "application/wasm";
-    } else {
-      return res.writeHead(404).end();
-    }
-    res.writeHead(200, { ...headers, "content-type": type });
-    res.end(body);
-  } catch (e) {
-    res.writeHead(500).end(String(e));
-  }
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const url = `http://127.0.0.1:${server.address().port}/`;
-
-const launchOptions = {
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-};
-
+const server = await serve({ pkgDir: spec.pkgDir, files, title: "linkcache bench" });
+const launchOptions = chromiumOptions();
 // Runs `body(arg)` in a page of a fresh browser on the persistent profile; with
 // `clearHttpCache`, the browser's HTTP cache is emptied first.
-async function session(body, arg, { clearHttpCache = false } = {}) {
-  const context = await chromium.launchPersistentContext(spec.profileDir, launchOptions);
-  try {
-    const tab = context.pages()[0] ?? (await context.newPage());
-    const errors = [];
-    tab.on("pageerror", (e) => errors.push(e.message));
-    if (clearHttpCache) {
-      const cdp = await context.newCDPSession(tab);
-      await cdp.send("Network.clearBrowserCache");
-      await cdp.detach();
-    }
-    await tab.goto(url);
-    const result = await tab.evaluate(body, arg);
-    if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
-    return result;
-  } finally {
-    await context.close();
-  }
-}
+const session = sessions({ profileDir: spec.profileDir, url: server.url, options: launchOptions });
 
 const rows = spec.rows.map((row) => ({
   ...row,

@@ -20,60 +20,16 @@
 //   code): what the fresh tab's first run pays for running cold code.
 // - opens, opens-reversed: `LinkCache.open`, `indexedDB.open` with and without a
 //   version, one after the other (each closed again), in two orders.
-import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
-import { extname, join, normalize } from "node:path";
-import { chromium } from "playwright-core";
+import { launchOptions, serve, sessions } from "./harness.mjs";
 
 const spec = JSON.parse(await readFile(process.argv[2], "utf8"));
 const files = [...new Set([spec.warmup, ...spec.rows.flatMap((row) => row.closure)])];
-const types = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
-const server = createServer(async (req, res) => {
-  const path = decodeURIComponent(new URL(req.url, "http://localhost").pathname);
-  const headers = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" };
-  try {
-    let body;
-    let type = "text/html";
-    if (path === "/") body = "<!doctype html><meta charset=utf-8><body>probe</body>";
-    else if (path.startsWith("/pkg/")) {
-      const file = join(spec.pkgDir, normalize(path.slice(5)).replace(/^(\.\.[/\\])+/, ""));
-      body = await readFile(file);
-      type = types[extname(file)] ?? "application/octet-stream";
-      headers["cache-control"] = "max-age=86400";
-    } else if (path.startsWith("/wasm/")) {
-      body = await readFile(files[Number(path.slice(6))]);
-      type = "application/wasm";
-    } else return res.writeHead(404).end();
-    res.writeHead(200, { ...headers, "content-type": type }).end(body);
-  } catch (e) {
-    res.writeHead(500).end(String(e));
-  }
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const url = `http://127.0.0.1:${server.address().port}/`;
-const launchOptions = {
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         // Extra flags for experiments only (the benchmark runs default flags).
-         ...(process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(" ") : [])],
-};
-async function session(body, arg) {
-  const context = await chromium.launchPersistentContext(spec.profileDir, launchOptions);
-  try {
-    const tab = context.pages()[0] ?? (await context.newPage());
-    const errors = [];
-    tab.on("pageerror", (e) => errors.push(e.message));
-    tab.on("console", (m) => process.stderr.write(`    [page] ${m.text()}\n`));
-    await tab.goto(url);
-    const result = await tab.evaluate(body, arg);
-    if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
-    return result;
-  } finally {
-    await context.close();
-  }
-}
+const server = await serve({ pkgDir: spec.pkgDir, files, title: "probe" });
+// Extra Chromium flags for experiments only (the benchmark runs default flags).
+const extraArgs = process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(" ") : [];
+const runSession = sessions({ profileDir: spec.profileDir, url: server.url, options: launchOptions(extraArgs) });
+const session = (body, arg) => runSession(body, arg, { echoConsole: true });
 const rows = spec.rows.map((row) => ({ ...row, closureIndex: row.closure.map((f) => files.indexOf(f)) }));
 
 async function setup({ rows, database }) {

@@ -8,11 +8,9 @@
 // to a fresh database, then profiles `LinkCache.open` + `target(FUNC_NAME)` in the same
 // tab through the DevTools protocol's sampling profiler (100 µs). With FRESH_TAB=1, a
 // first target writes the plan hint and the page reloads before the profiled one.
-import { readFile } from "node:fs/promises";
-import { createServer } from "node:http";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { launchOptions, serve } from "./harness.mjs";
 
 const [wasmPath, target, stubNamespace] = process.argv.slice(2);
 if (!wasmPath || !target) {
@@ -22,35 +20,11 @@ if (!wasmPath || !target) {
 const pkgDir = process.env.PKG_DIR ?? fileURLToPath(new URL("../../target/bench-browser/pkg/", import.meta.url));
 // Several modules (a closure) may be given, separated by commas.
 const wasmPaths = wasmPath.split(",");
-const headers = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" };
-const server = createServer(async (req, res) => {
-  const path = new URL(req.url, "http://localhost").pathname;
-  try {
-    if (path === "/") {
-      return res.writeHead(200, { ...headers, "content-type": "text/html" }).end("<!doctype html><body>profile</body>");
-    }
-    if (path.startsWith("/module/")) {
-      const file = wasmPaths[Number(path.slice(8))];
-      return res.writeHead(200, { ...headers, "content-type": "application/wasm" }).end(await readFile(file));
-    }
-    if (path.startsWith("/pkg/") && !path.includes("..")) {
-      const type = path.endsWith(".js") ? "text/javascript" : "application/wasm";
-      return res.writeHead(200, { ...headers, "content-type": type }).end(await readFile(join(pkgDir, path.slice(5))));
-    }
-    res.writeHead(404).end();
-  } catch (e) {
-    res.writeHead(500).end(String(e));
-  }
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const server = await serve({ pkgDir, files: wasmPaths, title: "profile" });
+const browser = await chromium.launch(launchOptions());
 try {
   const page = await browser.newPage();
-  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  await page.goto(server.url);
   await page.evaluate(async (count) => {
     const lc = await import("/pkg/linkcache_web.js");
     await lc.default({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
@@ -58,7 +32,7 @@ try {
     const cache = await lc.LinkCache.open("linkcache-profile", {});
     await cache.clear();
     for (let i = 0; i < count; i++) {
-      await cache.addModule(new Uint8Array(await (await fetch(`/module/${i}`)).arrayBuffer()));
+      await cache.addModule(new Uint8Array(await (await fetch(`/wasm/${i}`)).arrayBuffer()));
     }
     cache.close();
   }, wasmPaths.length);

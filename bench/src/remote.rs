@@ -9,65 +9,20 @@
 //! alternate within each round.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use linkcache_native::Cache;
+use linkcache_tests::servers::{RedisServer, create_bucket};
 use wasmtime::error::Context as _;
 use wasmtime::{Result, bail};
 
 use crate::large::{ImportStubs, LargeModule};
 use crate::report::{Table, count, median, ms, ratio};
 
-/// A redis-server child on a free loopback port, persistence off; killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Result<Redis> {
-        let binary = ["/usr/bin/redis-server", "/usr/sbin/redis-server"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .context("redis-server is not installed (cargo xtask bench installs it)")?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let dir = tempfile::tempdir()?;
-        let child = Command::new(binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("redis-server did not start");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(Redis {
-            child,
-            port,
-            _dir: dir,
-        })
-    }
-
-    fn url(&self, options: &str) -> String {
-        format!("redis://127.0.0.1:{}?{options}", self.port)
-    }
-}
-
 /// Where the bench publishes: a Redis server of its own, or a bucket on the S3 server
 /// the xtask started.
 enum Engine {
-    Redis(Redis),
+    Redis(RedisServer),
     S3 { endpoint: String, bucket: String },
 }
 
@@ -94,29 +49,11 @@ impl Engine {
             return Ok(None);
         };
         let bucket = format!("lc-bench-{}", std::process::id());
-        let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(host)?;
-        write!(
-            stream,
-            "PUT /{bucket} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
-        )?;
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply)?;
-        if !reply.starts_with("HTTP/1.0 200") && !reply.starts_with("HTTP/1.1 200") {
-            bail!(
-                "creating the bench's bucket: {}",
-                reply.lines().next().unwrap_or("")
-            );
+        let status = create_bucket(&endpoint, &bucket)?;
+        if status != 200 {
+            bail!("creating the bench's bucket: HTTP {status}");
         }
         Ok(Some(Engine::S3 { endpoint, bucket }))
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -129,39 +66,6 @@ fn fresh_dir(base: &Path, name: &str, round: usize) -> PathBuf {
 
 fn millis(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
-}
-
-/// The 10-module closure of `t.root` (root → 3 → 6), as the remote tests build it.
-fn tree() -> Vec<Vec<u8>> {
-    let mut texts = vec![
-        r#"(module
-        (import "linkcache:fn" "t.m0" (func $a (param i64) (result i64)))
-        (import "linkcache:fn" "t.m1" (func $b (param i64) (result i64)))
-        (import "linkcache:fn" "t.m2" (func $c (param i64) (result i64)))
-        (func (export "t.root") (param i64) (result i64)
-          (i64.add (call $a (local.get 0)) (i64.add (call $b (local.get 0)) (call $c (local.get 0))))))"#
-            .to_string(),
-    ];
-    for mid in 0..3 {
-        let (l, r) = (2 * mid, 2 * mid + 1);
-        texts.push(format!(
-            r#"(module
-            (import "linkcache:fn" "t.l{l}" (func $l (param i64) (result i64)))
-            (import "linkcache:fn" "t.l{r}" (func $r (param i64) (result i64)))
-            (func (export "t.m{mid}") (param i64) (result i64)
-              (i64.add (call $l (local.get 0)) (call $r (local.get 0)))))"#
-        ));
-    }
-    for leaf in 0..6 {
-        texts.push(format!(
-            r#"(module (func (export "t.l{leaf}") (param i64) (result i64)
-              (i64.add (local.get 0) (i64.const {leaf}))))"#
-        ));
-    }
-    texts
-        .iter()
-        .map(|t| wat::parse_str(t).expect("tree WAT"))
-        .collect()
 }
 
 /// What one workload is: its modules, the function targeted, and its imports' stubs.
@@ -188,11 +92,13 @@ impl Workload {
 
 pub fn section(base: &Path, large: Vec<(LargeModule, Vec<u8>)>, runs: usize) -> Result<Vec<Table>> {
     std::fs::create_dir_all(base)?;
-    let mut engines = vec![Engine::Redis(Redis::start()?)];
+    let binary = RedisServer::binary()
+        .context("redis-server is not installed (cargo xtask bench installs it)")?;
+    let mut engines = vec![Engine::Redis(RedisServer::start(binary)?)];
     engines.extend(Engine::s3_from_env()?);
     let mut workloads = vec![Workload {
         name: "10-module closure (3 levels)".into(),
-        modules: tree(),
+        modules: linkcache_tests::workloads::tree(0),
         func: "t.root".into(),
         stubs: None,
     }];

@@ -49,6 +49,12 @@ fn the_quick_benchmarks_run_and_write_their_tables_and_charts() {
             && report.contains("analyze ÷ validate"),
         "the report has no analysis section:\n{report}"
     );
+    assert!(
+        report.contains("### (8) A machine with an empty directory")
+            && report.contains("| Redis | 10-module closure")
+            && report.contains("### (8b) Publish throughput"),
+        "the report has no remote-tier section:\n{report}"
+    );
     let charts = out_dir.path().join("bench-charts");
     let written: Vec<String> = std::fs::read_dir(&charts)
         .expect("the chart directory is written")

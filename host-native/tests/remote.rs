@@ -13,48 +13,9 @@ use std::time::Duration;
 
 use linkcache_native::core::{IndexEntry, Miss, ModuleId};
 use linkcache_native::{Cache, Error, Stats};
-use support::remote::{BlackHole, RedisServer, Server};
+use linkcache_tests::workloads::{tree, tree_names, tree_root_of};
+use support::remote::{BlackHole, Server, connection, start_redis};
 use support::{child, linkcache, stderr, stdout, wait_for};
-
-/// The closure of `t.root`: ten modules in three levels (root → 3 mids → 6 leaves), as
-/// compiler `variant` emits them (same code, bytes of its own).
-fn tree(variant: usize) -> Vec<Vec<u8>> {
-    let tag = format!(r#"(@custom "variant" "{variant}")"#);
-    let mut modules = Vec::new();
-    modules.push(format!(
-        r#"(module
-        (import "linkcache:fn" "t.m0" (func $a (param i64) (result i64)))
-        (import "linkcache:fn" "t.m1" (func $b (param i64) (result i64)))
-        (import "linkcache:fn" "t.m2" (func $c (param i64) (result i64)))
-        (func (export "t.root") (param i64) (result i64)
-          (i64.add (call $a (local.get 0)) (i64.add (call $b (local.get 0)) (call $c (local.get 0))))) {tag})"#
-    ));
-    for mid in 0..3 {
-        let (l, r) = (2 * mid, 2 * mid + 1);
-        modules.push(format!(
-            r#"(module
-            (import "linkcache:fn" "t.l{l}" (func $l (param i64) (result i64)))
-            (import "linkcache:fn" "t.l{r}" (func $r (param i64) (result i64)))
-            (func (export "t.m{mid}") (param i64) (result i64)
-              (i64.add (call $l (local.get 0)) (call $r (local.get 0)))) {tag})"#
-        ));
-    }
-    for leaf in 0..6 {
-        modules.push(format!(
-            r#"(module (func (export "t.l{leaf}") (param i64) (result i64)
-              (i64.add (local.get 0) (i64.const {leaf}))) {tag})"#
-        ));
-    }
-    modules
-        .iter()
-        .map(|text| wat::parse_str(text).unwrap())
-        .collect()
-}
-
-/// `t.root(x)`: the sum of `x + leaf` over the six leaves.
-fn root_of(x: i64) -> i64 {
-    6 * x + 15
-}
 
 fn open(dir: &Path, url: &str) -> Cache {
     Cache::builder(dir).remote(url).open().unwrap()
@@ -70,7 +31,7 @@ fn call_root(cache: &Cache, variant: usize) {
     let target = cache
         .get_or_compile::<i64, i64, String>("t.root", |_: &Miss| Ok(tree(variant)))
         .unwrap();
-    assert_eq!(target.call(cache, 7).unwrap(), root_of(7));
+    assert_eq!(target.call(cache, 7).unwrap(), tree_root_of(7));
 }
 
 /// Runs as a child process ("a machine"): `ROLE` says what it does, `DIR` is its
@@ -90,7 +51,7 @@ fn remote_child() {
                     Err("this machine must not compile".into())
                 })
                 .unwrap();
-            assert_eq!(target.call(&cache, 7).unwrap(), root_of(7));
+            assert_eq!(target.call(&cache, 7).unwrap(), tree_root_of(7));
         }
         "race" => {
             // Wait for every racer, then add this variant's library and publish it.
@@ -111,13 +72,6 @@ fn remote_child() {
     }
     assert!(cache.flush_remote(Duration::from_secs(20)));
     println!("STATS {}", serde_json::to_string(&cache.stats()).unwrap());
-}
-
-fn tree_names() -> Vec<String> {
-    let mut names = vec!["t.root".to_string()];
-    names.extend((0..3).map(|m| format!("t.m{m}")));
-    names.extend((0..6).map(|l| format!("t.l{l}")));
-    names
 }
 
 fn machine(role: &str, dir: &Path, url: &str) -> std::process::Command {
@@ -265,7 +219,7 @@ fn remote_entries(server: &Server, name: &str) -> BTreeMap<u64, ModuleId> {
         Server::Redis(redis) => {
             let entries: BTreeMap<String, String> = redis::cmd("HGETALL")
                 .arg(format!("lc:v1:ix:{hash}"))
-                .query(&mut redis.connection())
+                .query(&mut connection(redis))
                 .unwrap();
             entries
                 .iter()
@@ -309,10 +263,15 @@ fn racing_publishers(server: &Server) {
         })
         .collect();
     std::fs::write(&go, b"").unwrap();
+    let mut adopted = 0;
     for racer in racers {
         let stats = stats_of(&racer.wait_with_output().unwrap());
         assert_eq!(count(&stats, &["remote", "modules_published"]), 10);
+        adopted += count(&stats, &["remote", "adopted"]);
     }
+    // For each of the ten names, the three racers that did not publish first learnt the
+    // winner from their publication's reply and filed it.
+    assert_eq!(adopted, 30, "{}", server.name());
     // No entry lost: each function has the four variants' entries, ranks 0 to 3.
     let mut winners = BTreeMap::new();
     for name in tree_names() {
@@ -349,7 +308,7 @@ fn racing_publishers(server: &Server) {
 
 #[test]
 fn a_killed_server_makes_misses_and_is_used_again_once_back() {
-    let Some(mut server) = RedisServer::start() else {
+    let Some(mut server) = start_redis() else {
         return;
     };
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -387,7 +346,7 @@ fn a_killed_server_makes_misses_and_is_used_again_once_back() {
 
     // Back, empty: the publisher pushes again, and after the cool-down the reader's
     // next miss goes to the remote and hits.
-    server.restart();
+    server.restart().unwrap();
     publisher.add_module(&leaf(7)).unwrap();
     let report = publisher.push_remote(None, |_| {}).unwrap();
     assert_eq!(report.failed, 0);
@@ -446,6 +405,37 @@ fn never_answers(url: &str) {
 }
 
 #[test]
+fn a_full_publication_queue_drops_jobs_and_counts_them() {
+    let hole = BlackHole::bind();
+    let dir = tempfile::tempdir().unwrap();
+    // The publisher hangs on its first batch; the queue behind it fills up.
+    let url = format!(
+        "redis://127.0.0.1:{}?timeout_ms=200&publish_timeout_ms=60000",
+        hole.port
+    );
+    let cache = open(dir.path(), &url);
+    let modules: Vec<Vec<u8>> = (0..1100)
+        .map(|i| {
+            wat::parse_str(format!(
+                r#"(module (func (export "q.f{i}") (result i64) (i64.const {i})))"#
+            ))
+            .unwrap()
+        })
+        .collect();
+    let ids = cache.add_modules(&modules).unwrap();
+    assert!(ids.iter().all(|id| cache.dir().contains(id)));
+    let stats = cache.stats();
+    let queue = remote(&stats);
+    assert_eq!(
+        queue.publish_queued + queue.publish_dropped,
+        1100,
+        "{queue:?}"
+    );
+    // At most the queue's 1024 jobs and the batch of 32 the publisher took are kept.
+    assert!(queue.publish_dropped >= 1100 - 1024 - 32, "{queue:?}");
+}
+
+#[test]
 fn adding_returns_before_a_hanging_remote_answers() {
     let hole = BlackHole::bind();
     let dir = tempfile::tempdir().unwrap();
@@ -485,7 +475,7 @@ fn get_object(server: &Server, key: &str) -> Vec<u8> {
     match server {
         Server::Redis(redis) => redis::cmd("GET")
             .arg(key)
-            .query(&mut redis.connection())
+            .query(&mut connection(redis))
             .unwrap(),
         Server::S3(s3) => s3.get(key),
     }
@@ -496,7 +486,7 @@ fn put_object(server: &Server, key: &str, bytes: &[u8]) {
         Server::Redis(redis) => redis::cmd("SET")
             .arg(key)
             .arg(bytes)
-            .query::<()>(&mut redis.connection())
+            .query::<()>(&mut connection(redis))
             .unwrap(),
         Server::S3(s3) => s3.put(key, bytes),
     }
@@ -510,7 +500,7 @@ fn read_entry(server: &Server, name: &str, module: &ModuleId) -> Vec<u8> {
         Server::Redis(redis) => redis::cmd("HGET")
             .arg(format!("lc:v1:ix:{hash}"))
             .arg(module.to_string())
-            .query(&mut redis.connection())
+            .query(&mut connection(redis))
             .unwrap(),
         Server::S3(s3) => s3.get(&format!("lc/v1/ix/{hash}/0000000000.lcix")),
     }
@@ -523,7 +513,7 @@ fn write_entry(server: &Server, name: &str, module: &ModuleId, stored: &[u8]) {
             .arg(format!("lc:v1:ix:{hash}"))
             .arg(module.to_string())
             .arg(stored)
-            .query::<()>(&mut redis.connection())
+            .query::<()>(&mut connection(redis))
             .unwrap(),
         Server::S3(s3) => s3.put(&format!("lc/v1/ix/{hash}/0000000000.lcix"), stored),
     }
@@ -616,7 +606,7 @@ fn artifact_keys(server: &Server) -> Vec<String> {
     match server {
         Server::Redis(redis) => redis::cmd("KEYS")
             .arg("lc:v1:a:*")
-            .query(&mut redis.connection())
+            .query(&mut connection(redis))
             .unwrap(),
         Server::S3(s3) => s3
             .keys()
@@ -659,7 +649,7 @@ fn read_only_mode_reads_and_writes_nothing() {
         publish_tree(&server);
         let before = match &server {
             Server::Redis(redis) => {
-                let mut connection = redis.connection();
+                let mut connection = connection(redis);
                 redis::cmd("CONFIG")
                     .arg("RESETSTAT")
                     .query::<()>(&mut connection)
@@ -684,7 +674,7 @@ fn read_only_mode_reads_and_writes_nothing() {
         assert_eq!(remote(&stats).publish_queued, 0);
         match &server {
             Server::Redis(redis) => {
-                let mut connection = redis.connection();
+                let mut connection = connection(redis);
                 let keys: u64 = redis::cmd("DBSIZE").query(&mut connection).unwrap();
                 assert_eq!(vec![keys.to_string()], before);
                 let info: String = redis::cmd("INFO")
@@ -746,7 +736,7 @@ fn cli_push_pull(server: &Server) {
     let ls = linkcache(b.path(), &["--remote", "off", "ls"]);
     assert!(stdout(&ls).contains("remote rank 0"), "{}", stdout(&ls));
     let call = linkcache(b.path(), &["--remote", "off", "call", "t.root", "7"]);
-    assert_eq!(stdout(&call).trim(), root_of(7).to_string());
+    assert_eq!(stdout(&call).trim(), tree_root_of(7).to_string());
 
     let stats = linkcache(b.path(), &["--remote", &url, "stats", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&stdout(&stats)).unwrap();

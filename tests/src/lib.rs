@@ -1,5 +1,7 @@
 //! The host-independent scenario suite of linkcache: data files under `scenarios/`,
-//! their parser ([`scenario`]) and the checks every host runs them with ([`runner`]).
+//! their parser ([`scenario`]) and the checks every host runs them with ([`runner`]);
+//! and what the tests and benchmarks of both hosts share: module sets ([`workloads`]) and
+//! servers on loopback ([`servers`]).
 //!
 //! The core runs the suite against its in-memory store (`tests/core_scenarios.rs`), the
 //! native host against a cache directory and wasmtime, the web host in a browser.
@@ -8,6 +10,8 @@
 
 pub mod runner;
 pub mod scenario;
+pub mod servers;
+pub mod workloads;
 
 pub use runner::{
     Labels, ScenarioHost, TargetOutcome, check_call_types, check_results, check_target, run,

@@ -180,20 +180,13 @@ fn drain(tier: &Tier, context: &Context, receiver: &Receiver<Job>, pending: &Pen
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let modules: Vec<ModuleId> = jobs
-            .iter()
-            .filter_map(|job| match job {
-                Job::Module(id) => Some(*id),
-                Job::Artifact(_) => None,
-            })
-            .collect();
-        let artifacts: Vec<ModuleId> = jobs
-            .iter()
-            .filter_map(|job| match job {
-                Job::Artifact(id) => Some(*id),
-                Job::Module(_) => None,
-            })
-            .collect();
+        let (mut modules, mut artifacts) = (Vec::new(), Vec::new());
+        for job in &jobs {
+            match *job {
+                Job::Module(id) => modules.push(id),
+                Job::Artifact(id) => artifacts.push(id),
+            }
+        }
         if !modules.is_empty() {
             tier.publish_modules(context, &modules);
         }

@@ -6,120 +6,30 @@
 //! so there a missing server fails the test; a plain `cargo test` on a machine without
 //! one skips the remote tests with a message.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
+use std::time::Duration;
 
-/// A Redis server running as a child of the test; killed when dropped.
-pub struct RedisServer {
-    child: Option<Child>,
-    pub port: u16,
-    binary: PathBuf,
-    dir: tempfile::TempDir,
+pub use linkcache_tests::servers::RedisServer;
+
+/// A Redis server for one test, or `None` (with a message) when there is no
+/// redis-server and the run does not require one.
+pub fn start_redis() -> Option<RedisServer> {
+    let Some(binary) = RedisServer::binary() else {
+        assert!(
+            std::env::var_os("LINKCACHE_REQUIRE_REMOTE_SERVERS").is_none(),
+            "redis-server is required (LINKCACHE_REQUIRE_REMOTE_SERVERS) but not installed"
+        );
+        eprintln!("skipped: no redis-server on this machine (cargo xtask test installs it)");
+        return None;
+    };
+    Some(RedisServer::start(binary).expect("redis-server starts"))
 }
 
-fn redis_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("LINKCACHE_REDIS_SERVER") {
-        return Some(PathBuf::from(path));
-    }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("redis-server"))
-        .find(|path| path.is_file())
-}
-
-impl RedisServer {
-    /// Starts a server, or `None` (with a message) when there is no redis-server and
-    /// the run does not require one.
-    pub fn start() -> Option<RedisServer> {
-        let Some(binary) = redis_binary() else {
-            assert!(
-                std::env::var_os("LINKCACHE_REQUIRE_REMOTE_SERVERS").is_none(),
-                "redis-server is required (LINKCACHE_REQUIRE_REMOTE_SERVERS) but not installed"
-            );
-            eprintln!("skipped: no redis-server on this machine (cargo xtask test installs it)");
-            return None;
-        };
-        let port = free_port();
-        let mut server = RedisServer {
-            child: None,
-            port,
-            binary,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        server.restart();
-        Some(server)
-    }
-
-    /// `redis://127.0.0.1:<port>` with `options` as its query.
-    pub fn url(&self, options: &str) -> String {
-        if options.is_empty() {
-            format!("redis://127.0.0.1:{}", self.port)
-        } else {
-            format!("redis://127.0.0.1:{}?{options}", self.port)
-        }
-    }
-
-    /// Kills the server (its data is gone: persistence is off).
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the server again on the same port, empty, and waits until it answers.
-    pub fn restart(&mut self) {
-        self.kill();
-        let child = Command::new(&self.binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut connection) = self.connection_once()
-                && redis::cmd("PING").query::<String>(&mut connection).is_ok()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not answer");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn connection_once(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url(""))?.get_connection_with_timeout(Duration::from_secs(1))
-    }
-
-    /// A connection for the test itself (to inspect or damage what was published).
-    pub fn connection(&self) -> redis::Connection {
-        self.connection_once()
-            .expect("connects to the test's redis-server")
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A port no process listens on now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A connection to the test's server, to inspect or damage what was published.
+pub fn connection(server: &RedisServer) -> redis::Connection {
+    redis::Client::open(server.url(""))
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
+        .expect("connects to the test's redis-server")
 }
 
 /// An address that accepts connections (the kernel completes the handshake) and never
@@ -127,7 +37,6 @@ pub fn free_port() -> u16 {
 pub struct BlackHole {
     _listener: TcpListener,
     pub port: u16,
-    _held: Vec<TcpStream>,
 }
 
 impl BlackHole {
@@ -137,7 +46,6 @@ impl BlackHole {
         BlackHole {
             _listener: listener,
             port,
-            _held: Vec::new(),
         }
     }
 }
@@ -168,8 +76,7 @@ impl S3Bucket {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let bucket = format!("lc-{test}-{}-{n}", std::process::id());
         // Creating a bucket needs no signature on moto: one raw request.
-        let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-        let status = raw_put(host, &format!("/{bucket}"));
+        let status = linkcache_tests::servers::create_bucket(&endpoint, &bucket).unwrap();
         assert_eq!(status, 200, "creating bucket {bucket}");
         let _ = rustls::crypto::ring::default_provider().install_default();
         let builder = opendal::services::S3::default()
@@ -239,17 +146,6 @@ impl S3Bucket {
     }
 }
 
-/// An unsigned `PUT <path>` with an empty body; the status.
-fn raw_put(host: &str, path: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut stream = TcpStream::connect(host).expect("connects to the S3 server");
-    let request = format!("PUT {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).unwrap();
-    std::str::from_utf8(&reply[9..12]).unwrap().parse().unwrap()
-}
-
 /// A remote engine a test runs against.
 pub enum Server {
     Redis(RedisServer),
@@ -260,7 +156,7 @@ impl Server {
     /// Every engine this machine can run for `test`: Redis, then S3.
     pub fn all(test: &str) -> Vec<Server> {
         let mut servers = Vec::new();
-        if let Some(redis) = RedisServer::start() {
+        if let Some(redis) = start_redis() {
             servers.push(Server::Redis(redis));
         }
         if let Some(s3) = S3Bucket::create(test) {
