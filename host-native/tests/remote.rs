@@ -800,3 +800,45 @@ fn a_cache_with_an_s3_remote_can_be_used_and_dropped_inside_an_async_task() {
     let lookup = remote(&stats);
     assert_eq!((lookup.lookups, lookup.misses, lookup.errors), (1, 1, 0));
 }
+
+#[test]
+fn the_cli_says_when_the_remote_cannot_be_reached() {
+    let hole = BlackHole::bind();
+    let url = format!(
+        "redis://127.0.0.1:{}?timeout_ms=200&publish_timeout_ms=200",
+        hole.port
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("util.wasm");
+    std::fs::write(&module, support::util()).unwrap();
+    let add = linkcache(
+        dir.path(),
+        &["--remote", "off", "add", module.to_str().unwrap()],
+    );
+    assert!(add.status.success(), "{}", stderr(&add));
+    let push = linkcache(dir.path(), &["--remote", &url, "push"]);
+    assert_eq!(push.status.code(), Some(1));
+    assert!(
+        stdout(&push).starts_with("pushed 0 module(s), 1 failed"),
+        "{}",
+        stdout(&push)
+    );
+    assert!(
+        stderr(&push).contains("run `linkcache push` again"),
+        "{}",
+        stderr(&push)
+    );
+    let pull = linkcache(dir.path(), &["--remote", &url, "pull", "--all"]);
+    assert_eq!(pull.status.code(), Some(1));
+    assert!(
+        stderr(&pull).contains("could not list the functions"),
+        "{}",
+        stderr(&pull)
+    );
+    let stats = linkcache(dir.path(), &["--remote", &url, "stats"]);
+    assert!(
+        stdout(&stats).contains("NOT reachable"),
+        "{}",
+        stdout(&stats)
+    );
+}
