@@ -39,6 +39,10 @@ pub enum RecordKind {
     IndexEntry,
     /// A [`Bundle`] (`LCBN`).
     Bundle,
+    /// A host's plan hint (`LCPH`): what a complete plan of a target read, so that the
+    /// next process can plan it without asking the store again. Its content is the
+    /// host's business; the record only frames and checks it.
+    PlanHint,
 }
 
 impl RecordKind {
@@ -47,6 +51,7 @@ impl RecordKind {
             RecordKind::Manifest => *b"LCMF",
             RecordKind::IndexEntry => *b"LCIX",
             RecordKind::Bundle => *b"LCBN",
+            RecordKind::PlanHint => *b"LCPH",
         }
     }
 }
@@ -57,6 +62,7 @@ impl fmt::Display for RecordKind {
             RecordKind::Manifest => "manifest",
             RecordKind::IndexEntry => "index entry",
             RecordKind::Bundle => "bundle",
+            RecordKind::PlanHint => "plan hint",
         })
     }
 }

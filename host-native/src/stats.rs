@@ -34,6 +34,12 @@ pub struct Stats {
     pub broken_skipped: u64,
     /// Bytes read from the cache directory (module bytes and artifacts).
     pub bytes_read: u64,
+    /// Plans that started from their target's plan hint (what the last plan of that
+    /// target, in any process, read), valid because the index had not changed since.
+    pub plan_hints_used: u64,
+    /// Index listings and manifests that planning read from the directory (answers
+    /// from a plan hint or from this process's memory are not counted).
+    pub plan_directory_reads: u64,
     /// Modules added.
     pub modules_added: u64,
     /// Times `get_or_compile` called its compiler.

@@ -72,7 +72,7 @@ use wasmtime::{
 };
 
 use crate::cache::{Cache, Shared};
-use crate::dir::is_vanished;
+use crate::dir::{PlanAnswers, PlanHint, is_vanished};
 use crate::error::Error;
 use crate::load::{self, func_type, to_val, val_type};
 use crate::registry::lock;
@@ -469,13 +469,19 @@ fn plan(
         }
         outcome
     };
-    let outcome = linkcache_core::plan(
-        &mut PlanningStore { shared },
-        linkage,
-        func_name,
-        expected,
-        &mut resolve,
-    );
+    let stamp = shared.dir.index_stamp();
+    let mut store = PlanningStore {
+        shared,
+        hint: shared.dir.plan_hint(func_name, stamp),
+        answers: PlanAnswers::default(),
+        directory_reads: 0,
+    };
+    let used_hint = store.hint.is_some();
+    let outcome = linkcache_core::plan(&mut store, linkage, func_name, expected, &mut resolve);
+    let directory_reads = store.directory_reads;
+    if directory_reads > 0 && matches!(outcome, Ok(Ok(_))) {
+        shared.dir.store_plan_hint(func_name, stamp, store.answers);
+    }
     let newly_broken: Vec<(ModuleId, String)> = linkage
         .broken_modules()
         .filter(|(m, _)| !broken_before.contains(m))
@@ -494,19 +500,29 @@ fn plan(
         stats.globals_validated += validated;
         stats.globals_stale += stale;
         stats.broken_skipped += newly_broken.len() as u64;
+        stats.plan_hints_used += u64::from(used_hint);
+        stats.plan_directory_reads += directory_reads;
     });
     outcome
 }
 
-/// The directory as the planner's store, with the process's decoded manifests in front.
+/// The directory as the planner's store: the process's decoded manifests first, then
+/// the target's plan hint when it is valid for the index as it is (`dir/hint.rs`), then
+/// the directory itself. Every answer is recorded, to be written as the next hint.
 struct PlanningStore<'a> {
     shared: &'a Shared,
+    hint: Option<PlanHint>,
+    answers: PlanAnswers,
+    /// Index listings and manifests read from the directory.
+    directory_reads: u64,
 }
 
-impl linkcache_core::Store for PlanningStore<'_> {
-    type Error = Error;
-
-    fn candidates(&mut self, func_name: &str) -> Result<Vec<Candidate>, Error> {
+impl PlanningStore<'_> {
+    fn listed(&mut self, func_name: &str) -> Result<Vec<Candidate>, Error> {
+        if let Some(candidates) = self.hint.as_ref().and_then(|h| h.candidates(func_name)) {
+            return Ok(candidates.to_vec());
+        }
+        self.directory_reads += 1;
         let local = self.shared.dir.candidates(func_name)?;
         #[cfg(feature = "remote")]
         if local.is_empty()
@@ -514,16 +530,26 @@ impl linkcache_core::Store for PlanningStore<'_> {
             && remote.fetch_closure(func_name) > 0
         {
             // The closure is committed locally now: the planner reads it from there.
+            // The index changed, so the hint read before is stale.
             self.shared.registry.forget_fresh_plans();
+            self.hint = None;
             return self.shared.dir.candidates(func_name);
         }
         Ok(local)
     }
 
-    fn manifest(&mut self, module: &ModuleId) -> Result<Result<Arc<Manifest>, String>, Error> {
+    fn read_manifest(&mut self, module: &ModuleId) -> Result<Result<Arc<Manifest>, String>, Error> {
         if let Some(manifest) = self.shared.registry.manifest(module) {
             return Ok(Ok(manifest));
         }
+        if let Some(manifest) = self.hint.as_ref().and_then(|h| h.manifest(module)) {
+            let manifest = Arc::clone(manifest);
+            self.shared
+                .registry
+                .remember_manifest(Arc::clone(&manifest));
+            return Ok(Ok(manifest));
+        }
+        self.directory_reads += 1;
         Ok(self.shared.dir.manifest(module)?.map(|manifest| {
             let manifest = Arc::new(manifest);
             self.shared
@@ -531,6 +557,22 @@ impl linkcache_core::Store for PlanningStore<'_> {
                 .remember_manifest(Arc::clone(&manifest));
             manifest
         }))
+    }
+}
+
+impl linkcache_core::Store for PlanningStore<'_> {
+    type Error = Error;
+
+    fn candidates(&mut self, func_name: &str) -> Result<Vec<Candidate>, Error> {
+        let candidates = self.listed(func_name)?;
+        self.answers.candidates(func_name, &candidates);
+        Ok(candidates)
+    }
+
+    fn manifest(&mut self, module: &ModuleId) -> Result<Result<Arc<Manifest>, String>, Error> {
+        let answer = self.read_manifest(module)?;
+        self.answers.manifest(*module, &answer);
+        Ok(answer)
     }
 }
 

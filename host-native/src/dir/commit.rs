@@ -147,7 +147,9 @@ impl DirStore {
         // Two syncs per batch: the bytes and manifests (data and renames) are durable
         // before any index entry that names them is renamed into place; the entries are
         // durable before the commit returns.
-        for staged in [records, entries] {
+        // The index stamp moves on once the entries are in place (and before their
+        // sync, which makes it durable with them): see `hint.rs`.
+        for (staged, are_entries) in [(records, false), (entries, true)] {
             if staged.is_empty() {
                 continue;
             }
@@ -156,6 +158,9 @@ impl DirStore {
                 .map(|s| s.destination().to_path_buf())
                 .collect();
             self.place(staged)?;
+            if are_entries {
+                self.bump_index_stamp()?;
+            }
             self.sync(&as_paths(&placed))?;
             report.syncs += 1;
         }

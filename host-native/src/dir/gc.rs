@@ -24,6 +24,9 @@ pub struct GcReport {
     pub leftovers_removed: u64,
     /// Artifact files of other engine configurations removed (see [`GcOptions`]).
     pub other_engine_artifacts_removed: u64,
+    /// Plan hints removed: gc changes the index, so every hint is stale (they are
+    /// written again by the next plan of each target).
+    pub plan_hints_removed: u64,
     /// Bytes freed.
     pub freed: u64,
     /// Bytes the cache holds afterwards.
@@ -68,6 +71,19 @@ impl DirStore {
     ) -> Result<GcReport, Error> {
         self.require_writable()?;
         let _lock = self.lock_exclusive()?;
+        let collected = self.gc_locked(options, &mut progress);
+        let hints = self.index_changed();
+        let mut report = collected?;
+        report.plan_hints_removed = hints?;
+        Ok(report)
+    }
+
+    /// [`DirStore::gc_with`]'s work, with the lock held.
+    fn gc_locked(
+        &self,
+        options: &GcOptions<'_>,
+        progress: &mut impl FnMut(&ModuleId),
+    ) -> Result<GcReport, Error> {
         let before = self.size()?;
         let mut report = GcReport {
             leftovers_removed: self.remove_leftovers()?,
@@ -111,7 +127,17 @@ impl DirStore {
     pub fn remove(&self, id: &ModuleId) -> Result<(), Error> {
         self.require_writable()?;
         let _lock = self.lock_exclusive()?;
-        self.remove_module(id)
+        let removed = self.remove_module(id);
+        self.index_changed()?;
+        removed
+    }
+
+    /// After gc or `remove` changed the index (even when it failed half-way): the index
+    /// stamp moves on and the plan hints, stale now, are removed (`hint.rs`). Returns how
+    /// many hints were removed.
+    fn index_changed(&self) -> Result<u64, Error> {
+        self.bump_index_stamp()?;
+        self.remove_plan_hints()
     }
 
     fn remove_module(&self, id: &ModuleId) -> Result<(), Error> {

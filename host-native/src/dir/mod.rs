@@ -14,6 +14,9 @@
 //!                                 Engine::precompile_compatibility_hash, <xxh3> the
 //!                                 XXH3-128 of the file, checked before deserializing
 //!   used/<ab>/<id>                empty marker whose mtime is the module's last use (gc)
+//!   index-stamp                   grows by one byte whenever index entries change
+//!   plans/<ab>/<name-hash>.lcph   plan hint: what the last plan of a target read, valid
+//!                                 while the index stamp is the one it records (`hint.rs`)
 //!   tmp/<pid>-<random><name>      files being written, created exclusively
 //! ```
 //!
@@ -72,6 +75,7 @@
 mod artifact;
 mod commit;
 mod gc;
+mod hint;
 mod read;
 mod trust;
 mod verify;
@@ -90,6 +94,7 @@ pub use commit::CommitReport;
 #[cfg(feature = "remote")]
 pub(crate) use commit::RankedCommit;
 pub use gc::{GcOptions, GcReport};
+pub(crate) use hint::{PlanAnswers, PlanHint};
 pub(crate) use read::is_vanished;
 pub use trust::Trust;
 pub use verify::Problem;

@@ -1,0 +1,159 @@
+//! Plan hints: a cache that plans a target the directory already planned reads one hint
+//! instead of the index and the manifests, and any change to the index (a commit, gc, a
+//! removal) makes every hint stale, so that a hint never hides what changed.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use linkcache_native::{Cache, Stats};
+use linkcache_tests::workloads::{tree, tree_names, tree_root_of};
+use support::{flip_byte, wasm};
+
+/// The tree's closure: 10 func_names listed, 10 manifests read.
+const TREE_DIRECTORY_READS: u64 = 20;
+
+fn root_of(cache: &Cache, x: i64) -> i64 {
+    cache
+        .target::<(i64,), i64>("t.root")
+        .unwrap()
+        .call(cache, (x,))
+        .unwrap()
+}
+
+/// A new cache (its own process memory: no manifests, no plans) targets `t.root`.
+fn fresh_target(root: &Path) -> Stats {
+    let cache = Cache::open(root).unwrap();
+    assert_eq!(root_of(&cache, 5), tree_root_of(5));
+    cache.stats()
+}
+
+fn hint_file(root: &Path, target: &str) -> PathBuf {
+    let hash = blake3::hash(target.as_bytes()).to_hex();
+    root.join("plans")
+        .join(&hash[..2])
+        .join(format!("{hash}.lcph"))
+}
+
+fn filled(root: &Path) {
+    let cache = Cache::open(root).unwrap();
+    for module in tree(0) {
+        cache.add_module(&module).unwrap();
+    }
+    assert_eq!(tree_names().len(), 10);
+}
+
+#[test]
+fn a_second_cache_plans_a_10_module_closure_from_the_hint_without_reading_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path());
+    let first = fresh_target(dir.path());
+    assert_eq!(first.plan_hints_used, 0);
+    assert_eq!(first.plan_directory_reads, TREE_DIRECTORY_READS);
+    assert!(hint_file(dir.path(), "t.root").exists());
+
+    let second = fresh_target(dir.path());
+    assert_eq!(second.plan_hints_used, 1);
+    assert_eq!(second.plan_directory_reads, 0);
+    assert_eq!(second.modules_loaded, 10);
+    assert_eq!(second.artifacts_deserialized, 10);
+}
+
+#[test]
+fn a_commit_gc_or_removal_makes_the_hints_stale_until_the_next_plan_writes_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path());
+    fresh_target(dir.path());
+    assert_eq!(fresh_target(dir.path()).plan_hints_used, 1);
+
+    // A commit of a module the closure does not even use.
+    let cache = Cache::open(dir.path()).unwrap();
+    cache
+        .add_module(&wasm(
+            r#"(module (func (export "other.f") (result i64) (i64.const 1)))"#,
+        ))
+        .unwrap();
+    let after_commit = fresh_target(dir.path());
+    assert_eq!(after_commit.plan_hints_used, 0);
+    assert_eq!(after_commit.plan_directory_reads, TREE_DIRECTORY_READS);
+    assert_eq!(fresh_target(dir.path()).plan_hints_used, 1);
+
+    // A re-add of what is there already changes nothing: the hint stays good.
+    for module in tree(0) {
+        cache.add_module(&module).unwrap();
+    }
+    assert_eq!(fresh_target(dir.path()).plan_hints_used, 1);
+
+    // gc removes the hints (it changes the index, so they are stale anyway).
+    let report = cache.dir().gc(u64::MAX, |_| {}).unwrap();
+    assert_eq!(report.plan_hints_removed, 1);
+    assert!(!hint_file(dir.path(), "t.root").exists());
+    let after_gc = fresh_target(dir.path());
+    assert_eq!(after_gc.plan_hints_used, 0);
+    assert_eq!(after_gc.plan_directory_reads, TREE_DIRECTORY_READS);
+}
+
+/// `hinted.f() = 100 + hinted.g()`, with `hinted.g` in another module.
+fn caller() -> Vec<u8> {
+    wasm(
+        r#"(module (import "linkcache:fn" "hinted.g" (func $g (result i64)))
+        (func (export "hinted.f") (result i64) (i64.add (i64.const 100) (call $g))))"#,
+    )
+}
+
+fn callee(value: i64) -> Vec<u8> {
+    wasm(&format!(
+        r#"(module (func (export "hinted.g") (result i64) (i64.const {value})))"#
+    ))
+}
+
+fn f(root: &Path) -> (i64, Stats) {
+    let cache = Cache::open(root).unwrap();
+    let value = cache
+        .target::<(), i64>("hinted.f")
+        .unwrap()
+        .call(&cache, ())
+        .unwrap();
+    (value, cache.stats())
+}
+
+#[test]
+fn a_module_removed_and_replaced_by_another_is_what_the_next_plan_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    cache.add_module(&caller()).unwrap();
+    let old = cache.add_module(&callee(1)).unwrap();
+    assert_eq!(f(dir.path()).0, 101);
+    assert_eq!(f(dir.path()).1.plan_hints_used, 1);
+
+    // The hint lists only the old callee; the index now lists only the new one.
+    cache.dir().remove(&old).unwrap();
+    cache.add_module(&callee(2)).unwrap();
+    let (value, stats) = f(dir.path());
+    assert_eq!(value, 102);
+    assert_eq!(stats.plan_hints_used, 0);
+    assert_eq!(stats.broken_skipped, 0);
+}
+
+#[test]
+fn a_damaged_or_truncated_hint_is_a_plan_that_reads_the_directory_and_writes_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path());
+    fresh_target(dir.path());
+    let hint = hint_file(dir.path(), "t.root");
+    let whole = fs::read(&hint).unwrap();
+    for damage in ["flipped byte", "truncated", "empty"] {
+        match damage {
+            "flipped byte" => flip_byte(&hint, whole.len() / 2),
+            "truncated" => fs::write(&hint, &whole[..whole.len() - 7]).unwrap(),
+            _ => fs::write(&hint, b"").unwrap(),
+        }
+        let stats = fresh_target(dir.path());
+        assert_eq!(stats.plan_hints_used, 0, "{damage}");
+        assert_eq!(stats.plan_directory_reads, TREE_DIRECTORY_READS, "{damage}");
+        assert_eq!(stats.broken_skipped, 0, "{damage}");
+        assert_eq!(fs::read(&hint).unwrap(), whole, "{damage}: written again");
+        assert_eq!(fresh_target(dir.path()).plan_hints_used, 1, "{damage}");
+    }
+}
