@@ -157,3 +157,35 @@ fn a_damaged_or_truncated_hint_is_a_plan_that_reads_the_directory_and_writes_it_
         assert_eq!(fresh_target(dir.path()).plan_hints_used, 1, "{damage}");
     }
 }
+
+#[test]
+fn a_damaged_manifest_file_behind_a_valid_hint_serves_from_the_hints_copy_and_is_repaired_by_a_re_add()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path());
+    fresh_target(dir.path());
+    let cache = Cache::open(dir.path()).unwrap();
+    let leaf = tree(0)
+        .into_iter()
+        .map(|module| cache.add_module(&module).unwrap())
+        .last()
+        .unwrap();
+    let manifest = support::manifest_file(dir.path(), &leaf);
+    flip_byte(&manifest, 70);
+
+    // The hint's copy of the manifest is checked by the hint's own checksum and names
+    // the same module (manifests are named by the BLAKE3 of their module's bytes).
+    let stats = fresh_target(dir.path());
+    assert_eq!((stats.plan_hints_used, stats.broken_skipped), (1, 0));
+    let problems = cache.dir().verify(|_| {}).unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].path, manifest);
+
+    // A re-add replaces the damaged file (and moves the index stamp on only if it
+    // wrote index entries, which it did not).
+    for module in tree(0) {
+        cache.add_module(&module).unwrap();
+    }
+    assert_eq!(cache.dir().verify(|_| {}).unwrap(), vec![]);
+    assert_eq!(fresh_target(dir.path()).plan_hints_used, 1);
+}
