@@ -6,8 +6,8 @@ index entries) per round, 7 rounds interleaved, and prints modules/s against `pr
 Run it on the disk the cache lives on: `python3 bench/experiments/commit_layouts.py DIR`.
 
 Measured in session 19 (ext4 on virtio, a build running beside it), ratios to `prev`:
-10 files + 2 syncfs 1.7x, 10 files + 1 syncfs 2.0x, 2 files + 8 empty files + 1 syncfs
-2.3x, 1 file + 8 hard links + 1 syncfs 2.9-3.9x, 1 file + 1 syncfs 4.4-7.6x. The
+10 files + 2 syncfs 1.4-1.7x, 10 files + 1 syncfs 1.8-2.0x, 2 files + 8 empty files +
+1 syncfs 2.3-2.4x, 1 file + 8 hard links + 1 syncfs 2.9-3.9x, 1 file + 1 syncfs 4.4-7.6x. The
 number of inodes and directory blocks a commit dirties decides the cost of its sync,
 not the number of syncs: five times today's rate needs a commit that creates one or two
 files whatever the module's number of functions.
