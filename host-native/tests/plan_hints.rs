@@ -165,11 +165,7 @@ fn a_damaged_manifest_file_behind_a_valid_hint_serves_from_the_hints_copy_and_is
     filled(dir.path());
     fresh_target(dir.path());
     let cache = Cache::open(dir.path()).unwrap();
-    let leaf = tree(0)
-        .into_iter()
-        .map(|module| cache.add_module(&module).unwrap())
-        .last()
-        .unwrap();
+    let leaf = cache.add_module(tree(0).last().unwrap()).unwrap();
     let manifest = support::manifest_file(dir.path(), &leaf);
     flip_byte(&manifest, 70);
 

@@ -64,8 +64,9 @@ struct StoredHint {
     stamp: IndexStamp,
     /// (func_name, [(module, committed_at)]) for every func_name the plan asked about.
     candidates: Vec<(String, Vec<(ModuleId, u64)>)>,
-    /// Every manifest the plan read, as its record.
-    manifests: Vec<Vec<u8>>,
+    /// Every manifest the plan read (checked again when read back; the hint's own
+    /// checksum covers them).
+    manifests: Vec<Manifest>,
 }
 
 /// A plan hint read back, valid for the stamp it was read under.
@@ -147,8 +148,8 @@ impl DirStore {
             return None;
         }
         let mut hint = PlanHint::default();
-        for record in &stored.manifests {
-            let manifest = Manifest::decode(record).ok()?;
+        for manifest in stored.manifests {
+            manifest.check().ok()?;
             hint.manifests.insert(manifest.module, Arc::new(manifest));
         }
         for (func_name, candidates) in stored.candidates {
@@ -182,7 +183,11 @@ impl DirStore {
                     (name, list)
                 })
                 .collect(),
-            manifests: answers.manifests.values().map(|m| m.encode()).collect(),
+            manifests: answers
+                .manifests
+                .values()
+                .map(|m| Manifest::clone(m))
+                .collect(),
         };
         let bytes = record::encode(RecordKind::PlanHint, &stored);
         let written = self
