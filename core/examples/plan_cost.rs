@@ -27,9 +27,11 @@
 //! and divide the total by the number of plans: ITERATIONS + 1 per closure (the first
 //! plan gives the digest).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use linkcache_core::{
@@ -40,6 +42,34 @@ use wasm_encoder::{
     BlockType, CodeSection, CustomSection, EntityType, ExportKind, ExportSection, Function,
     FunctionSection, GlobalType, ImportSection, Module, TypeSection, ValType,
 };
+
+/// The system allocator, counting allocations (a repeatable number, unlike times).
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 const FUNCS: usize = 8;
 const FAN_OUT: usize = 2;
@@ -180,12 +210,12 @@ fn module_bytes(modules: usize, k: usize, variant: u32) -> Vec<u8> {
 }
 
 /// A store that counts the questions it answers.
-struct Counting<'a> {
+struct Questions<'a> {
     store: &'a mut MemoryStore,
     questions: usize,
 }
 
-impl Store for Counting<'_> {
+impl Store for Questions<'_> {
     type Error = core::convert::Infallible;
 
     fn candidates(&mut self, func_name: &str) -> Result<Vec<Candidate>, Self::Error> {
@@ -203,7 +233,7 @@ impl Store for Counting<'_> {
 }
 
 fn plan_once(store: &mut MemoryStore, target: &str) -> (LoadPlan, usize) {
-    let mut counting = Counting {
+    let mut counting = Questions {
         store,
         questions: 0,
     };
@@ -257,7 +287,9 @@ fn main() {
             "closures of 1 to {DEPTH} modules"
         );
         let target = func_name(start + DEPTH - closure, 0);
+        let allocations = ALLOCATIONS.load(Ordering::Relaxed);
         let (load, questions) = plan_once(&mut store, &target);
+        let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations;
         assert_eq!(load.modules.len(), closure, "{target}");
         let digest = ModuleId::of(format!("{load:?}").as_bytes()).short();
         let started = Instant::now();
@@ -267,7 +299,8 @@ fn main() {
         let per_plan = started.elapsed().as_secs_f64() * 1e3 / iterations as f64;
         println!(
             "closure {closure:>2} ({target}): {} functions bound, {questions} store questions, \
-             {per_plan:.4} ms per plan ({iterations} plans), plan digest {digest}",
+             {allocations} allocations, {per_plan:.4} ms per plan ({iterations} plans), \
+             plan digest {digest}",
             load.bindings.len()
         );
     }
