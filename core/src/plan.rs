@@ -391,7 +391,7 @@ impl Planner {
                 if pending.is_empty() {
                     Progress::Ready(build(&mut search, &self.target, target, &chosen))
                 } else {
-                    Progress::Need(Need::Globals(pending.into_values().collect()))
+                    Progress::Need(Need::Globals(pending))
                 }
             }
         };

@@ -28,7 +28,7 @@ use crate::{FuncSig, ImportKind, Manifest, ModuleId};
 use crate::Linkage;
 
 /// Builds the plan for `target`, bound to `target_module`, from the chosen candidates
-/// (one per func_name, sorted by func_name; none when the target is bound already).
+/// (one per func_name, in any order; none when the target is bound already).
 pub(super) fn build<'a>(
     search: &mut Search<'a>,
     target: &str,
@@ -36,12 +36,14 @@ pub(super) fn build<'a>(
     chosen: &[usize],
 ) -> LoadPlan {
     let linkage = search.linkage;
+    let mut chosen = chosen.to_vec();
+    chosen.sort_unstable_by_key(|&node| search.node_module(node).3);
     // By func index: the chosen module and its entry's signature.
     let mut chosen_by_func: BTreeMap<usize, (ModuleId, &'a FuncSig)> = BTreeMap::new();
     // The planned modules and their slots in the search.
     let mut planned: BTreeMap<ModuleId, usize> = BTreeMap::new();
     let mut bindings = Vec::with_capacity(chosen.len());
-    for &node in chosen {
+    for &node in &chosen {
         let (module, slot, signature, name) = search.node_module(node);
         chosen_by_func.insert(search.func_of(node), (module, signature));
         if !linkage.is_loaded(&module) {
@@ -148,7 +150,7 @@ pub(super) fn build<'a>(
     }
 
     let mut set_globals = BTreeMap::new();
-    for &node in chosen {
+    for &node in &chosen {
         let (manifest, entry, slot) = search.node_entry(node);
         for global in &entry.globals {
             search.steps += 1;

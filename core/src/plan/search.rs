@@ -100,7 +100,8 @@ struct Func<'a> {
     bound: Option<(ModuleId, Option<&'a FuncSig>)>,
     /// Whether the store listed no candidate at all.
     unknown: bool,
-    nodes: Vec<usize>,
+    /// Its candidates in [`Search::nodes`] (explore adds them in one go).
+    nodes: Range<usize>,
 }
 
 /// The outcome of a search that needs nothing more.
@@ -109,11 +110,12 @@ pub(super) enum Found {
     Bound(ModuleId),
     /// New bindings, and the target's module.
     Chosen {
-        /// The chosen candidates, one per func_name, sorted by func_name.
+        /// The chosen candidates, one per func_name, in the order of the func indices.
         chosen: Vec<usize>,
         target: ModuleId,
-        /// Global definitions the chosen functions use and nobody validated yet.
-        pending: BTreeMap<GlobalKey, GlobalCheck>,
+        /// Global definitions the chosen functions use and nobody validated yet, in the
+        /// order of their [`GlobalKey`]s, each once.
+        pending: Vec<GlobalCheck>,
     },
 }
 
@@ -144,14 +146,16 @@ pub(super) struct Search<'a> {
 
 impl<'a> Search<'a> {
     pub(super) fn new(planner: &'a Planner, linkage: &'a Linkage) -> Search<'a> {
+        // Usually the closure is about what the planner was answered.
+        let answered = planner.candidates.len() + 1;
         Search {
             linkage,
             planner,
             steps: 0,
-            funcs: Vec::new(),
+            funcs: Vec::with_capacity(answered),
             func_ids: BTreeMap::new(),
-            nodes: Vec::new(),
-            edges: Vec::new(),
+            nodes: Vec::with_capacity(answered + planner.manifests.len()),
+            edges: Vec::with_capacity(2 * answered),
             slots: Vec::new(),
             slot_ids: BTreeMap::new(),
             sigs: Vec::new(),
@@ -260,9 +264,17 @@ impl<'a> Search<'a> {
             return None;
         };
         let imports = self.slots[slot].imports.get_or_insert_with(|| {
-            // Collected through a map so that the last of a repeated name wins.
-            let by_name: BTreeMap<&'a str, &'a FuncSig> = manifest.fn_imports().collect();
-            by_name.into_iter().collect()
+            let mut by_name: Vec<(&'a str, &'a FuncSig)> = manifest.fn_imports().collect();
+            // Stable, then the last of a repeated name wins (as collecting a map would).
+            by_name.sort_by_key(|&(name, _)| name);
+            let mut last_wins: Vec<(&'a str, &'a FuncSig)> = Vec::with_capacity(by_name.len());
+            for (name, sig) in by_name {
+                match last_wins.last_mut() {
+                    Some(last) if last.0 == name => last.1 = sig,
+                    _ => last_wins.push((name, sig)),
+                }
+            }
+            last_wins
         });
         imports
             .binary_search_by(|(name, _)| (*name).cmp(callee))
@@ -288,7 +300,7 @@ impl<'a> Search<'a> {
             name,
             bound,
             unknown: false,
-            nodes: Vec::new(),
+            nodes: 0..0,
         });
         self.func_ids.insert(key, id);
         work.push(id);
@@ -350,6 +362,7 @@ impl<'a> Search<'a> {
             modules.sort_unstable();
             modules.dedup_by(|later, earlier| later.0 == earlier.0);
             self.funcs[func].unknown = modules.is_empty();
+            let first_node = self.nodes.len();
             for &(module, committed_at) in &modules {
                 let Some(slot) = self.slot(module) else {
                     return Err(Need::Manifest(module));
@@ -380,7 +393,6 @@ impl<'a> Search<'a> {
                         });
                     }
                 }
-                let node = self.nodes.len();
                 self.nodes.push(Node {
                     func,
                     module,
@@ -393,8 +405,8 @@ impl<'a> Search<'a> {
                     alive: rejection.is_none(),
                     rejection,
                 });
-                self.funcs[func].nodes.push(node);
             }
+            self.funcs[func].nodes = first_node..self.nodes.len();
         }
         self.rank_signatures();
         Ok(())
@@ -514,7 +526,7 @@ impl<'a> Search<'a> {
                 function: name.into(),
             };
         }
-        let mut order = self.funcs[func].nodes.clone();
+        let mut order: Vec<usize> = self.funcs[func].nodes.clone().collect();
         order.sort_by_key(|&n| self.preference(n));
         let mut broken = vec![];
         for node in order {
@@ -695,7 +707,7 @@ impl<'a> Search<'a> {
         ranked: &mut Vec<((u8, u64, ModuleId), usize)>,
     ) {
         ranked.clear();
-        for &node in &self.funcs[func].nodes {
+        for node in self.funcs[func].nodes.clone() {
             self.steps += 1;
             let n = &self.nodes[node];
             let Some(entry) = n.entry.filter(|_| n.alive) else {
@@ -840,15 +852,13 @@ impl<'a> Search<'a> {
             }
         }
 
-        // One per func_name, sorted by func_name.
-        let mut chosen: Vec<usize> = chosen.into_iter().flatten().collect();
-        chosen.sort_unstable_by_key(|&node| self.funcs[self.nodes[node].func].name);
-        let mut pending = BTreeMap::new();
-        // Globals are looked at in the order of the func indices, as they always were:
-        // the first module to define a pending key is the one asked about.
-        let mut by_func = chosen.clone();
-        by_func.sort_unstable_by_key(|&node| self.nodes[node].func);
-        for node in by_func {
+        // One per func_name, in the order of the func indices.
+        let chosen: Vec<usize> = chosen.into_iter().flatten().collect();
+        // Undecided definitions by (name, hash of the definition) as a [`GlobalKey`]
+        // orders them, then by first use: the first module (in func order) to define a
+        // key is the one asked.
+        let mut undecided: Vec<(&'a str, [u8; 32], usize, &'a GlobalDef, ModuleId)> = Vec::new();
+        for &node in &chosen {
             let n = &self.nodes[node];
             let (manifest, entry, slot, module) = (
                 n.manifest.expect("viable"),
@@ -861,19 +871,20 @@ impl<'a> Search<'a> {
                 let index = global_index(manifest, global).expect("checked manifests");
                 if self.known_global(slot, index).is_none() {
                     let def = &manifest.globals[index];
-                    let key = GlobalKey::of(def);
-                    if !pending.contains_key(&key) {
-                        pending.insert(
-                            key,
-                            GlobalCheck {
-                                module,
-                                global: def.clone(),
-                            },
-                        );
-                    }
+                    let hash = *blake3::hash(&def.definition).as_bytes();
+                    undecided.push((&def.name, hash, undecided.len(), def, module));
                 }
             }
         }
+        undecided.sort_unstable_by_key(|&(name, hash, first_use, _, _)| (name, hash, first_use));
+        undecided.dedup_by(|later, earlier| (later.0, later.1) == (earlier.0, earlier.1));
+        let pending = undecided
+            .into_iter()
+            .map(|(_, _, _, def, module)| GlobalCheck {
+                module,
+                global: def.clone(),
+            })
+            .collect();
         Choice::Done(Found::Chosen {
             target: self.nodes[first].module,
             chosen,
