@@ -88,6 +88,11 @@ impl Linkage {
         self.globals.get(key)
     }
 
+    /// Whether the embedder decided on any global definition in this process yet.
+    pub(crate) fn has_global_outcomes(&self) -> bool {
+        !self.globals.is_empty()
+    }
+
     /// The value the process's shared (mutable) global `name` was set to.
     pub fn shared_global(&self, name: &str) -> Option<Value> {
         self.shared_globals.get(name).copied()

@@ -381,7 +381,7 @@ impl Planner {
             Err(need) => Progress::Need(need),
             Ok(Err(miss)) => Progress::Miss(miss),
             Ok(Ok(Found::Bound(module))) => {
-                Progress::Ready(build(&mut search, &self.target, module, BTreeMap::new()))
+                Progress::Ready(build(&mut search, &self.target, module, &[]))
             }
             Ok(Ok(Found::Chosen {
                 chosen,
@@ -389,9 +389,9 @@ impl Planner {
                 pending,
             })) => {
                 if pending.is_empty() {
-                    Progress::Ready(build(&mut search, &self.target, target, chosen))
+                    Progress::Ready(build(&mut search, &self.target, target, &chosen))
                 } else {
-                    Progress::Need(Need::Globals(pending.into_values().collect()))
+                    Progress::Need(Need::Globals(pending))
                 }
             }
         };

@@ -12,60 +12,76 @@
 //! placeholder, and the process remembers the placeholder (see
 //! [`Linkage::has_placeholder`]).
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use petgraph::graphmap::DiGraphMap;
 
-use super::search::Search;
+use super::search::{Search, global_index};
 use super::{GlobalBinding, ImportBinding, LoadPlan, PlannedModule};
 use crate::manifest::{FN_NAMESPACE, GLOBAL_NAMESPACE};
-use crate::{ImportKind, Manifest, ModuleId};
+use crate::{FuncSig, ImportKind, Manifest, ModuleId};
 
 #[cfg(doc)]
 use crate::Linkage;
 
-pub(super) fn build(
-    search: &mut Search<'_>,
+/// Builds the plan for `target`, bound to `target_module`, from the chosen candidates
+/// (one per func_name, in any order; none when the target is bound already).
+pub(super) fn build<'a>(
+    search: &mut Search<'a>,
     target: &str,
     target_module: ModuleId,
-    chosen: BTreeMap<String, ModuleId>,
+    chosen: &[usize],
 ) -> LoadPlan {
     let linkage = search.linkage;
-    let planned: BTreeSet<ModuleId> = chosen
-        .values()
-        .filter(|m| !linkage.is_loaded(m))
-        .copied()
-        .collect();
-    let manifests: BTreeMap<ModuleId, Arc<Manifest>> = planned
+    let mut chosen = chosen.to_vec();
+    chosen.sort_unstable_by_key(|&node| search.node_module(node).3);
+    // By func index: the chosen module and its entry's signature.
+    let mut chosen_by_func: BTreeMap<usize, (ModuleId, &'a FuncSig)> = BTreeMap::new();
+    // The planned modules and their slots in the search.
+    let mut planned: BTreeMap<ModuleId, usize> = BTreeMap::new();
+    let mut bindings = Vec::with_capacity(chosen.len());
+    for &node in &chosen {
+        let (module, slot, signature, name) = search.node_module(node);
+        chosen_by_func.insert(search.func_of(node), (module, signature));
+        if !linkage.is_loaded(&module) {
+            planned.insert(module, slot);
+        }
+        bindings.push((String::from(name), module));
+    }
+    let manifests: BTreeMap<ModuleId, (Arc<Manifest>, usize)> = planned
         .iter()
-        .map(|id| {
+        .map(|(id, &slot)| {
             let manifest = search
                 .manifest(id)
                 .and_then(Result::ok)
                 .expect("chosen modules have manifests");
-            (*id, Arc::clone(manifest))
+            (*id, (Arc::clone(manifest), slot))
         })
         .collect();
-    let bound_to = |func: &str| -> Option<ModuleId> {
-        chosen.get(func).copied().or_else(|| linkage.binding(func))
+    // The module `func` is bound to (by this plan, or in the process), with its
+    // signature there.
+    let bound_to = |search: &Search<'a>, func: &str| -> Option<(ModuleId, Option<&'a FuncSig>)> {
+        if let Some(&(module, signature)) = search
+            .func_index(func)
+            .and_then(|id| chosen_by_func.get(&id))
+        {
+            return Some((module, Some(signature)));
+        }
+        let module = linkage.binding(func)?;
+        Some((module, signature_of(search, func, &module)))
     };
-    let signature_of = |search: &Search<'_>, func: &str, module: &ModuleId| {
-        let manifest = search.manifest(module)?.ok()?;
-        Some(manifest.function(func)?.signature.clone())
-    };
-
     // Order: Kosaraju's SCCs come out with every group after the groups it has edges
     // to, and an edge here means "imports from", so dependencies come first.
     let mut graph: DiGraphMap<ModuleId, ()> = DiGraphMap::new();
-    for (id, manifest) in &manifests {
+    for (id, (manifest, _)) in &manifests {
         graph.add_node(*id);
         for (func, _) in manifest.fn_imports() {
             search.steps += 1;
-            if let Some(dep) = bound_to(func)
-                && planned.contains(&dep)
+            if let Some((dep, _)) = bound_to(search, func)
+                && planned.contains_key(&dep)
             {
                 graph.add_edge(*id, dep, ());
             }
@@ -86,18 +102,16 @@ pub(super) fn build(
 
     let mut modules = Vec::with_capacity(planned.len());
     for id in groups.into_iter().flatten() {
-        let manifest = &manifests[&id];
+        let (manifest, slot) = &manifests[&id];
         let mut imports = Vec::with_capacity(manifest.imports.len());
         for import in &manifest.imports {
             search.steps += 1;
             let binding = match (&import.kind, import.namespace.as_str()) {
                 (ImportKind::Func(signature), FN_NAMESPACE) => {
                     let func = import.name.clone();
-                    match bound_to(&func) {
-                        Some(dep)
-                            if signature_of(search, &func, &dep).as_ref() == Some(signature) =>
-                        {
-                            if planned.contains(&dep) && group_of[&dep] == group_of[&id] {
+                    match bound_to(search, &func) {
+                        Some((dep, found)) if found == Some(signature) => {
+                            if planned.contains_key(&dep) && group_of[&dep] == group_of[&id] {
                                 ImportBinding::Trampoline { func }
                             } else {
                                 ImportBinding::Export { module: dep, func }
@@ -110,11 +124,11 @@ pub(super) fn build(
                     }
                 }
                 (ImportKind::Global { ty, mutable }, GLOBAL_NAMESPACE) => {
-                    let def = manifest.global(&import.name).expect("checked manifest");
                     let binding = if *mutable {
                         GlobalBinding::Shared(*ty)
                     } else {
-                        match search.known_global(def) {
+                        let index = global_index(manifest, &import.name).expect("checked manifest");
+                        match search.known_global(*slot, index) {
                             Some(Ok(value)) => GlobalBinding::Value(value),
                             Some(Err(_)) | None => GlobalBinding::Placeholder(*ty),
                         }
@@ -136,39 +150,43 @@ pub(super) fn build(
     }
 
     let mut set_globals = BTreeMap::new();
-    for (func, module) in &chosen {
-        let manifest = search
-            .manifest(module)
-            .and_then(Result::ok)
-            .expect("chosen");
-        let entry = manifest.function(func).expect("chosen entries exist");
+    for &node in &chosen {
+        let (manifest, entry, slot) = search.node_entry(node);
         for global in &entry.globals {
             search.steps += 1;
-            let def = manifest.global(global).expect("checked manifest");
+            let index = global_index(manifest, global).expect("checked manifest");
+            let def = &manifest.globals[index];
             // A mutable global is set once per process, when the first function using
             // it is bound; later bindings must not reset what the code has changed.
-            let already_set = linkage.shared_global(global).is_some();
-            if let (true, false, Some(Ok(value))) =
-                (def.mutable, already_set, search.known_global(def))
+            if def.mutable
+                && linkage.shared_global(global).is_none()
+                && let Some(Ok(value)) = search.known_global(slot, index)
             {
                 set_globals.insert(global.clone(), (def.ty, value));
             }
         }
     }
 
-    let signature =
-        signature_of(search, target, &target_module).expect("the target's module defines it");
+    let signature = signature_of(search, target, &target_module)
+        .expect("the target's module defines it")
+        .clone();
     LoadPlan {
         target: target.into(),
         module: target_module,
         signature,
         modules,
         cycles,
-        bindings: chosen.into_iter().collect(),
+        bindings,
         set_globals: set_globals
             .into_iter()
             .map(|(name, (ty, value))| (name, ty, value))
             .collect(),
         generation: linkage.generation(),
     }
+}
+
+/// The signature of `func` in `module`'s manifest, if it defines it.
+fn signature_of<'a>(search: &Search<'a>, func: &str, module: &ModuleId) -> Option<&'a FuncSig> {
+    let manifest = search.manifest(module)?.ok()?;
+    Some(&manifest.function(func)?.signature)
 }
