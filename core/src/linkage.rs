@@ -89,7 +89,7 @@ impl Linkage {
     }
 
     /// Whether the embedder decided on any global definition in this process yet.
-    pub(crate) fn has_global_outcomes(&self) -> bool {
+    pub fn has_global_outcomes(&self) -> bool {
         !self.globals.is_empty()
     }
 

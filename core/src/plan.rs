@@ -30,6 +30,8 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use serde::{Deserialize, Serialize};
+
 use self::build::build;
 use self::search::{Found, Search};
 use crate::{FuncSig, GlobalDef, GlobalOutcome, Linkage, Manifest, ModuleId, ValType, Value};
@@ -193,7 +195,10 @@ impl Miss {
 }
 
 /// What to load, in which order, linked how.
-#[derive(Clone, Debug)]
+///
+/// A plan serializes (serde), so that a host can keep it and hand it to a process that
+/// has loaded nothing yet ([`LoadPlan::for_fresh_linkage`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoadPlan {
     /// The targeted func_name.
     pub target: String,
@@ -213,6 +218,7 @@ pub struct LoadPlan {
     /// Mutable globals to set now, because a function this plan binds is the first in the
     /// process to use them (a global already set keeps the value the code gave it).
     pub set_globals: Vec<(String, ValType, Value)>,
+    #[serde(skip)]
     pub(crate) generation: u64,
 }
 
@@ -221,10 +227,19 @@ impl LoadPlan {
     pub fn is_bound_already(&self) -> bool {
         self.bindings.is_empty()
     }
+
+    /// This plan for a linkage that has loaded nothing yet (generation 0): a plan made
+    /// for such a linkage and kept by the host (deserialized, its generation is 0
+    /// already). Its caller vouches that the new linkage would get the same plan: the
+    /// same store answers, the same global outcomes, the same expected signature.
+    pub fn for_fresh_linkage(mut self) -> LoadPlan {
+        self.generation = 0;
+        self
+    }
 }
 
 /// One module of a plan and the binding of each of its imports.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PlannedModule {
     /// The module to instantiate.
     pub module: ModuleId,
@@ -235,7 +250,7 @@ pub struct PlannedModule {
 }
 
 /// How one import of a planned module is satisfied.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ImportBinding {
     /// The export `func` of `module`, which is loaded already or instantiated earlier in
     /// this plan.
@@ -271,7 +286,7 @@ pub enum ImportBinding {
 }
 
 /// How a `linkcache:global` import is satisfied.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GlobalBinding {
     /// An immutable global with its validated value.
     Value(Value),

@@ -130,8 +130,7 @@ fn config() -> impl bincode::config::Config {
 
 /// Encodes `value` as a record of `kind`.
 pub fn encode<T: Serialize>(kind: RecordKind, value: &T) -> Vec<u8> {
-    let payload =
-        bincode::serde::encode_to_vec(value, config()).expect("serde values of linkcache encode");
+    let payload = encode_payload(value);
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&kind.magic());
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -181,6 +180,21 @@ pub fn decode<T: DeserializeOwned>(kind: RecordKind, bytes: &[u8]) -> Result<T, 
     if blake3::hash(payload).as_bytes() != &bytes[16..48] {
         return Err(RecordError::ChecksumMismatch { kind });
     }
+    decode_payload(kind, payload)
+}
+
+/// Encodes `value` as a bare payload: no header, no checksum. For a part of a record
+/// (whose checksum covers it) that its reader may decode later, or not at all.
+pub fn encode_payload<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, config()).expect("serde values of linkcache encode")
+}
+
+/// Decodes a bare payload ([`encode_payload`]) with the bounds of a record's; `kind` is
+/// the record it is part of, for the error.
+pub fn decode_payload<T: DeserializeOwned>(
+    kind: RecordKind,
+    payload: &[u8],
+) -> Result<T, RecordError> {
     let malformed = |reason: String| RecordError::Malformed { kind, reason };
     let (value, used) = bincode::serde::decode_from_slice(payload, config())
         .map_err(|e| malformed(alloc::format!("{e}")))?;

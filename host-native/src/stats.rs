@@ -37,6 +37,10 @@ pub struct Stats {
     /// Plans that started from their target's plan hint (what the last plan of that
     /// target, in any process, read), valid because the index had not changed since.
     pub plan_hints_used: u64,
+    /// Targets that did not plan at all: a fresh store used the plan a fresh store of
+    /// some process made, kept in the target's plan hint (the index unchanged since, and
+    /// every global it depends on decided alike by this process's resolver).
+    pub plans_from_hints: u64,
     /// Index listings and manifests that planning read from the directory (answers
     /// from a plan hint or from this process's memory are not counted).
     pub plan_directory_reads: u64,

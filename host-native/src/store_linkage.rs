@@ -62,8 +62,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use linkcache_core::{
-    Candidate, FuncSig, GlobalBinding, GlobalCheck, ImportBinding, ImportKind, Linkage,
-    LoadFailure, LoadPlan, Manifest, Miss, ModuleId, Value,
+    Candidate, FuncSig, GlobalBinding, GlobalCheck, GlobalDef, GlobalOutcome, ImportBinding,
+    ImportKind, Linkage, LoadFailure, LoadPlan, Manifest, Miss, ModuleId, Value,
 };
 use tracing::Instrument;
 use wasmtime::{
@@ -72,7 +72,7 @@ use wasmtime::{
 };
 
 use crate::cache::{Cache, Shared};
-use crate::dir::{PlanAnswers, PlanHint, is_vanished};
+use crate::dir::{FreshPlan, HintFile, PlanAnswers, PlanHint, is_vanished};
 use crate::error::Error;
 use crate::load::{self, func_type, to_val, val_type};
 use crate::registry::lock;
@@ -420,6 +420,27 @@ async fn target_planned<T: LinkageView>(
         }
     }
 
+    // A store of a process that has nothing loaded or broken may use the plan a fresh
+    // store of another process made, kept in the target's plan hint.
+    let pristine = {
+        let view = cx.data_mut().linkage();
+        shared.sync_broken(&mut view.linkage, &mut view.repairs_seen);
+        is_pristine(&view.linkage)
+    };
+    if pristine && let Some(plan) = hinted_fresh_plan(shared, func_name, expected) {
+        let plan = Arc::new(plan);
+        match load(cx, shared, &plan).await {
+            Ok(()) => {
+                let bound = commit(cx, &plan, func_name)?;
+                shared
+                    .registry
+                    .remember_fresh_plan(func_name, expected, plan);
+                return Ok(bound);
+            }
+            Err((failure, scope)) => note_failure(cx, shared, failure, scope),
+        }
+    }
+
     loop {
         let fresh = cx.data_mut().linkage().linkage.generation() == 0;
         let plan = {
@@ -457,30 +478,46 @@ fn plan(
 ) -> Result<Result<LoadPlan, Miss>, Error> {
     let _span = tracing::debug_span!("linkcache.plan", func = func_name).entered();
     let broken_before: HashSet<ModuleId> = linkage.broken_modules().map(|(m, _)| *m).collect();
+    let pristine = is_pristine(linkage);
     let (mut validated, mut stale) = (0u64, 0u64);
+    let mut asked: Vec<(ModuleId, GlobalDef, GlobalOutcome)> = Vec::new();
     let mut resolve = |check: &GlobalCheck| {
-        let outcome = match &shared.resolver {
-            Some(resolver) => resolver(check),
-            None => linkcache_core::literal_global(check),
-        };
+        let outcome = resolve_global(shared, check);
         match outcome {
             Ok(_) => validated += 1,
             Err(_) => stale += 1,
+        }
+        if pristine {
+            asked.push((check.module, check.global.clone(), outcome.clone()));
         }
         outcome
     };
     let stamp = shared.dir.index_stamp();
     let mut store = PlanningStore {
         shared,
-        hint: shared.dir.plan_hint(func_name, stamp),
+        hint: shared
+            .dir
+            .plan_hint(func_name, stamp)
+            .as_ref()
+            .and_then(HintFile::answers),
         answers: PlanAnswers::default(),
         directory_reads: 0,
     };
     let used_hint = store.hint.is_some();
     let outcome = linkcache_core::plan(&mut store, linkage, func_name, expected, &mut resolve);
     let directory_reads = store.directory_reads;
-    if directory_reads > 0 && matches!(outcome, Ok(Ok(_))) {
-        shared.dir.store_plan_hint(func_name, stamp, store.answers);
+    if let Ok(Ok(plan)) = &outcome
+        && (directory_reads > 0 || pristine)
+    {
+        // A pristine linkage gets here only when the hint had no plan it could use.
+        let fresh = pristine.then(|| FreshPlan {
+            expected: expected.cloned(),
+            globals: asked,
+            plan: plan.clone(),
+        });
+        shared
+            .dir
+            .store_plan_hint(func_name, stamp, store.answers, fresh.as_ref());
     }
     let newly_broken: Vec<(ModuleId, String)> = linkage
         .broken_modules()
@@ -504,6 +541,65 @@ fn plan(
         stats.plan_directory_reads += directory_reads;
     });
     outcome
+}
+
+/// Whether a store's linkage has loaded nothing, found nothing broken and asked the
+/// embedder about no global yet: the planner's answer then depends on the store's
+/// answers, the globals' outcomes and the signature asked for only.
+fn is_pristine(linkage: &Linkage) -> bool {
+    linkage.generation() == 0
+        && linkage.broken_modules().next().is_none()
+        && !linkage.has_global_outcomes()
+}
+
+/// The embedder's decision on a global definition.
+fn resolve_global(shared: &Shared, check: &GlobalCheck) -> GlobalOutcome {
+    match &shared.resolver {
+        Some(resolver) => resolver(check),
+        None => linkcache_core::literal_global(check),
+    }
+}
+
+/// The plan a fresh store of some process made for `func_name`, from the target's plan
+/// hint, when the index has not changed since and the embedder decides every global
+/// that plan depended on as it did then: the planner would plan exactly this again
+/// (`dir/hint.rs`). The globals are asked again either way, and counted.
+fn hinted_fresh_plan(
+    shared: &Shared,
+    func_name: &str,
+    expected: Option<&FuncSig>,
+) -> Option<LoadPlan> {
+    let stamp = shared.dir.index_stamp();
+    let fresh = shared
+        .dir
+        .plan_hint(func_name, stamp)?
+        .fresh_plan(expected)?;
+    let (mut validated, mut stale) = (0u64, 0u64);
+    let unchanged = fresh.globals.iter().all(|(module, global, recorded)| {
+        let check = GlobalCheck {
+            module: *module,
+            global: global.clone(),
+        };
+        let outcome = resolve_global(shared, &check);
+        match &outcome {
+            Ok(_) => validated += 1,
+            Err(_) => stale += 1,
+        }
+        match (recorded, &outcome) {
+            (Ok(then), Ok(now)) => then == now,
+            (Err(_), Err(_)) => true,
+            _ => false,
+        }
+    });
+    shared.count(|stats| {
+        stats.globals_validated += validated;
+        stats.globals_stale += stale;
+        if unchanged {
+            stats.plan_hints_used += 1;
+            stats.plans_from_hints += 1;
+        }
+    });
+    unchanged.then(|| fresh.plan.for_fresh_linkage())
 }
 
 /// The directory as the planner's store: the process's decoded manifests first, then

@@ -7,7 +7,11 @@ mod support;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use linkcache_native::{Cache, Stats};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use linkcache_native::core::{GlobalCheck, GlobalOutcome, Value};
+use linkcache_native::{Cache, Error, Stats};
 use linkcache_tests::workloads::{tree, tree_names, tree_root_of};
 use support::{flip_byte, wasm};
 
@@ -49,12 +53,13 @@ fn a_second_cache_plans_a_10_module_closure_from_the_hint_without_reading_the_in
     let dir = tempfile::tempdir().unwrap();
     filled(dir.path());
     let first = fresh_target(dir.path());
-    assert_eq!(first.plan_hints_used, 0);
+    assert_eq!((first.plan_hints_used, first.plans_from_hints), (0, 0));
     assert_eq!(first.plan_directory_reads, TREE_DIRECTORY_READS);
     assert!(hint_file(dir.path(), "t.root").exists());
 
+    // A fresh cache does not even plan: it uses the plan the first one made.
     let second = fresh_target(dir.path());
-    assert_eq!(second.plan_hints_used, 1);
+    assert_eq!((second.plan_hints_used, second.plans_from_hints), (1, 1));
     assert_eq!(second.plan_directory_reads, 0);
     assert_eq!(second.modules_loaded, 10);
     assert_eq!(second.artifacts_deserialized, 10);
@@ -184,4 +189,101 @@ fn a_damaged_manifest_file_behind_a_valid_hint_serves_from_the_hints_copy_and_is
     }
     assert_eq!(cache.dir().verify(|_| {}).unwrap(), vec![]);
     assert_eq!(fresh_target(dir.path()).plan_hints_used, 1);
+}
+
+/// `cfg.read() = cfg.k`, an immutable global whose value the resolver decides.
+fn global_reader() -> Vec<u8> {
+    let mut bytes = wasm(
+        r#"(module (import "linkcache:global" "cfg.k" (global $k i64))
+        (func (export "cfg.read") (result i64) (global.get $k)))"#,
+    );
+    linkcache_native::core::append_globals_section(&mut bytes, [("cfg.k", b"1".as_slice())]);
+    bytes
+}
+
+/// A cache whose resolver gives `cfg.k` the value in `k` (0: stale).
+fn resolving(root: &Path, k: &Arc<AtomicI64>) -> Cache {
+    let k = Arc::clone(k);
+    Cache::builder(root)
+        .global_resolver(move |_: &GlobalCheck| -> GlobalOutcome {
+            match k.load(Ordering::SeqCst) {
+                0 => Err("redefined".into()),
+                value => Ok(Value::I64(value)),
+            }
+        })
+        .open()
+        .unwrap()
+}
+
+fn read(cache: &Cache) -> Result<i64, Error> {
+    cache.target::<(), i64>("cfg.read")?.call(cache, ())
+}
+
+#[test]
+fn a_kept_plan_is_used_only_while_the_resolver_decides_its_globals_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    Cache::open(dir.path())
+        .unwrap()
+        .add_module(&global_reader())
+        .unwrap();
+    let k = Arc::new(AtomicI64::new(7));
+    let first = resolving(dir.path(), &k);
+    assert_eq!(read(&first).unwrap(), 7);
+    assert_eq!(first.stats().plans_from_hints, 0);
+
+    let same = resolving(dir.path(), &k);
+    assert_eq!(read(&same).unwrap(), 7);
+    let stats = same.stats();
+    assert_eq!((stats.plans_from_hints, stats.globals_validated), (1, 1));
+
+    // Another value: the kept plan (which carries 7) is not used, the planner runs.
+    k.store(8, Ordering::SeqCst);
+    let changed = resolving(dir.path(), &k);
+    assert_eq!(read(&changed).unwrap(), 8);
+    let stats = changed.stats();
+    assert_eq!((stats.plans_from_hints, stats.plan_directory_reads), (0, 0));
+    assert_eq!(
+        stats.plan_hints_used, 1,
+        "the hint's answers still serve the planner"
+    );
+
+    // Stale now: a miss, as without a hint.
+    k.store(0, Ordering::SeqCst);
+    let stale = resolving(dir.path(), &k);
+    let miss = read(&stale).unwrap_err();
+    assert_eq!(
+        miss.miss().map(|m| m.cause()),
+        Some("stale_global"),
+        "{miss}"
+    );
+    assert_eq!(stale.stats().plans_from_hints, 0);
+
+    // The plan kept last (with 8) serves the next process that decides 8.
+    k.store(8, Ordering::SeqCst);
+    let again = resolving(dir.path(), &k);
+    assert_eq!(read(&again).unwrap(), 8);
+    assert_eq!(again.stats().plans_from_hints, 1);
+}
+
+#[test]
+fn a_kept_plan_serves_typed_and_dynamic_targets_but_not_a_store_that_loaded_something() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path());
+    fresh_target(dir.path());
+
+    // The typed and the dynamic API ask the planner alike (the signature is checked
+    // on the bound function): the same kept plan.
+    let dynamic = Cache::open(dir.path()).unwrap();
+    dynamic.target_dynamic("t.root").unwrap();
+    assert_eq!(dynamic.stats().plans_from_hints, 1);
+
+    // A store that loaded something already plans (with what it has loaded), from the
+    // hint's answers.
+    let busy = Cache::open(dir.path()).unwrap();
+    busy.target::<(i64,), i64>("t.l0").unwrap();
+    assert_eq!(root_of(&busy, 5), tree_root_of(5));
+    let stats = busy.stats();
+    assert_eq!(stats.plans_from_hints, 0);
+    assert_eq!(stats.plan_hints_used, 1);
+    assert_eq!(stats.modules_loaded, 10);
 }

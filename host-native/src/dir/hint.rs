@@ -19,13 +19,24 @@
 //! (manifests are named by the BLAKE3 of their module, so they never change), and the
 //! planner gets them from the hint: one `stat` and one read instead of one directory
 //! listing per func_name and one read per manifest. With another stamp the hint is not
-//! used at all. The planner still decides everything, with this process's bindings,
-//! broken modules and global checks; the module bytes and artifacts a plan loads are
-//! read and checked as always, so a hint can make a plan miss a module that changed,
-//! never load one unchecked.
+//! used at all. The planner still decides, with this process's bindings, broken modules
+//! and global checks; the module bytes and artifacts a plan loads are read and checked
+//! as always, so a hint can make a plan miss a module that changed, never load one
+//! unchecked.
 //!
-//! A hint is written only by a plan that read the directory, found no broken manifest
-//! and saw the same stamp before and after it, by rename and without a sync (it is only
+//! # Fresh plans
+//! A plan made for a store that had loaded nothing, found nothing broken and asked about
+//! no global yet depends on nothing but the store's answers and the embedder's decisions
+//! on the globals the planner asked about (the planner is deterministic). The hint keeps
+//! that plan with those decisions ([`FreshPlan`]). Such a store of another process, under
+//! the same stamp, asks its resolver about the same globals and, when every decision is
+//! the same (the same value, or stale again), uses the plan without planning: no
+//! search, no manifests decoded but those of the planned modules. Otherwise it plans
+//! from the hint's answers, and its plan is kept instead.
+//!
+//! A hint is written only by a plan that read the directory (or made a fresh plan the
+//! hint did not have), found no broken manifest and saw the same stamp before and after
+//! it, by rename and without a sync (it is only
 //! ever a shortcut: a lost or damaged hint is a plan that reads the directory). gc
 //! removes every hint, since it changes the stamp anyway. A writer that does not bump the
 //! stamp (a linkcache from before the stamp existed, a hand edit of the index) can make
@@ -40,7 +51,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use linkcache_core::record::{self, RecordKind};
-use linkcache_core::{Candidate, Manifest, ModuleId};
+use linkcache_core::{Candidate, FuncSig, GlobalDef, GlobalOutcome, LoadPlan, Manifest, ModuleId};
 use serde::{Deserialize, Serialize};
 
 use super::{DirStore, read_if_present};
@@ -57,19 +68,90 @@ pub(crate) struct IndexStamp {
     len: u64,
 }
 
-/// What a plan read, as stored.
+/// A hint as stored. Its two parts are bare payloads (the record's checksum covers
+/// them), decoded only when used: a process that has loaded nothing yet needs only the
+/// fresh plan, any other only the answers.
 #[derive(Serialize, Deserialize)]
 struct StoredHint {
     target: String,
     stamp: IndexStamp,
+    /// [`StoredAnswers`].
+    answers: Vec<u8>,
+    /// [`FreshPlan`], or empty.
+    fresh_plan: Vec<u8>,
+}
+
+/// What the store answered a plan.
+#[derive(Serialize, Deserialize)]
+struct StoredAnswers {
     /// (func_name, [(module, committed_at)]) for every func_name the plan asked about.
     candidates: Vec<(String, Vec<(ModuleId, u64)>)>,
-    /// Every manifest the plan read (checked again when read back; the hint's own
-    /// checksum covers them).
+    /// Every manifest the plan read.
     manifests: Vec<Manifest>,
 }
 
-/// A plan hint read back, valid for the stamp it was read under.
+/// The plan a linkage that had loaded nothing yet got, and what it depended on besides
+/// the index and the manifests: the signature asked for and the embedder's decision on
+/// every global the planner asked about. A process that has loaded nothing yet, finds
+/// the same stamp and gets the same decisions from its resolver would plan exactly this
+/// (the planner is deterministic), so it uses the plan without planning.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct FreshPlan {
+    pub(crate) expected: Option<FuncSig>,
+    pub(crate) globals: Vec<(ModuleId, GlobalDef, GlobalOutcome)>,
+    pub(crate) plan: LoadPlan,
+}
+
+/// A hint file read back, valid for the stamp it was read under; its parts are decoded
+/// on demand.
+pub(crate) struct HintFile {
+    stored: StoredHint,
+}
+
+impl HintFile {
+    /// The store's answers of the hint's plan.
+    pub(crate) fn answers(&self) -> Option<PlanHint> {
+        let stored: StoredAnswers =
+            record::decode_payload(RecordKind::PlanHint, &self.stored.answers).ok()?;
+        let mut hint = PlanHint::default();
+        for manifest in stored.manifests {
+            manifest.check().ok()?;
+            hint.manifests.insert(manifest.module, Arc::new(manifest));
+        }
+        for (func_name, candidates) in stored.candidates {
+            let candidates = candidates
+                .into_iter()
+                .map(|(module, committed_at)| Candidate {
+                    module,
+                    committed_at,
+                })
+                .collect();
+            hint.candidates.insert(func_name, candidates);
+        }
+        Some(hint)
+    }
+
+    /// The plan a fresh linkage got, if the hint has one for `expected`.
+    pub(crate) fn fresh_plan(&self, expected: Option<&FuncSig>) -> Option<FreshPlan> {
+        if self.stored.fresh_plan.is_empty() {
+            return None;
+        }
+        let fresh: FreshPlan =
+            record::decode_payload(RecordKind::PlanHint, &self.stored.fresh_plan).ok()?;
+        if fresh.expected.as_ref() != expected || fresh.plan.target != self.stored.target {
+            return None;
+        }
+        for planned in &fresh.plan.modules {
+            planned.manifest.check().ok()?;
+            if planned.manifest.module != planned.module {
+                return None;
+            }
+        }
+        Some(fresh)
+    }
+}
+
+/// The store's answers a hint recorded, ready for the planner.
 #[derive(Debug, Default)]
 pub(crate) struct PlanHint {
     candidates: HashMap<String, Vec<Candidate>>,
@@ -136,45 +218,31 @@ impl DirStore {
             .at(&path)
     }
 
-    /// The hint of `target`, when there is a sound one for `stamp`.
-    pub(crate) fn plan_hint(&self, target: &str, stamp: IndexStamp) -> Option<PlanHint> {
+    /// The hint file of `target`, when there is a sound one for `stamp`.
+    pub(crate) fn plan_hint(&self, target: &str, stamp: IndexStamp) -> Option<HintFile> {
         let path = self.hint_path(target);
         if fs::metadata(&path).ok()?.len() > MAX_HINT_BYTES {
             return None;
         }
         let bytes = read_if_present(&path).ok()??;
         let stored: StoredHint = record::decode(RecordKind::PlanHint, &bytes).ok()?;
-        if stored.stamp != stamp || stored.target != target {
-            return None;
-        }
-        let mut hint = PlanHint::default();
-        for manifest in stored.manifests {
-            manifest.check().ok()?;
-            hint.manifests.insert(manifest.module, Arc::new(manifest));
-        }
-        for (func_name, candidates) in stored.candidates {
-            let candidates = candidates
-                .into_iter()
-                .map(|(module, committed_at)| Candidate {
-                    module,
-                    committed_at,
-                })
-                .collect();
-            hint.candidates.insert(func_name, candidates);
-        }
-        Some(hint)
+        (stored.stamp == stamp && stored.target == target).then_some(HintFile { stored })
     }
 
-    /// Writes `answers` as the hint of `target`, read under `stamp`, when the index
-    /// still has that stamp. Advisory: failures are ignored (the next plan reads the
-    /// directory).
-    pub(crate) fn store_plan_hint(&self, target: &str, stamp: IndexStamp, answers: PlanAnswers) {
+    /// Writes `answers` (and the plan a fresh linkage got, if this was one) as the hint
+    /// of `target`, read under `stamp`, when the index still has that stamp. Advisory:
+    /// failures are ignored (the next plan reads the directory).
+    pub(crate) fn store_plan_hint(
+        &self,
+        target: &str,
+        stamp: IndexStamp,
+        answers: PlanAnswers,
+        fresh_plan: Option<&FreshPlan>,
+    ) {
         if !self.is_writable() || answers.incomplete || self.index_stamp() != stamp {
             return;
         }
-        let stored = StoredHint {
-            target: target.to_owned(),
-            stamp,
+        let stored_answers = StoredAnswers {
             candidates: answers
                 .candidates
                 .into_iter()
@@ -188,6 +256,12 @@ impl DirStore {
                 .values()
                 .map(|m| Manifest::clone(m))
                 .collect(),
+        };
+        let stored = StoredHint {
+            target: target.to_owned(),
+            stamp,
+            answers: record::encode_payload(&stored_answers),
+            fresh_plan: fresh_plan.map(record::encode_payload).unwrap_or_default(),
         };
         let bytes = record::encode(RecordKind::PlanHint, &stored);
         let written = self

@@ -94,7 +94,7 @@ pub use commit::CommitReport;
 #[cfg(feature = "remote")]
 pub(crate) use commit::RankedCommit;
 pub use gc::{GcOptions, GcReport};
-pub(crate) use hint::{PlanAnswers, PlanHint};
+pub(crate) use hint::{FreshPlan, HintFile, PlanAnswers, PlanHint};
 pub(crate) use read::is_vanished;
 pub use trust::Trust;
 pub use verify::Problem;
