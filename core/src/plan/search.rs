@@ -644,9 +644,9 @@ impl<'a> Search<'a> {
                 n.rejection = Some(Rejection::Miss(miss));
                 let key = (n.func, n.sig);
                 let at = supported(&support, key).expect("alive nodes are counted");
+                // Left at zero (removing would shift the vector: quadratic).
                 support[at].1 -= 1;
                 if support[at].1 == 0 {
-                    support.remove(at);
                     if let Ok(group) = dependents.binary_search_by_key(&key, |&(k, _, _)| k)
                         && !dependents[group].2
                     {
