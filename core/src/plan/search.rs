@@ -323,6 +323,11 @@ impl<'a> Search<'a> {
         )
     }
 
+    /// How many modules the candidates live in (slots are `0..slot_count`).
+    pub(super) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The func index of a candidate.
     pub(super) fn func_of(&self, node: usize) -> usize {
         self.nodes[node].func
