@@ -651,12 +651,11 @@ impl<'a> Search<'a> {
                 let at = supported(&support, key).expect("alive nodes are counted");
                 // Left at zero (removing would shift the vector: quadratic).
                 support[at].1 -= 1;
-                if support[at].1 == 0 {
-                    if let Ok(group) = dependents.binary_search_by_key(&key, |&(k, _, _)| k)
-                        && !dependents[group].2
-                    {
-                        empty.push(key);
-                    }
+                if support[at].1 == 0
+                    && let Ok(group) = dependents.binary_search_by_key(&key, |&(k, _, _)| k)
+                    && !dependents[group].2
+                {
+                    empty.push(key);
                 }
             }
         }
