@@ -15,6 +15,7 @@
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec;
 use alloc::vec::Vec;
 
 use petgraph::graphmap::DiGraphMap;
@@ -38,71 +39,80 @@ pub(super) fn build<'a>(
     let linkage = search.linkage;
     let mut chosen = chosen.to_vec();
     chosen.sort_unstable_by_key(|&node| search.node_module(node).3);
-    // By func index: the chosen module and its entry's signature.
-    let mut chosen_by_func: BTreeMap<usize, (ModuleId, &'a FuncSig)> = BTreeMap::new();
+    // By func index: the chosen module, its slot and its entry's signature.
+    let mut chosen_by_func: BTreeMap<usize, (ModuleId, usize, &'a FuncSig)> = BTreeMap::new();
     // The planned modules and their slots in the search.
     let mut planned: BTreeMap<ModuleId, usize> = BTreeMap::new();
     let mut bindings = Vec::with_capacity(chosen.len());
     for &node in &chosen {
         let (module, slot, signature, name) = search.node_module(node);
-        chosen_by_func.insert(search.func_of(node), (module, signature));
+        chosen_by_func.insert(search.func_of(node), (module, slot, signature));
         if !linkage.is_loaded(&module) {
             planned.insert(module, slot);
         }
         bindings.push((String::from(name), module));
     }
-    let manifests: BTreeMap<ModuleId, (Arc<Manifest>, usize)> = planned
+    // The planned modules in module order; the graph's nodes are positions in it, so
+    // that sorting positions sorts modules.
+    let manifests: Vec<(ModuleId, Arc<Manifest>, usize)> = planned
         .iter()
         .map(|(id, &slot)| {
             let manifest = search
                 .manifest(id)
                 .and_then(Result::ok)
                 .expect("chosen modules have manifests");
-            (*id, (Arc::clone(manifest), slot))
+            (*id, Arc::clone(manifest), slot)
         })
         .collect();
-    // The module `func` is bound to (by this plan, or in the process), with its
-    // signature there.
-    let bound_to = |search: &Search<'a>, func: &str| -> Option<(ModuleId, Option<&'a FuncSig>)> {
-        if let Some(&(module, signature)) = search
+    // By slot: the position of a planned module.
+    let mut position_of_slot = vec![None; search.slot_count()];
+    for (position, &(_, _, slot)) in manifests.iter().enumerate() {
+        position_of_slot[slot] = Some(position);
+    }
+    // The module `func` is bound to (by this plan, or in the process), its position if
+    // this plan loads it (a module bound in the process is loaded), and its signature
+    // there.
+    let bound_to = |search: &Search<'a>,
+                    func: &str|
+     -> Option<(ModuleId, Option<usize>, Option<&'a FuncSig>)> {
+        if let Some(&(module, slot, signature)) = search
             .func_index(func)
             .and_then(|id| chosen_by_func.get(&id))
         {
-            return Some((module, Some(signature)));
+            return Some((module, position_of_slot[slot], Some(signature)));
         }
         let module = linkage.binding(func)?;
-        Some((module, signature_of(search, func, &module)))
+        Some((module, None, signature_of(search, func, &module)))
     };
     // Order: Kosaraju's SCCs come out with every group after the groups it has edges
     // to, and an edge here means "imports from", so dependencies come first.
-    let mut graph: DiGraphMap<ModuleId, ()> = DiGraphMap::new();
-    for (id, (manifest, _)) in &manifests {
-        graph.add_node(*id);
+    let mut graph: DiGraphMap<usize, ()> = DiGraphMap::new();
+    for (position, (_, manifest, _)) in manifests.iter().enumerate() {
+        graph.add_node(position);
         for (func, _) in manifest.fn_imports() {
             search.steps += 1;
-            if let Some((dep, _)) = bound_to(search, func)
-                && planned.contains_key(&dep)
-            {
-                graph.add_edge(*id, dep, ());
+            if let Some((_, Some(dep), _)) = bound_to(search, func) {
+                graph.add_edge(position, dep, ());
             }
         }
     }
     let mut groups = petgraph::algo::kosaraju_scc(&graph);
-    let mut group_of = BTreeMap::new();
+    let mut group_of = vec![0; manifests.len()];
     let mut cycles = Vec::new();
     for (index, group) in groups.iter_mut().enumerate() {
-        group.sort();
-        for id in group.iter() {
-            group_of.insert(*id, index);
+        group.sort_unstable();
+        for &position in group.iter() {
+            group_of[position] = index;
         }
         if group.len() > 1 || graph.contains_edge(group[0], group[0]) {
-            cycles.push(group.clone());
+            cycles.push(group.iter().map(|&p| manifests[p].0).collect());
         }
     }
 
     let mut modules = Vec::with_capacity(planned.len());
-    for id in groups.into_iter().flatten() {
-        let (manifest, slot) = &manifests[&id];
+    for position in groups.into_iter().flatten() {
+        let (id, manifest, slot) = &manifests[position];
+        let id = *id;
         let mut imports = Vec::with_capacity(manifest.imports.len());
         for import in &manifest.imports {
             search.steps += 1;
@@ -110,8 +120,8 @@ pub(super) fn build<'a>(
                 (ImportKind::Func(signature), FN_NAMESPACE) => {
                     let func = import.name.clone();
                     match bound_to(search, &func) {
-                        Some((dep, found)) if found == Some(signature) => {
-                            if planned.contains_key(&dep) && group_of[&dep] == group_of[&id] {
+                        Some((dep, dep_position, found)) if found == Some(signature) => {
+                            if dep_position.is_some_and(|d| group_of[d] == group_of[position]) {
                                 ImportBinding::Trampoline { func }
                             } else {
                                 ImportBinding::Export { module: dep, func }

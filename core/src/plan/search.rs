@@ -323,6 +323,11 @@ impl<'a> Search<'a> {
         )
     }
 
+    /// How many modules the candidates live in (slots are `0..slot_count`).
+    pub(super) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The func index of a candidate.
     pub(super) fn func_of(&self, node: usize) -> usize {
         self.nodes[node].func
@@ -644,14 +649,13 @@ impl<'a> Search<'a> {
                 n.rejection = Some(Rejection::Miss(miss));
                 let key = (n.func, n.sig);
                 let at = supported(&support, key).expect("alive nodes are counted");
+                // Left at zero (removing would shift the vector: quadratic).
                 support[at].1 -= 1;
-                if support[at].1 == 0 {
-                    support.remove(at);
-                    if let Ok(group) = dependents.binary_search_by_key(&key, |&(k, _, _)| k)
-                        && !dependents[group].2
-                    {
-                        empty.push(key);
-                    }
+                if support[at].1 == 0
+                    && let Ok(group) = dependents.binary_search_by_key(&key, |&(k, _, _)| k)
+                    && !dependents[group].2
+                {
+                    empty.push(key);
                 }
             }
         }
