@@ -44,11 +44,16 @@ impl ModuleId {
 }
 
 impl fmt::Display for ModuleId {
+    /// Lowercase hex, 64 digits. Hosts build file and key names from it on every load,
+    /// so it is written in one piece rather than one formatting call per byte.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
         }
-        Ok(())
+        f.write_str(core::str::from_utf8(&hex).expect("hex digits are ASCII"))
     }
 }
 
@@ -92,6 +97,7 @@ mod tests {
         assert_eq!(text.len(), 64);
         assert_eq!(text.parse::<ModuleId>().unwrap(), id);
         assert_eq!(id.short(), text[..12]);
+        assert_eq!(text, blake3::hash(b"\0asm\x01\0\0\0").to_hex().as_str());
     }
 
     #[test]

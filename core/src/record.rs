@@ -43,6 +43,9 @@ pub enum RecordKind {
     /// next process can plan it without asking the store again. Its content is the
     /// host's business; the record only frames and checks it.
     PlanHint,
+    /// A host's kept plan (`LCFP`): the [`crate::LoadPlan`] a linkage that had loaded
+    /// nothing got, with what it depended on. Its content is the host's business.
+    FreshPlan,
 }
 
 impl RecordKind {
@@ -52,6 +55,7 @@ impl RecordKind {
             RecordKind::IndexEntry => *b"LCIX",
             RecordKind::Bundle => *b"LCBN",
             RecordKind::PlanHint => *b"LCPH",
+            RecordKind::FreshPlan => *b"LCFP",
         }
     }
 }
@@ -63,6 +67,7 @@ impl fmt::Display for RecordKind {
             RecordKind::IndexEntry => "index entry",
             RecordKind::Bundle => "bundle",
             RecordKind::PlanHint => "plan hint",
+            RecordKind::FreshPlan => "kept plan",
         })
     }
 }

@@ -72,7 +72,7 @@ use wasmtime::{
 };
 
 use crate::cache::{Cache, Shared};
-use crate::dir::{FreshPlan, HintFile, PlanAnswers, PlanHint, is_vanished};
+use crate::dir::{FreshPlan, PlanAnswers, PlanHint, is_vanished};
 use crate::error::Error;
 use crate::load::{self, func_type, to_val, val_type};
 use crate::registry::lock;
@@ -495,11 +495,7 @@ fn plan(
     let stamp = shared.dir.index_stamp();
     let mut store = PlanningStore {
         shared,
-        hint: shared
-            .dir
-            .plan_hint(func_name, stamp)
-            .as_ref()
-            .and_then(HintFile::answers),
+        hint: shared.dir.plan_hint(func_name, stamp),
         answers: PlanAnswers::default(),
         directory_reads: 0,
     };
@@ -509,15 +505,12 @@ fn plan(
     if let Ok(Ok(plan)) = &outcome
         && (directory_reads > 0 || pristine)
     {
-        // A pristine linkage gets here only when the hint had no plan it could use.
-        let fresh = pristine.then(|| FreshPlan {
-            expected: expected.cloned(),
-            globals: asked,
-            plan: plan.clone(),
-        });
+        // A pristine linkage gets here only when no kept plan could serve it.
+        let fresh = pristine.then(|| FreshPlan::new(stamp, expected.cloned(), asked, plan.clone()));
+        let answers = (directory_reads > 0).then_some(store.answers);
         shared
             .dir
-            .store_plan_hint(func_name, stamp, store.answers, fresh.as_ref());
+            .store_plan_hint(func_name, stamp, answers, fresh.as_ref());
     }
     let newly_broken: Vec<(ModuleId, String)> = linkage
         .broken_modules()
@@ -570,10 +563,7 @@ fn hinted_fresh_plan(
     expected: Option<&FuncSig>,
 ) -> Option<LoadPlan> {
     let stamp = shared.dir.index_stamp();
-    let fresh = shared
-        .dir
-        .plan_hint(func_name, stamp)?
-        .fresh_plan(expected)?;
+    let fresh = shared.dir.fresh_plan(func_name, stamp, expected)?;
     let (mut validated, mut stale) = (0u64, 0u64);
     let unchanged = fresh.globals.iter().all(|(module, global, recorded)| {
         let check = GlobalCheck {

@@ -92,7 +92,10 @@ fn a_commit_gc_or_removal_makes_the_hints_stale_until_the_next_plan_writes_them_
 
     // gc removes the hints (it changes the index, so they are stale anyway).
     let report = cache.dir().gc(u64::MAX, |_| {}).unwrap();
-    assert_eq!(report.plan_hints_removed, 1);
+    assert_eq!(
+        report.plan_hints_removed, 2,
+        "the answers and the kept plan"
+    );
     assert!(!hint_file(dir.path(), "t.root").exists());
     let after_gc = fresh_target(dir.path());
     assert_eq!(after_gc.plan_hints_used, 0);
@@ -146,20 +149,31 @@ fn a_damaged_or_truncated_hint_is_a_plan_that_reads_the_directory_and_writes_it_
     let dir = tempfile::tempdir().unwrap();
     filled(dir.path());
     fresh_target(dir.path());
-    let hint = hint_file(dir.path(), "t.root");
-    let whole = fs::read(&hint).unwrap();
+    let hints = [
+        hint_file(dir.path(), "t.root"),
+        hint_file(dir.path(), "t.root").with_extension("lcfp"),
+    ];
+    let wholes: Vec<Vec<u8>> = hints.iter().map(|h| fs::read(h).unwrap()).collect();
     for damage in ["flipped byte", "truncated", "empty"] {
-        match damage {
-            "flipped byte" => flip_byte(&hint, whole.len() / 2),
-            "truncated" => fs::write(&hint, &whole[..whole.len() - 7]).unwrap(),
-            _ => fs::write(&hint, b"").unwrap(),
+        for (hint, whole) in hints.iter().zip(&wholes) {
+            match damage {
+                "flipped byte" => flip_byte(hint, whole.len() / 2),
+                "truncated" => fs::write(hint, &whole[..whole.len() - 7]).unwrap(),
+                _ => fs::write(hint, b"").unwrap(),
+            }
         }
         let stats = fresh_target(dir.path());
-        assert_eq!(stats.plan_hints_used, 0, "{damage}");
+        assert_eq!(
+            (stats.plan_hints_used, stats.plans_from_hints),
+            (0, 0),
+            "{damage}"
+        );
         assert_eq!(stats.plan_directory_reads, TREE_DIRECTORY_READS, "{damage}");
         assert_eq!(stats.broken_skipped, 0, "{damage}");
-        assert_eq!(fs::read(&hint).unwrap(), whole, "{damage}: written again");
-        assert_eq!(fresh_target(dir.path()).plan_hints_used, 1, "{damage}");
+        for (hint, whole) in hints.iter().zip(&wholes) {
+            assert_eq!(&fs::read(hint).unwrap(), whole, "{damage}: written again");
+        }
+        assert_eq!(fresh_target(dir.path()).plans_from_hints, 1, "{damage}");
     }
 }
 

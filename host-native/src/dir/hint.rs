@@ -47,7 +47,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use linkcache_core::record::{self, RecordKind};
@@ -68,22 +68,11 @@ pub(crate) struct IndexStamp {
     len: u64,
 }
 
-/// A hint as stored. Its two parts are bare payloads (the record's checksum covers
-/// them), decoded only when used: a process that has loaded nothing yet needs only the
-/// fresh plan, any other only the answers.
-#[derive(Serialize, Deserialize)]
-struct StoredHint {
-    target: String,
-    stamp: IndexStamp,
-    /// [`StoredAnswers`].
-    answers: Vec<u8>,
-    /// [`FreshPlan`], or empty.
-    fresh_plan: Vec<u8>,
-}
-
-/// What the store answered a plan.
+/// The store's answers to a plan, as stored in `<name-hash>.lcph`.
 #[derive(Serialize, Deserialize)]
 struct StoredAnswers {
+    target: String,
+    stamp: IndexStamp,
     /// (func_name, [(module, committed_at)]) for every func_name the plan asked about.
     candidates: Vec<(String, Vec<(ModuleId, u64)>)>,
     /// Every manifest the plan read.
@@ -92,62 +81,34 @@ struct StoredAnswers {
 
 /// The plan a linkage that had loaded nothing yet got, and what it depended on besides
 /// the index and the manifests: the signature asked for and the embedder's decision on
-/// every global the planner asked about. A process that has loaded nothing yet, finds
-/// the same stamp and gets the same decisions from its resolver would plan exactly this
-/// (the planner is deterministic), so it uses the plan without planning.
+/// every global the planner asked about (`<name-hash>.lcfp`). A process that has loaded
+/// nothing yet, finds the same stamp and gets the same decisions from its resolver would
+/// plan exactly this (the planner is deterministic), so it uses the plan without
+/// planning.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct FreshPlan {
+    target: String,
+    stamp: IndexStamp,
     pub(crate) expected: Option<FuncSig>,
     pub(crate) globals: Vec<(ModuleId, GlobalDef, GlobalOutcome)>,
     pub(crate) plan: LoadPlan,
 }
 
-/// A hint file read back, valid for the stamp it was read under; its parts are decoded
-/// on demand.
-pub(crate) struct HintFile {
-    stored: StoredHint,
-}
-
-impl HintFile {
-    /// The store's answers of the hint's plan.
-    pub(crate) fn answers(&self) -> Option<PlanHint> {
-        let stored: StoredAnswers =
-            record::decode_payload(RecordKind::PlanHint, &self.stored.answers).ok()?;
-        let mut hint = PlanHint::default();
-        for manifest in stored.manifests {
-            manifest.check().ok()?;
-            hint.manifests.insert(manifest.module, Arc::new(manifest));
+impl FreshPlan {
+    /// The plan `plan` made for a pristine linkage under `stamp`.
+    pub(crate) fn new(
+        stamp: IndexStamp,
+        expected: Option<FuncSig>,
+        globals: Vec<(ModuleId, GlobalDef, GlobalOutcome)>,
+        plan: LoadPlan,
+    ) -> FreshPlan {
+        FreshPlan {
+            target: plan.target.clone(),
+            stamp,
+            expected,
+            globals,
+            plan,
         }
-        for (func_name, candidates) in stored.candidates {
-            let candidates = candidates
-                .into_iter()
-                .map(|(module, committed_at)| Candidate {
-                    module,
-                    committed_at,
-                })
-                .collect();
-            hint.candidates.insert(func_name, candidates);
-        }
-        Some(hint)
-    }
-
-    /// The plan a fresh linkage got, if the hint has one for `expected`.
-    pub(crate) fn fresh_plan(&self, expected: Option<&FuncSig>) -> Option<FreshPlan> {
-        if self.stored.fresh_plan.is_empty() {
-            return None;
-        }
-        let fresh: FreshPlan =
-            record::decode_payload(RecordKind::PlanHint, &self.stored.fresh_plan).ok()?;
-        if fresh.expected.as_ref() != expected || fresh.plan.target != self.stored.target {
-            return None;
-        }
-        for planned in &fresh.plan.modules {
-            planned.manifest.check().ok()?;
-            if planned.manifest.module != planned.module {
-                return None;
-            }
-        }
-        Some(fresh)
     }
 }
 
@@ -218,55 +179,99 @@ impl DirStore {
             .at(&path)
     }
 
-    /// The hint file of `target`, when there is a sound one for `stamp`.
-    pub(crate) fn plan_hint(&self, target: &str, stamp: IndexStamp) -> Option<HintFile> {
-        let path = self.hint_path(target);
-        if fs::metadata(&path).ok()?.len() > MAX_HINT_BYTES {
+    /// The store's answers kept for `target`, when they are sound and valid for `stamp`.
+    pub(crate) fn plan_hint(&self, target: &str, stamp: IndexStamp) -> Option<PlanHint> {
+        let stored: StoredAnswers =
+            read_hint(&self.hint_path(target, "lcph"), RecordKind::PlanHint)?;
+        if stored.stamp != stamp || stored.target != target {
             return None;
         }
-        let bytes = read_if_present(&path).ok()??;
-        let stored: StoredHint = record::decode(RecordKind::PlanHint, &bytes).ok()?;
-        (stored.stamp == stamp && stored.target == target).then_some(HintFile { stored })
+        let mut hint = PlanHint::default();
+        for manifest in stored.manifests {
+            manifest.check().ok()?;
+            hint.manifests.insert(manifest.module, Arc::new(manifest));
+        }
+        for (func_name, candidates) in stored.candidates {
+            let candidates = candidates
+                .into_iter()
+                .map(|(module, committed_at)| Candidate {
+                    module,
+                    committed_at,
+                })
+                .collect();
+            hint.candidates.insert(func_name, candidates);
+        }
+        Some(hint)
     }
 
-    /// Writes `answers` (and the plan a fresh linkage got, if this was one) as the hint
-    /// of `target`, read under `stamp`, when the index still has that stamp. Advisory:
-    /// failures are ignored (the next plan reads the directory).
+    /// The plan kept for `target` for a fresh linkage that expects `expected`, when it is
+    /// sound and valid for `stamp`.
+    pub(crate) fn fresh_plan(
+        &self,
+        target: &str,
+        stamp: IndexStamp,
+        expected: Option<&FuncSig>,
+    ) -> Option<FreshPlan> {
+        let fresh: FreshPlan = read_hint(&self.hint_path(target, "lcfp"), RecordKind::FreshPlan)?;
+        if fresh.stamp != stamp
+            || fresh.target != target
+            || fresh.plan.target != target
+            || fresh.expected.as_ref() != expected
+        {
+            return None;
+        }
+        for planned in &fresh.plan.modules {
+            planned.manifest.check().ok()?;
+            if planned.manifest.module != planned.module {
+                return None;
+            }
+        }
+        Some(fresh)
+    }
+
+    /// Keeps what a plan of `target` read under `stamp` (`answers`, when it read the
+    /// directory) and the plan a fresh linkage got (`fresh`), when the index still has
+    /// that stamp. Advisory: failures are ignored (the next plan reads the directory).
     pub(crate) fn store_plan_hint(
         &self,
         target: &str,
         stamp: IndexStamp,
-        answers: PlanAnswers,
-        fresh_plan: Option<&FreshPlan>,
+        answers: Option<PlanAnswers>,
+        fresh: Option<&FreshPlan>,
     ) {
-        if !self.is_writable() || answers.incomplete || self.index_stamp() != stamp {
+        if !self.is_writable() || self.index_stamp() != stamp {
             return;
         }
-        let stored_answers = StoredAnswers {
-            candidates: answers
-                .candidates
-                .into_iter()
-                .map(|(name, list)| {
-                    let list = list.iter().map(|c| (c.module, c.committed_at)).collect();
-                    (name, list)
-                })
-                .collect(),
-            manifests: answers
-                .manifests
-                .values()
-                .map(|m| Manifest::clone(m))
-                .collect(),
-        };
-        let stored = StoredHint {
-            target: target.to_owned(),
-            stamp,
-            answers: record::encode_payload(&stored_answers),
-            fresh_plan: fresh_plan.map(record::encode_payload).unwrap_or_default(),
-        };
-        let bytes = record::encode(RecordKind::PlanHint, &stored);
-        let written = self
-            .stage(self.hint_path(target), &bytes)
-            .and_then(|staged| self.place(vec![staged]));
+        let mut staged = Vec::new();
+        if let Some(answers) = answers.filter(|a| !a.incomplete) {
+            let stored = StoredAnswers {
+                target: target.to_owned(),
+                stamp,
+                candidates: answers
+                    .candidates
+                    .into_iter()
+                    .map(|(name, list)| {
+                        let list = list.iter().map(|c| (c.module, c.committed_at)).collect();
+                        (name, list)
+                    })
+                    .collect(),
+                manifests: answers
+                    .manifests
+                    .values()
+                    .map(|m| Manifest::clone(m))
+                    .collect(),
+            };
+            let bytes = record::encode(RecordKind::PlanHint, &stored);
+            staged.push(self.stage(self.hint_path(target, "lcph"), &bytes));
+        }
+        if let Some(fresh) = fresh {
+            let bytes = record::encode(RecordKind::FreshPlan, fresh);
+            staged.push(self.stage(self.hint_path(target, "lcfp"), &bytes));
+        }
+        let written = staged
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|staged| self.place(staged));
         if let Err(error) = written {
             tracing::debug!(%error, "linkcache: plan hint not written");
         }
@@ -286,11 +291,20 @@ impl DirStore {
         self.root().join("index-stamp")
     }
 
-    fn hint_path(&self, target: &str) -> PathBuf {
+    fn hint_path(&self, target: &str, extension: &str) -> PathBuf {
         let hash = blake3::hash(target.as_bytes()).to_hex();
         self.root()
             .join("plans")
             .join(&hash[..2])
-            .join(format!("{hash}.lcph"))
+            .join(format!("{hash}.{extension}"))
     }
+}
+
+/// A hint record of `kind` at `path`; `None` when absent, too large or unsound.
+fn read_hint<T: serde::de::DeserializeOwned>(path: &Path, kind: RecordKind) -> Option<T> {
+    if fs::metadata(path).ok()?.len() > MAX_HINT_BYTES {
+        return None;
+    }
+    let bytes = read_if_present(path).ok()??;
+    record::decode(kind, &bytes).ok()
 }

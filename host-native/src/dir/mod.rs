@@ -17,6 +17,8 @@
 //!   index-stamp                   grows by one byte whenever index entries change
 //!   plans/<ab>/<name-hash>.lcph   plan hint: what the last plan of a target read, valid
 //!                                 while the index stamp is the one it records (`hint.rs`)
+//!   plans/<ab>/<name-hash>.lcfp   the plan a store that had loaded nothing got, and the
+//!                                 global decisions it depended on (`hint.rs`)
 //!   tmp/<pid>-<random><name>      files being written, created exclusively
 //! ```
 //!
@@ -94,7 +96,7 @@ pub use commit::CommitReport;
 #[cfg(feature = "remote")]
 pub(crate) use commit::RankedCommit;
 pub use gc::{GcOptions, GcReport};
-pub(crate) use hint::{FreshPlan, HintFile, PlanAnswers, PlanHint};
+pub(crate) use hint::{FreshPlan, PlanAnswers, PlanHint};
 pub(crate) use read::is_vanished;
 pub use trust::Trust;
 pub use verify::Problem;
