@@ -10,6 +10,7 @@
 //! reads the index, and finds the same stamp later, knows that every entry it read is
 //! still there and that no entry was added since: the bump follows the change, so a
 //! plan that read the index while a commit was placing its entries read an older stamp.
+//! The file grows by one byte per commit (a million commits make a megabyte).
 //!
 //! # Hints
 //! `plans/<ab>/<name-hash>.lcph` holds, for one target, the stamp read before its plan,
@@ -27,16 +28,17 @@
 //! # Fresh plans
 //! A plan made for a store that had loaded nothing, found nothing broken and asked about
 //! no global yet depends on nothing but the store's answers and the embedder's decisions
-//! on the globals the planner asked about (the planner is deterministic). The hint keeps
-//! that plan with those decisions ([`FreshPlan`]). Such a store of another process, under
+//! on the globals the planner asked about (the planner is deterministic).
+//! `plans/<ab>/<name-hash>.lcfp` keeps that plan with those decisions ([`FreshPlan`],
+//! a [`RecordKind::FreshPlan`] record). Such a store of another process, under
 //! the same stamp, asks its resolver about the same globals and, when every decision is
 //! the same (the same value, or stale again), uses the plan without planning: no
 //! search, no manifests decoded but those of the planned modules. Otherwise it plans
 //! from the hint's answers, and its plan is kept instead.
 //!
-//! A hint is written only by a plan that read the directory (or made a fresh plan the
-//! hint did not have), found no broken manifest and saw the same stamp before and after
-//! it, by rename and without a sync (it is only
+//! Answers are written only by a plan that read the directory and found no broken
+//! manifest, a fresh plan only when no kept plan could serve; both only when the stamp
+//! was the same before and after the plan, by rename and without a sync (a hint is only
 //! ever a shortcut: a lost or damaged hint is a plan that reads the directory). gc
 //! removes every hint, since it changes the stamp anyway. A writer that does not bump the
 //! stamp (a linkcache from before the stamp existed, a hand edit of the index) can make
