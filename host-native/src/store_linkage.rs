@@ -504,6 +504,7 @@ fn plan(
     let directory_reads = store.directory_reads;
     if let Ok(Ok(plan)) = &outcome
         && (directory_reads > 0 || pristine)
+        && store.answers.complete()
     {
         // A pristine linkage gets here only when no kept plan could serve it.
         let fresh = pristine.then(|| FreshPlan::new(stamp, expected.cloned(), asked, plan.clone()));

@@ -301,3 +301,51 @@ fn a_kept_plan_serves_typed_and_dynamic_targets_but_not_a_store_that_loaded_some
     assert_eq!(stats.plan_hints_used, 1);
     assert_eq!(stats.modules_loaded, 10);
 }
+
+/// `dup.v() = value`, bytes distinguished by `value`.
+fn duplicate(value: i64) -> Vec<u8> {
+    wasm(&format!(
+        r#"(module (func (export "dup.v") (result i64) (i64.const {value})))"#
+    ))
+}
+
+fn dup_value(root: &Path) -> (i64, Stats) {
+    let cache = Cache::open(root).unwrap();
+    let value = cache
+        .target::<(), i64>("dup.v")
+        .unwrap()
+        .call(&cache, ())
+        .unwrap();
+    (value, cache.stats())
+}
+
+#[test]
+fn a_plan_that_met_a_broken_manifest_is_not_kept_so_a_repair_is_seen_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let first = cache.add_module(&duplicate(1)).unwrap();
+    cache.add_module(&duplicate(2)).unwrap();
+    assert_eq!(dup_value(dir.path()).0, 1);
+
+    // Without hints, the earliest duplicate's manifest is damaged: the plan falls back
+    // to the other one and keeps nothing (a repair does not move the stamp on).
+    fs::remove_dir_all(dir.path().join("plans")).unwrap();
+    flip_byte(&support::manifest_file(dir.path(), &first), 70);
+    let (value, stats) = dup_value(dir.path());
+    assert_eq!((value, stats.broken_skipped), (2, 1));
+    assert!(!hint_file(dir.path(), "dup.v").exists());
+    assert!(
+        !hint_file(dir.path(), "dup.v")
+            .with_extension("lcfp")
+            .exists()
+    );
+
+    // The re-add repairs the manifest: the next process binds the earliest again.
+    cache.add_module(&duplicate(1)).unwrap();
+    let (value, stats) = dup_value(dir.path());
+    assert_eq!(
+        (value, stats.plans_from_hints, stats.broken_skipped),
+        (1, 0, 0)
+    );
+    assert_eq!(dup_value(dir.path()).1.plans_from_hints, 1);
+}

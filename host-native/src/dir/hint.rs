@@ -143,6 +143,13 @@ pub(crate) struct PlanAnswers {
 }
 
 impl PlanAnswers {
+    /// Whether every manifest the plan read was sound. A plan that met a missing or
+    /// broken one is neither kept nor its answers (a repair of that file would not move
+    /// the stamp on).
+    pub(crate) fn complete(&self) -> bool {
+        !self.incomplete
+    }
+
     /// Records the candidates given for `func_name`.
     pub(crate) fn candidates(&mut self, func_name: &str, candidates: &[Candidate]) {
         self.candidates
@@ -245,7 +252,7 @@ impl DirStore {
             return;
         }
         let mut staged = Vec::new();
-        if let Some(answers) = answers.filter(|a| !a.incomplete) {
+        if let Some(answers) = answers {
             let stored = StoredAnswers {
                 target: target.to_owned(),
                 stamp,
