@@ -349,3 +349,16 @@ fn a_plan_that_met_a_broken_manifest_is_not_kept_so_a_repair_is_seen_at_once() {
     );
     assert_eq!(dup_value(dir.path()).1.plans_from_hints, 1);
 }
+
+#[test]
+fn a_symbolic_link_planted_at_the_index_stamp_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(outside.path(), b"outside").unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let stamp = dir.path().join("index-stamp");
+    let _ = fs::remove_file(&stamp);
+    std::os::unix::fs::symlink(outside.path(), &stamp).unwrap();
+    assert!(cache.add_module(&caller()).is_err());
+    assert_eq!(fs::read(outside.path()).unwrap(), b"outside");
+}
