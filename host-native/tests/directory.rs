@@ -687,3 +687,25 @@ fn directories_are_private_under_a_loose_umask_and_loose_ones_still_take_adds() 
     );
     assert!(cache.dir().verify(|_| {}).unwrap().is_empty());
 }
+
+#[test]
+fn a_symbolic_link_planted_at_a_use_marker_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let id = Cache::open(root).unwrap().add_module(&util()).unwrap();
+    let hex = id.to_string();
+    let marker = root.join("used").join(&hex[..2]).join(&hex);
+    assert!(marker.exists(), "the add left a use marker");
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+    outside.as_file().set_modified(long_ago).unwrap();
+    fs::remove_file(&marker).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &marker).unwrap();
+
+    // A new cache uses the module, which refreshes its marker: not through the link.
+    let cache = Cache::open(root).unwrap();
+    assert_eq!(sq(&cache, 4).unwrap(), 16);
+    let modified = fs::metadata(outside.path()).unwrap().modified().unwrap();
+    assert_eq!(modified, long_ago);
+    assert_eq!(fs::read(outside.path()).unwrap(), b"");
+}

@@ -248,16 +248,22 @@ impl DirStore {
         if !self.is_writable() {
             return;
         }
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.used_path(id);
         let now = std::time::SystemTime::now();
-        let file = fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .or_else(|_| {
-                trust::create_private_dir(path.parent().expect("used/<ab>/<id> has a parent"))?;
-                fs::File::options().create(true).append(true).open(&path)
-            });
+        // A symbolic link planted at the marker's name is not followed.
+        let open = || {
+            fs::File::options()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+        };
+        let file = open().or_else(|_| {
+            trust::create_private_dir(path.parent().expect("used/<ab>/<id> has a parent"))?;
+            open()
+        });
         if let Ok(file) = file {
             let _ = file.set_modified(now);
         }
