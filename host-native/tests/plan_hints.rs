@@ -110,16 +110,18 @@ fn caller() -> Vec<u8> {
     )
 }
 
-fn callee(value: i64) -> Vec<u8> {
+/// A module whose one function `func() = value`.
+fn constant(func: &str, value: i64) -> Vec<u8> {
     wasm(&format!(
-        r#"(module (func (export "hinted.g") (result i64) (i64.const {value})))"#
+        r#"(module (func (export "{func}") (result i64) (i64.const {value})))"#
     ))
 }
 
-fn f(root: &Path) -> (i64, Stats) {
+/// A new cache calls `func()`: its result and the cache's stats.
+fn call_fresh(root: &Path, func: &str) -> (i64, Stats) {
     let cache = Cache::open(root).unwrap();
     let value = cache
-        .target::<(), i64>("hinted.f")
+        .target::<(), i64>(func)
         .unwrap()
         .call(&cache, ())
         .unwrap();
@@ -131,14 +133,14 @@ fn a_module_removed_and_replaced_by_another_is_what_the_next_plan_links() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
     cache.add_module(&caller()).unwrap();
-    let old = cache.add_module(&callee(1)).unwrap();
-    assert_eq!(f(dir.path()).0, 101);
-    assert_eq!(f(dir.path()).1.plan_hints_used, 1);
+    let old = cache.add_module(&constant("hinted.g", 1)).unwrap();
+    assert_eq!(call_fresh(dir.path(), "hinted.f").0, 101);
+    assert_eq!(call_fresh(dir.path(), "hinted.f").1.plan_hints_used, 1);
 
     // The hint lists only the old callee; the index now lists only the new one.
     cache.dir().remove(&old).unwrap();
-    cache.add_module(&callee(2)).unwrap();
-    let (value, stats) = f(dir.path());
+    cache.add_module(&constant("hinted.g", 2)).unwrap();
+    let (value, stats) = call_fresh(dir.path(), "hinted.f");
     assert_eq!(value, 102);
     assert_eq!(stats.plan_hints_used, 0);
     assert_eq!(stats.broken_skipped, 0);
@@ -302,36 +304,19 @@ fn a_kept_plan_serves_typed_and_dynamic_targets_but_not_a_store_that_loaded_some
     assert_eq!(stats.modules_loaded, 10);
 }
 
-/// `dup.v() = value`, bytes distinguished by `value`.
-fn duplicate(value: i64) -> Vec<u8> {
-    wasm(&format!(
-        r#"(module (func (export "dup.v") (result i64) (i64.const {value})))"#
-    ))
-}
-
-fn dup_value(root: &Path) -> (i64, Stats) {
-    let cache = Cache::open(root).unwrap();
-    let value = cache
-        .target::<(), i64>("dup.v")
-        .unwrap()
-        .call(&cache, ())
-        .unwrap();
-    (value, cache.stats())
-}
-
 #[test]
 fn a_plan_that_met_a_broken_manifest_is_not_kept_so_a_repair_is_seen_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
-    let first = cache.add_module(&duplicate(1)).unwrap();
-    cache.add_module(&duplicate(2)).unwrap();
-    assert_eq!(dup_value(dir.path()).0, 1);
+    let first = cache.add_module(&constant("dup.v", 1)).unwrap();
+    cache.add_module(&constant("dup.v", 2)).unwrap();
+    assert_eq!(call_fresh(dir.path(), "dup.v").0, 1);
 
     // Without hints, the earliest duplicate's manifest is damaged: the plan falls back
     // to the other one and keeps nothing (a repair does not move the stamp on).
     fs::remove_dir_all(dir.path().join("plans")).unwrap();
     flip_byte(&support::manifest_file(dir.path(), &first), 70);
-    let (value, stats) = dup_value(dir.path());
+    let (value, stats) = call_fresh(dir.path(), "dup.v");
     assert_eq!((value, stats.broken_skipped), (2, 1));
     assert!(!hint_file(dir.path(), "dup.v").exists());
     assert!(
@@ -341,13 +326,13 @@ fn a_plan_that_met_a_broken_manifest_is_not_kept_so_a_repair_is_seen_at_once() {
     );
 
     // The re-add repairs the manifest: the next process binds the earliest again.
-    cache.add_module(&duplicate(1)).unwrap();
-    let (value, stats) = dup_value(dir.path());
+    cache.add_module(&constant("dup.v", 1)).unwrap();
+    let (value, stats) = call_fresh(dir.path(), "dup.v");
     assert_eq!(
         (value, stats.plans_from_hints, stats.broken_skipped),
         (1, 0, 0)
     );
-    assert_eq!(dup_value(dir.path()).1.plans_from_hints, 1);
+    assert_eq!(call_fresh(dir.path(), "dup.v").1.plans_from_hints, 1);
 }
 
 #[test]

@@ -181,14 +181,8 @@ impl DirStore {
     /// A symbolic link planted at the stamp's name is not followed (the open fails), so
     /// nothing outside the root is written.
     pub(super) fn bump_index_stamp(&self) -> Result<(), Error> {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = self.stamp_path();
-        fs::File::options()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
+        super::open_to_append(&path)
             .and_then(|mut file| file.write_all(b"."))
             .at(&path)
     }

@@ -248,21 +248,11 @@ impl DirStore {
         if !self.is_writable() {
             return;
         }
-        use std::os::unix::fs::OpenOptionsExt;
         let path = self.used_path(id);
         let now = std::time::SystemTime::now();
-        // A symbolic link planted at the marker's name is not followed.
-        let open = || {
-            fs::File::options()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-        };
-        let file = open().or_else(|_| {
+        let file = open_to_append(&path).or_else(|_| {
             trust::create_private_dir(path.parent().expect("used/<ab>/<id> has a parent"))?;
-            open()
+            open_to_append(&path)
         });
         if let Ok(file) = file {
             let _ = file.set_modified(now);
@@ -323,6 +313,19 @@ fn sharded(dir: PathBuf, id: &ModuleId, suffix: &str) -> PathBuf {
 
 fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Opens a small file of the layout to append to (a use marker, the index stamp),
+/// creating it with mode 0600. A symbolic link planted at its name is not followed (the
+/// open fails), so nothing outside the root is written.
+fn open_to_append(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::File::options()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// Removes a file; one already gone (another process's gc) is not an error.
