@@ -92,8 +92,8 @@ pub use manifest::{
     ImportKind, Manifest,
 };
 pub use plan::{
-    Candidate, GlobalBinding, GlobalCheck, GlobalKey, ImportBinding, LoadPlan, Miss, Need,
-    PlannedModule, Planner, Progress,
+    Candidate, GlobalBinding, GlobalCheck, GlobalKey, ImportBinding, KeptGlobal, KeptPlan,
+    LoadPlan, Miss, Need, PlannedModule, Planner, Progress,
 };
 pub use record::{Bundle, BundleError, BundledModule, IndexEntry, RecordError};
 pub use store::{

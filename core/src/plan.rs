@@ -22,6 +22,7 @@
 //! ([`Need::Globals`]), never the other globals of the modules they live in.
 
 mod build;
+mod kept;
 mod search;
 
 use alloc::collections::BTreeMap;
@@ -33,6 +34,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use self::build::build;
+pub use self::kept::{KeptGlobal, KeptPlan};
 use self::search::{Found, Search};
 use crate::{FuncSig, GlobalDef, GlobalOutcome, Linkage, Manifest, ModuleId, ValType, Value};
 
@@ -197,7 +199,7 @@ impl Miss {
 /// What to load, in which order, linked how.
 ///
 /// A plan serializes (serde), so that a host can keep it and hand it to a process that
-/// has loaded nothing yet ([`LoadPlan::for_fresh_linkage`]).
+/// has loaded nothing yet (in the compact form [`KeptPlan`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoadPlan {
     /// The targeted func_name.
@@ -226,15 +228,6 @@ impl LoadPlan {
     /// Whether this plan binds nothing new: the target is already bound in the process.
     pub fn is_bound_already(&self) -> bool {
         self.bindings.is_empty()
-    }
-
-    /// This plan for a linkage that has loaded nothing yet (generation 0): a plan made
-    /// for such a linkage and kept by the host (deserialized, its generation is 0
-    /// already). Its caller vouches that the new linkage would get the same plan: the
-    /// same store answers, the same global outcomes, the same expected signature.
-    pub fn for_fresh_linkage(mut self) -> LoadPlan {
-        self.generation = 0;
-        self
     }
 }
 

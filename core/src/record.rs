@@ -43,8 +43,10 @@ pub enum RecordKind {
     /// next process can plan it without asking the store again. Its content is the
     /// host's business; the record only frames and checks it.
     PlanHint,
-    /// A host's kept plan (`LCFP`): the [`crate::LoadPlan`] a linkage that had loaded
-    /// nothing got, with what it depended on. Its content is the host's business.
+    /// A host's kept plan (`LCKP`): the plan a linkage that had loaded nothing got (a
+    /// [`crate::KeptPlan`]), with what it depended on. Its content is the host's
+    /// business. (`LCFP`, a whole [`crate::LoadPlan`], was its earlier form: such files
+    /// fail the magic and are planned anew.)
     FreshPlan,
 }
 
@@ -55,7 +57,7 @@ impl RecordKind {
             RecordKind::IndexEntry => *b"LCIX",
             RecordKind::Bundle => *b"LCBN",
             RecordKind::PlanHint => *b"LCPH",
-            RecordKind::FreshPlan => *b"LCFP",
+            RecordKind::FreshPlan => *b"LCKP",
         }
     }
 }

@@ -19,9 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use common::{Func, check_bindings, module};
+use linkcache_core::record::{self, RecordKind};
 use linkcache_core::{
-    Candidate, Linkage, LoadPlan, Manifest, MemoryStore, Miss, ModuleId, Store, literal_global,
-    plan,
+    Candidate, KeptPlan, Linkage, LoadPlan, Manifest, MemoryStore, Miss, ModuleId, Store,
+    literal_global, plan,
 };
 use proptest::prelude::*;
 
@@ -213,6 +214,11 @@ proptest! {
             Err(other) => prop_assert!(false, "unexpected miss {other}"),
             Ok(first_plan) => {
                 check_plan(&mut store, &linkage, &first_plan);
+                // Kept for the next process (a record round trip), it is the same plan.
+                let kept = KeptPlan::keep(&first_plan).expect("a fresh linkage's plan is kept");
+                let bytes = record::encode(RecordKind::FreshPlan, &kept);
+                let kept: KeptPlan = record::decode(RecordKind::FreshPlan, &bytes).unwrap();
+                prop_assert_eq!(format!("{:?}", kept.into_plan().unwrap()), format!("{:?}", first_plan));
                 linkage.commit(&first_plan).unwrap();
                 let again = plan(&mut store, &mut linkage, &name(second), None, &mut literal_global).unwrap();
                 prop_assert_eq!(again.is_ok(), oracle.contains(&second));

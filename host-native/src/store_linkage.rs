@@ -507,7 +507,9 @@ fn plan(
         && store.answers.complete()
     {
         // A pristine linkage gets here only when no kept plan could serve it.
-        let fresh = pristine.then(|| FreshPlan::new(stamp, expected.cloned(), asked, plan.clone()));
+        let fresh = pristine
+            .then(|| FreshPlan::new(stamp, expected.cloned(), asked, plan))
+            .flatten();
         let answers = (directory_reads > 0).then_some(store.answers);
         shared
             .dir
@@ -566,12 +568,8 @@ fn hinted_fresh_plan(
     let stamp = shared.dir.index_stamp();
     let fresh = shared.dir.fresh_plan(func_name, stamp, expected)?;
     let (mut validated, mut stale) = (0u64, 0u64);
-    let unchanged = fresh.globals.iter().all(|(module, global, recorded)| {
-        let check = GlobalCheck {
-            module: *module,
-            global: global.clone(),
-        };
-        let outcome = resolve_global(shared, &check);
+    let unchanged = fresh.global_decisions()?.iter().all(|(check, recorded)| {
+        let outcome = resolve_global(shared, check);
         match &outcome {
             Ok(_) => validated += 1,
             Err(_) => stale += 1,
@@ -582,15 +580,16 @@ fn hinted_fresh_plan(
             _ => false,
         }
     });
+    let plan = if unchanged { fresh.into_plan() } else { None };
     shared.count(|stats| {
         stats.globals_validated += validated;
         stats.globals_stale += stale;
-        if unchanged {
+        if plan.is_some() {
             stats.plan_hints_used += 1;
             stats.plans_from_hints += 1;
         }
     });
-    unchanged.then(|| fresh.plan.for_fresh_linkage())
+    plan
 }
 
 /// The directory as the planner's store: the process's decoded manifests first, then

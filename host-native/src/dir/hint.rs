@@ -53,7 +53,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use linkcache_core::record::{self, RecordKind};
-use linkcache_core::{Candidate, FuncSig, GlobalDef, GlobalOutcome, LoadPlan, Manifest, ModuleId};
+use linkcache_core::{
+    Candidate, FuncSig, GlobalCheck, GlobalDef, GlobalOutcome, KeptGlobal, KeptPlan, LoadPlan,
+    Manifest, ModuleId,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{DirStore, read_if_present};
@@ -86,30 +89,59 @@ struct StoredAnswers {
 /// every global the planner asked about (`<name-hash>.lcfp`). A process that has loaded
 /// nothing yet, finds the same stamp and gets the same decisions from its resolver would
 /// plan exactly this (the planner is deterministic), so it uses the plan without
-/// planning.
+/// planning. The plan is kept in core's compact form ([`KeptPlan`]: each name and
+/// module id once), which halves what reading it back costs.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct FreshPlan {
     target: String,
     stamp: IndexStamp,
-    pub(crate) expected: Option<FuncSig>,
-    pub(crate) globals: Vec<(ModuleId, GlobalDef, GlobalOutcome)>,
-    pub(crate) plan: LoadPlan,
+    expected: Option<FuncSig>,
+    globals: Vec<(KeptGlobal, GlobalOutcome)>,
+    plan: KeptPlan,
 }
 
 impl FreshPlan {
-    /// The plan `plan` made for a pristine linkage under `stamp`.
+    /// The plan `plan` made for a pristine linkage under `stamp`, having asked about
+    /// `globals`; `None` when the plan cannot be kept (it refers to a module it does not
+    /// load, which a plan for a pristine linkage never does).
     pub(crate) fn new(
         stamp: IndexStamp,
         expected: Option<FuncSig>,
         globals: Vec<(ModuleId, GlobalDef, GlobalOutcome)>,
-        plan: LoadPlan,
-    ) -> FreshPlan {
-        FreshPlan {
-            target: plan.target.clone(),
+        plan: &LoadPlan,
+    ) -> Option<FreshPlan> {
+        let plan = KeptPlan::keep(plan)?;
+        let globals = globals
+            .into_iter()
+            .map(|(module, def, outcome)| (plan.keep_global(&module, &def), outcome))
+            .collect();
+        Some(FreshPlan {
+            target: plan.target().to_owned(),
             stamp,
             expected,
             globals,
             plan,
+        })
+    }
+
+    /// Every global check the plan depended on, with the decision it got then; `None`
+    /// when the record does not hold together.
+    pub(crate) fn global_decisions(&self) -> Option<Vec<(GlobalCheck, &GlobalOutcome)>> {
+        self.globals
+            .iter()
+            .map(|(global, outcome)| Some((self.plan.global_check(global)?, outcome)))
+            .collect()
+    }
+
+    /// The plan itself, for a linkage that has loaded nothing; `None` when the record
+    /// does not hold together (a forged or damaged kept plan is not loaded).
+    pub(crate) fn into_plan(self) -> Option<LoadPlan> {
+        match self.plan.into_plan() {
+            Ok(plan) => Some(plan),
+            Err(reason) => {
+                tracing::debug!(%reason, "linkcache: kept plan not used");
+                None
+            }
         }
     }
 }
@@ -223,16 +255,10 @@ impl DirStore {
         let fresh: FreshPlan = read_hint(&self.hint_path(target, "lcfp"), RecordKind::FreshPlan)?;
         if fresh.stamp != stamp
             || fresh.target != target
-            || fresh.plan.target != target
+            || fresh.plan.target() != target
             || fresh.expected.as_ref() != expected
         {
             return None;
-        }
-        for planned in &fresh.plan.modules {
-            planned.manifest.check().ok()?;
-            if planned.manifest.module != planned.module {
-                return None;
-            }
         }
         Some(fresh)
     }
