@@ -689,6 +689,34 @@ fn directories_are_private_under_a_loose_umask_and_loose_ones_still_take_adds() 
 }
 
 #[test]
+fn a_use_in_a_new_process_refreshes_the_use_marker_gc_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let id = Cache::open(root).unwrap().add_module(&util()).unwrap();
+    let hex = id.to_string();
+    let marker = root.join("used").join(&hex[..2]).join(&hex);
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+    fs::File::options()
+        .append(true)
+        .open(&marker)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+
+    let cache = Cache::open(root).unwrap();
+    assert_eq!(sq(&cache, 4).unwrap(), 16);
+    let modified = fs::symlink_metadata(&marker).unwrap().modified().unwrap();
+    assert!(modified > long_ago + std::time::Duration::from_secs(86_400 * 365 * 20));
+    assert!(fs::symlink_metadata(&marker).unwrap().is_file());
+
+    // A marker removed by hand is created again by the next process's use.
+    fs::remove_file(&marker).unwrap();
+    let cache = Cache::open(root).unwrap();
+    assert_eq!(sq(&cache, 4).unwrap(), 16);
+    assert!(fs::symlink_metadata(&marker).unwrap().is_file());
+}
+
+#[test]
 fn a_symbolic_link_planted_at_a_use_marker_is_not_followed() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();

@@ -249,6 +249,10 @@ impl DirStore {
             return;
         }
         let path = self.used_path(id);
+        // A marker that exists costs one system call.
+        if set_times_to_now(&path).is_ok() {
+            return;
+        }
         let now = std::time::SystemTime::now();
         let file = open_to_append(&path).or_else(|_| {
             trust::create_private_dir(path.parent().expect("used/<ab>/<id> has a parent"))?;
@@ -326,6 +330,27 @@ fn open_to_append(path: &Path) -> io::Result<fs::File> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
+}
+
+/// Sets a file's access and modification times to now, by name, without following a
+/// symbolic link planted at `path` (the link's own times change, nothing it points to).
+fn set_times_to_now(path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: `path` is NUL-terminated and outlives the call; a null `times` means now.
+    let result = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            std::ptr::null(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Removes a file; one already gone (another process's gc) is not an error.
