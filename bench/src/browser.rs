@@ -149,7 +149,7 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
             let manifest = linkcache_core::analyze(&params.module_bytes(k, 0))?;
             for global in manifest.globals {
                 globals.insert(
-                    global.name,
+                    String::from(global.name),
                     String::from_utf8_lossy(&global.definition).into_owned(),
                 );
             }

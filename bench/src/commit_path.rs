@@ -72,7 +72,7 @@ fn previous_commit(root: &Path, wasm: &[u8], manifest: &Manifest) -> Result<()> 
     for (n, function) in manifest.functions.iter().enumerate() {
         let name_hash = blake3::hash(function.name.as_bytes()).to_hex();
         let entry = IndexEntry {
-            func_name: function.name.clone(),
+            func_name: String::from(&function.name),
             module: manifest.module,
             committed_at,
         };

@@ -31,7 +31,7 @@ use wasmparser::{
 
 use crate::manifest::{FN_NAMESPACE, GLOBAL_NAMESPACE, GLOBALS_SECTION};
 use crate::reach::{self, Bits, CallGraph, ReachBudget, Union};
-use crate::{FuncSig, Function, GlobalDef, Import, ImportKind, Manifest, ModuleId, ValType};
+use crate::{FuncSig, Function, GlobalDef, Import, ImportKind, Manifest, ModuleId, Name, ValType};
 
 /// Why bytes could not be turned into a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -545,8 +545,8 @@ impl<'a> Scan<'a> {
             let sig = func_sig(types, index).map_err(|reason| {
                 let import = &self.imports[position];
                 AnalysisError::UnsupportedImport {
-                    namespace: import.namespace.clone(),
-                    name: import.name.clone(),
+                    namespace: String::from(&import.namespace),
+                    name: String::from(&import.name),
                     reason,
                 }
             })?;
@@ -670,10 +670,10 @@ impl<'a> Scan<'a> {
             }
             // Ranks put func_names before globals, each sorted.
             let split = ranks.partition_point(|&rank| !ranked[rank as usize].1);
-            let names = |ranks: &[u32]| -> Vec<String> {
+            let names = |ranks: &[u32]| -> Vec<Name> {
                 ranks
                     .iter()
-                    .map(|&rank| String::from(ranked[rank as usize].0))
+                    .map(|&rank| Name::from(ranked[rank as usize].0))
                     .collect()
             };
             let (calls, globals) = match declared.get(name) {
@@ -715,7 +715,7 @@ impl<'a> Scan<'a> {
         }
         for function in declared.keys() {
             if functions
-                .binary_search_by(|f| f.name.cmp(function))
+                .binary_search_by(|f| f.name.as_str().cmp(function))
                 .is_err()
             {
                 return Err(AnalysisError::DeclaredUnknownFunction {
@@ -732,9 +732,9 @@ impl<'a> Scan<'a> {
             if import.namespace != GLOBAL_NAMESPACE {
                 continue;
             }
-            let definition = definitions.get(&import.name).ok_or_else(|| {
+            let definition = definitions.get(import.name.as_str()).ok_or_else(|| {
                 AnalysisError::MissingGlobalDefinition {
-                    global: import.name.clone(),
+                    global: String::from(&import.name),
                 }
             })?;
             let def = GlobalDef {
@@ -748,7 +748,7 @@ impl<'a> Scan<'a> {
             {
                 return Err(AnalysisError::UnsupportedImport {
                     namespace: GLOBAL_NAMESPACE.into(),
-                    name: import.name.clone(),
+                    name: String::from(&import.name),
                     reason: "imported twice with different types".into(),
                 });
             }
@@ -895,7 +895,7 @@ fn check_declaration(
     imported: (&BTreeSet<&str>, &BTreeSet<&str>),
     calls: &BTreeSet<&str>,
     globals: &BTreeSet<&str>,
-) -> Result<(Vec<String>, Vec<String>), AnalysisError> {
+) -> Result<(Vec<Name>, Vec<Name>), AnalysisError> {
     let declared_calls: BTreeSet<&str> = declaration.calls.iter().map(String::as_str).collect();
     let declared_globals: BTreeSet<&str> = declaration.globals.iter().map(String::as_str).collect();
     let not_imported = |dependency: &str| AnalysisError::DeclaredNotImported {
@@ -919,8 +919,8 @@ fn check_declaration(
         });
     }
     Ok((
-        declared_calls.into_iter().map(String::from).collect(),
-        declared_globals.into_iter().map(String::from).collect(),
+        declared_calls.into_iter().map(Name::from).collect(),
+        declared_globals.into_iter().map(Name::from).collect(),
     ))
 }
 
@@ -1041,14 +1041,14 @@ impl Manifest {
         for global in &self.globals {
             options
                 .globals
-                .insert(global.name.clone(), global.definition.clone());
+                .insert(String::from(&global.name), global.definition.clone());
         }
         for function in &self.functions {
             options.declared.insert(
-                function.name.clone(),
+                String::from(&function.name),
                 Declared {
-                    calls: function.calls.clone(),
-                    globals: function.globals.clone(),
+                    calls: function.calls.iter().map(String::from).collect(),
+                    globals: function.globals.iter().map(String::from).collect(),
                 },
             );
         }

@@ -74,6 +74,7 @@ mod analyze;
 mod id;
 mod linkage;
 mod manifest;
+mod name;
 mod plan;
 mod reach;
 pub mod record;
@@ -91,6 +92,7 @@ pub use manifest::{
     ANALYZER_VERSION, FN_NAMESPACE, Function, GLOBAL_NAMESPACE, GLOBALS_SECTION, GlobalDef, Import,
     ImportKind, Manifest,
 };
+pub use name::Name;
 pub use plan::{
     Candidate, GlobalBinding, GlobalCheck, GlobalKey, ImportBinding, KeptGlobal, KeptPlan,
     LoadPlan, Miss, Need, PlannedModule, Planner, Progress,

@@ -151,15 +151,16 @@ impl Linkage {
                     binding: GlobalBinding::Placeholder(_),
                 } = import
                 {
-                    self.placeholders.insert((planned.module, name.clone()));
+                    self.placeholders
+                        .insert((planned.module, String::from(name)));
                 }
             }
         }
         for (func, module) in &plan.bindings {
-            self.bindings.insert(func.clone(), *module);
+            self.bindings.insert(String::from(func), *module);
         }
         for (name, _, value) in &plan.set_globals {
-            self.shared_globals.insert(name.clone(), *value);
+            self.shared_globals.insert(String::from(name), *value);
         }
         self.generation += 1;
         Ok(())

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FuncSig, ModuleId, ValType};
+use crate::{FuncSig, ModuleId, Name, ValType};
 
 /// The import namespace of functions defined in other cached modules.
 pub const FN_NAMESPACE: &str = "linkcache:fn";
@@ -48,14 +48,14 @@ pub struct Manifest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Function {
     /// The func_name, e.g. `math.fib`.
-    pub name: String,
+    pub name: Name,
     /// Parameter and result types.
     pub signature: FuncSig,
     /// The `linkcache:fn` imports this function can reach, sorted and deduplicated.
-    pub calls: Vec<String>,
+    pub calls: Vec<Name>,
     /// The `linkcache:global` imports this function can read or write, sorted and
     /// deduplicated.
-    pub globals: Vec<String>,
+    pub globals: Vec<Name>,
 }
 
 /// One import of a module.
@@ -63,9 +63,9 @@ pub struct Function {
 pub struct Import {
     /// The import's module name: [`FN_NAMESPACE`], [`GLOBAL_NAMESPACE`] or the
     /// embedder's (`env`, `wasi_snapshot_preview1`, ...).
-    pub namespace: String,
+    pub namespace: Name,
     /// The import's field name: a func_name, a global's name, or the embedder's.
-    pub name: String,
+    pub name: Name,
     /// What is imported.
     pub kind: ImportKind,
 }
@@ -105,7 +105,7 @@ impl Import {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GlobalDef {
     /// The global's name, as imported from `linkcache:global`.
-    pub name: String,
+    pub name: Name,
     /// Its value type.
     pub ty: ValType,
     /// Whether it is mutable (one shared instance per process, set lazily).

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use self::build::build;
 pub use self::kept::{KeptGlobal, KeptPlan};
 use self::search::{Found, Search};
-use crate::{FuncSig, GlobalDef, GlobalOutcome, Linkage, Manifest, ModuleId, ValType, Value};
+use crate::{FuncSig, GlobalDef, GlobalOutcome, Linkage, Manifest, ModuleId, Name, ValType, Value};
 
 /// One module that defines a func_name, as the store's index lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +61,7 @@ impl GlobalKey {
     /// The key of a definition.
     pub fn of(def: &GlobalDef) -> GlobalKey {
         GlobalKey {
-            name: def.name.clone(),
+            name: String::from(&def.name),
             definition: *blake3::hash(&def.definition).as_bytes(),
         }
     }
@@ -216,10 +216,10 @@ pub struct LoadPlan {
     /// [`ImportBinding::Trampoline`]s.
     pub cycles: Vec<Vec<ModuleId>>,
     /// The bindings this plan adds to the process: func_name -> module, sorted.
-    pub bindings: Vec<(String, ModuleId)>,
+    pub bindings: Vec<(Name, ModuleId)>,
     /// Mutable globals to set now, because a function this plan binds is the first in the
     /// process to use them (a global already set keeps the value the code gave it).
-    pub set_globals: Vec<(String, ValType, Value)>,
+    pub set_globals: Vec<(Name, ValType, Value)>,
     #[serde(skip)]
     pub(crate) generation: u64,
 }
@@ -251,26 +251,26 @@ pub enum ImportBinding {
         /// The module exporting it.
         module: ModuleId,
         /// The func_name.
-        func: String,
+        func: Name,
     },
     /// `func` is defined by a module of the same strongly connected group: forward to the
     /// process's binding of `func`, which exists once the whole group is instantiated.
     Trampoline {
         /// The func_name.
-        func: String,
+        func: Name,
     },
     /// `func` is outside this plan's closure: a stub that targets `func` on first call
     /// (and traps with the miss if it cannot be targeted).
     Lazy {
         /// The func_name.
-        func: String,
+        func: Name,
         /// Its signature, for the stub's type.
         signature: FuncSig,
     },
     /// A `linkcache:global` import.
     Global {
         /// The global's name.
-        name: String,
+        name: Name,
         /// How it is bound.
         binding: GlobalBinding,
     },

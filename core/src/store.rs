@@ -128,7 +128,7 @@ fn answer_closure<S: Store + ?Sized>(
             if let Some(function) = manifest.function(&func) {
                 for callee in &function.calls {
                     if linkage.binding(callee).is_none() && !planner.has_candidates(callee) {
-                        work.push(callee.clone());
+                        work.push(String::from(callee));
                     }
                 }
             }
@@ -222,7 +222,7 @@ impl MemoryStore {
         self.clock += 1;
         for function in &manifest.functions {
             self.index
-                .entry(function.name.clone())
+                .entry(String::from(&function.name))
                 .or_default()
                 .push(Candidate {
                     module: id,

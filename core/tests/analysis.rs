@@ -11,7 +11,13 @@ fn wat(text: &str) -> Vec<u8> {
 }
 
 fn calls(manifest: &Manifest, func: &str) -> Vec<String> {
-    manifest.function(func).unwrap().calls.clone()
+    manifest
+        .function(func)
+        .unwrap()
+        .calls
+        .iter()
+        .map(String::from)
+        .collect()
 }
 
 #[test]

@@ -208,9 +208,9 @@ proptest! {
                 let want: Vec<&str> = expected.keys().map(String::as_str).collect();
                 prop_assert_eq!(names, want, "the manifest lists exactly the exported functions");
                 for function in &manifest.functions {
-                    let (calls, globals) = &expected[&function.name];
-                    prop_assert_eq!(&function.calls.iter().cloned().collect::<BTreeSet<_>>(), calls);
-                    prop_assert_eq!(&function.globals.iter().cloned().collect::<BTreeSet<_>>(), globals);
+                    let (calls, globals) = &expected[function.name.as_str()];
+                    prop_assert_eq!(&function.calls.iter().map(String::from).collect::<BTreeSet<_>>(), calls);
+                    prop_assert_eq!(&function.globals.iter().map(String::from).collect::<BTreeSet<_>>(), globals);
                 }
                 prop_assert_eq!(manifest.check_against(&wasm), Ok(()));
                 prop_assert_eq!(Manifest::decode(&manifest.encode()), Ok(manifest));

@@ -178,7 +178,7 @@ fn positions_and_kinds_are_checked() {
         .unwrap();
     for import in &mut module.imports {
         if let linkcache_core::ImportBinding::Trampoline { func } = import {
-            func.push_str(".other");
+            *func = format!("{func}.other").as_str().into();
         }
     }
     assert!(KeptPlan::keep(&renamed).is_none());

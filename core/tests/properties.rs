@@ -119,7 +119,7 @@ impl Store for Shuffled<'_> {
 }
 
 /// What a plan decided: the modules it loads, in order, and its bindings.
-type PlanSummary = (Vec<ModuleId>, Vec<(String, ModuleId)>);
+type PlanSummary = (Vec<ModuleId>, Vec<(linkcache_core::Name, ModuleId)>);
 
 fn summary(outcome: &Result<LoadPlan, Miss>) -> Result<PlanSummary, Miss> {
     outcome

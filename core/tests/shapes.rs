@@ -8,7 +8,8 @@ use linkcache_core::{Manifest, analyze};
 
 fn deps(manifest: &Manifest, function: &str) -> (Vec<String>, Vec<String>) {
     let entry = manifest.function(function).expect("exported");
-    (entry.calls.clone(), entry.globals.clone())
+    let strings = |names: &[linkcache_core::Name]| names.iter().map(String::from).collect();
+    (strings(&entry.calls), strings(&entry.globals))
 }
 
 #[test]

@@ -63,7 +63,7 @@ use std::time::Instant;
 
 use linkcache_core::{
     Candidate, FuncSig, GlobalBinding, GlobalCheck, GlobalDef, GlobalOutcome, ImportBinding,
-    ImportKind, Linkage, LoadFailure, LoadPlan, Manifest, Miss, ModuleId, Value,
+    ImportKind, Linkage, LoadFailure, LoadPlan, Manifest, Miss, ModuleId, Name, Value,
 };
 use tracing::Instrument;
 use wasmtime::{
@@ -95,7 +95,7 @@ pub struct StoreLinkage<T: 'static> {
     asynchronous: bool,
     linkage: Linkage,
     instances: HashMap<ModuleId, Instance>,
-    funcs: HashMap<String, Func>,
+    funcs: HashMap<Name, Func>,
     shared_globals: HashMap<String, Global>,
     /// Set while a plan is instantiated; a lazy stub that fires then (from a start
     /// function) must not start another load. Reset by a guard, so a panic or a
@@ -718,7 +718,7 @@ fn commit<T: LinkageView>(
         let mut observer = lock(observer);
         observer
             .bindings
-            .extend(plan.bindings.iter().map(|(f, m)| (f.clone(), *m)));
+            .extend(plan.bindings.iter().map(|(f, m)| (String::from(f), *m)));
         observer.loaded = view.linkage.loaded_modules().to_vec();
     }
     for (name, ty, value) in &plan.set_globals {

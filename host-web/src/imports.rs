@@ -49,7 +49,7 @@ impl LinkCache {
                             .map_err(|e| format!("global `{name}`: {}", describe(&e)))?
                     }
                     GlobalBinding::Shared(ty) => {
-                        if let Some(global) = inner.shared_globals.get(name) {
+                        if let Some(global) = inner.shared_globals.get(name.as_str()) {
                             global.clone()
                         } else {
                             let zero = ty
@@ -57,7 +57,9 @@ impl LinkCache {
                                 .ok_or_else(|| format!("global `{name}` cannot be shared"))?;
                             let global = new_global(val_type_name(*ty), true, &to_js(zero))
                                 .map_err(|e| format!("global `{name}`: {}", describe(&e)))?;
-                            inner.shared_globals.insert(name.clone(), global.clone());
+                            inner
+                                .shared_globals
+                                .insert(String::from(name), global.clone());
                             global
                         }
                     }

@@ -88,10 +88,10 @@ impl LinkCache {
                             .functions
                             .iter()
                             .map(|f| FunctionInfo {
-                                name: f.name.clone(),
+                                name: String::from(&f.name),
                                 signature: f.signature.to_string(),
-                                calls: f.calls.clone(),
-                                globals: f.globals.clone(),
+                                calls: f.calls.iter().map(String::from).collect(),
+                                globals: f.globals.iter().map(String::from).collect(),
                             })
                             .collect(),
                     ),

@@ -163,8 +163,10 @@ impl LinkCache {
                     for callee in &function.calls {
                         if inner.linkage.binding(callee).is_some() {
                             snapshot.closure.partial = true;
-                        } else if !planner.has_candidates(callee) && !level.contains(callee) {
-                            next.insert(callee.clone());
+                        } else if !planner.has_candidates(callee)
+                            && !level.iter().any(|l| l == callee)
+                        {
+                            next.insert(String::from(callee));
                         }
                     }
                 }

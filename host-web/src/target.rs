@@ -223,7 +223,7 @@ impl LinkCache {
                         .set(&JsValue::from_str(func), &prop(&exports, func));
                 }
                 for (name, ty, value) in &plan.set_globals {
-                    if let Some(global) = inner.shared_globals.get(name) {
+                    if let Some(global) = inner.shared_globals.get(name.as_str()) {
                         set_global(global, &to_js(*value)).map_err(|e| {
                             WebError::new(
                                 "LinkCacheStorage",

@@ -65,7 +65,7 @@ fn options_with_env(env: &Rc<RefCell<BTreeMap<String, String>>>) -> JsValue {
             let check = GlobalCheck {
                 module: ModuleId::of(&[]),
                 global: GlobalDef {
-                    name,
+                    name: name.into(),
                     ty: ty(&type_name),
                     mutable: false,
                     definition: bytes.to_vec(),

@@ -414,9 +414,9 @@ impl fmt::Display for Number {
 /// Every global it is asked about is logged for this thread; [`take_validated`] drains
 /// the log (the runner checks a target step's `not_validated` with it).
 pub fn env_outcome(env: &BTreeMap<String, String>, check: &GlobalCheck) -> GlobalOutcome {
-    VALIDATED.with(|log| log.borrow_mut().push(check.global.name.clone()));
+    VALIDATED.with(|log| log.borrow_mut().push(String::from(&check.global.name)));
     let text = String::from_utf8_lossy(&check.global.definition);
-    match env.get(&check.global.name) {
+    match env.get(check.global.name.as_str()) {
         Some(current) if *current != text => Err(format!(
             "definition changed: compiled against {text:?}, now {current:?}"
         )),

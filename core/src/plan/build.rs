@@ -13,7 +13,6 @@
 //! [`Linkage::has_placeholder`]).
 
 use alloc::collections::BTreeMap;
-use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -23,7 +22,7 @@ use petgraph::graphmap::DiGraphMap;
 use super::search::{Search, global_index};
 use super::{GlobalBinding, ImportBinding, LoadPlan, PlannedModule};
 use crate::manifest::{FN_NAMESPACE, GLOBAL_NAMESPACE};
-use crate::{FuncSig, ImportKind, Manifest, ModuleId};
+use crate::{FuncSig, ImportKind, Manifest, ModuleId, Name};
 
 #[cfg(doc)]
 use crate::Linkage;
@@ -50,7 +49,7 @@ pub(super) fn build<'a>(
         if !linkage.is_loaded(&module) {
             planned.insert(module, slot);
         }
-        bindings.push((String::from(name), module));
+        bindings.push((Name::from(name), module));
     }
     // The planned modules in module order; the graph's nodes are positions in it, so
     // that sorting positions sorts modules.

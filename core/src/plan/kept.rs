@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{GlobalBinding, GlobalCheck, ImportBinding, LoadPlan, PlannedModule};
 use crate::manifest::{FN_NAMESPACE, GLOBAL_NAMESPACE};
-use crate::{FuncSig, GlobalDef, ImportKind, Manifest, ModuleId, ValType, Value};
+use crate::{FuncSig, GlobalDef, ImportKind, Manifest, ModuleId, Name, ValType, Value};
 
 /// A plan for a linkage that has loaded nothing, in the compact form a host stores
 /// ([`KeptPlan::keep`]) and turns back into the same [`LoadPlan`]
@@ -37,7 +37,7 @@ pub struct KeptPlan {
     cycles: Vec<Vec<u32>>,
     /// Each binding as (module position, function position in that module's manifest).
     bindings: Vec<(u32, u32)>,
-    set_globals: Vec<(String, ValType, Value)>,
+    set_globals: Vec<(Name, ValType, Value)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -30,7 +30,7 @@ use alloc::vec::Vec;
 use alloc::{format, vec};
 use core::ops::Range;
 
-use crate::{FuncSig, Function, GlobalDef, Linkage, Manifest, ModuleId, Value};
+use crate::{FuncSig, Function, GlobalDef, Linkage, Manifest, ModuleId, Name, Value};
 
 use super::{GlobalCheck, GlobalKey, Miss, Need, Planner};
 
@@ -65,7 +65,7 @@ struct Edge<'a> {
     /// The callee's index in [`Search::funcs`].
     callee: usize,
     /// The callee's func_name as the entry spells it.
-    name: &'a String,
+    name: &'a Name,
     /// The signature the caller's module imports it with, and its rank in
     /// [`Search::sigs`]; `None` if the module does not import it.
     wanted: Option<(&'a FuncSig, usize)>,
@@ -483,7 +483,7 @@ impl<'a> Search<'a> {
             let def = &manifest.globals[index];
             let stale = |reason: String| Miss::StaleGlobal {
                 function: name.into(),
-                global: global.clone(),
+                global: String::from(global),
                 reason,
             };
             if loaded && !def.mutable && self.linkage.has_placeholder(&module, global) {
@@ -504,7 +504,7 @@ impl<'a> Search<'a> {
                     && found != wanted
                 {
                     return Some(Miss::SignatureMismatch {
-                        function: edge.name.clone(),
+                        function: String::from(edge.name),
                         expected: wanted.clone(),
                         found: found.clone(),
                     });
@@ -759,8 +759,8 @@ impl<'a> Search<'a> {
                     && *other != value
                 {
                     first_miss.get_or_insert(Miss::StaleGlobal {
-                        function: entry.name.clone(),
-                        global: global.clone(),
+                        function: String::from(&entry.name),
+                        global: String::from(global),
                         reason: format!(
                             "it defines {value}, but `{user}`, also in this plan, was compiled against {other}"
                         ),
@@ -841,7 +841,7 @@ impl<'a> Search<'a> {
                     return Choice::Exclude(
                         caller,
                         Miss::SignatureMismatch {
-                            function: callee.clone(),
+                            function: String::from(callee),
                             expected: wanted.clone(),
                             found: found.clone(),
                         },

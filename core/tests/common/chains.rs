@@ -28,14 +28,14 @@ pub fn manifest(func: &str, calls: &[String], salt: u32) -> Manifest {
         functions: vec![Function {
             name: func.into(),
             signature: sig(),
-            calls: calls.to_vec(),
+            calls: calls.iter().map(Into::into).collect(),
             globals: vec![],
         }],
         imports: calls
             .iter()
             .map(|c| Import {
                 namespace: FN_NAMESPACE.into(),
-                name: c.clone(),
+                name: c.into(),
                 kind: ImportKind::Func(sig()),
             })
             .collect(),
@@ -55,7 +55,7 @@ impl Manifests {
         let at = self.by_id.len() as u64;
         for f in &manifest.functions {
             self.index
-                .entry(f.name.clone())
+                .entry(String::from(&f.name))
                 .or_default()
                 .push(Candidate {
                     module: manifest.module,

@@ -113,9 +113,9 @@ impl Harness {
         let env = self.env.clone();
         let validated = &mut self.validated;
         let mut resolver = |check: &GlobalCheck| -> GlobalOutcome {
-            validated.push(check.global.name.clone());
+            validated.push(String::from(&check.global.name));
             let text = String::from_utf8_lossy(&check.global.definition).into_owned();
-            match env.get(&check.global.name) {
+            match env.get(check.global.name.as_str()) {
                 Some(current) if *current != text => {
                     Err(format!("compiled for {text}, now {current}"))
                 }

@@ -742,7 +742,10 @@ fn graph(dir: &Path, func: Option<&str>, format: GraphFormat) -> Result<ExitCode
             if let Ok(manifest) = store.manifest(&candidate.module)?
                 && let Some(f) = manifest.function(name)
             {
-                return Ok(Some((candidate.module, f.calls.clone())));
+                return Ok(Some((
+                    candidate.module,
+                    f.calls.iter().map(String::from).collect(),
+                )));
             }
         }
         Ok(None)

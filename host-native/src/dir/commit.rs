@@ -218,7 +218,7 @@ impl DirStore {
         };
         for name in missing {
             let entry = IndexEntry {
-                func_name: name.clone(),
+                func_name: String::from(name),
                 module: *id,
                 committed_at,
             };

@@ -254,12 +254,12 @@ impl Tier {
             let mut ranks = Vec::new();
             for (function, entries) in manifest.functions.iter().zip(per_function) {
                 if let Some(mine) = entries.iter().find(|e| e.module == manifest.module) {
-                    ranks.push((function.name.clone(), mine.rank));
+                    ranks.push((String::from(&function.name), mine.rank));
                 }
                 if let Some(best) = entries.iter().min()
                     && best.module != manifest.module
                 {
-                    winners.insert(function.name.clone(), vec![*best]);
+                    winners.insert(String::from(&function.name), vec![*best]);
                 }
             }
             own.push((wasm, manifest, ranks));
