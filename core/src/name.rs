@@ -140,7 +140,8 @@ mod tests {
         let names: (Name, Vec<Name>) = (long.into(), vec!["m.f".into(), "".into()]);
         let bytes = record::encode_payload(&strings);
         assert_eq!(record::encode_payload(&names), bytes);
-        let decoded: (Name, Vec<Name>) = record::decode_payload(RecordKind::Manifest, &bytes).unwrap();
+        let decoded: (Name, Vec<Name>) =
+            record::decode_payload(RecordKind::Manifest, &bytes).unwrap();
         assert_eq!(decoded, names);
         assert_eq!(decoded.0, long);
         assert_eq!(decoded.1[0].as_str(), "m.f");
