@@ -86,7 +86,10 @@ fn globals_of_planned_modules_are_kept_as_positions_and_others_whole() {
         .find(|m| m.manifest.global("k.c").is_some())
         .unwrap();
     let def = carrier.manifest.global("k.c").unwrap().clone();
-    let planned = kept.keep_global(&carrier.module, &def);
+    let planned = kept
+        .keep_globals([(carrier.module, def.clone(), ())])
+        .remove(0)
+        .0;
     assert!(matches!(planned, KeptGlobal::Planned { .. }), "{planned:?}");
     let check = kept.global_check(&planned).unwrap();
     assert_eq!((check.module, &check.global), (carrier.module, &def));
@@ -96,7 +99,10 @@ fn globals_of_planned_modules_are_kept_as_positions_and_others_whole() {
         definition: b"8".to_vec(),
         ..def.clone()
     };
-    let whole = kept.keep_global(&carrier.module, &other);
+    let whole = kept
+        .keep_globals([(carrier.module, other.clone(), ())])
+        .remove(0)
+        .0;
     assert!(matches!(whole, KeptGlobal::Other(..)), "{whole:?}");
     assert_eq!(kept.global_check(&whole).unwrap().global, other);
     // A forged position is no check at all.

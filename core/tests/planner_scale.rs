@@ -13,7 +13,8 @@ mod chains;
 use std::collections::BTreeSet;
 
 use chains::{MISSING_LEAF, Manifests, duplicated_chain, level, manifest};
-use linkcache_core::Miss;
+use linkcache_core::record::{self, RecordKind};
+use linkcache_core::{KeptPlan, Miss};
 
 #[test]
 fn a_24_level_chain_of_duplicates_with_a_missing_leaf_misses_in_linear_steps() {
@@ -61,6 +62,23 @@ fn a_chain_of_100_000_modules_plans_without_overflowing_the_stack() {
     assert_eq!(outcome, Ok(levels));
     assert_eq!(rounds, 2);
     assert!(steps < 20 * levels as u64, "{steps} steps");
+}
+
+#[test]
+fn the_plan_of_a_100_000_module_chain_is_kept_and_read_back_whole() {
+    // Keeping a plan and reading it back are linear (a quadratic lookup of positions
+    // would take some 10^10 steps here and never finish).
+    let levels = 100_000;
+    let (outcome, _, _) = duplicated_chain(levels, 1, None).load_plan(&level(0));
+    let plan = outcome.unwrap();
+    let kept = KeptPlan::keep(&plan).expect("a plan for a fresh linkage is kept");
+    let bytes = record::encode(RecordKind::FreshPlan, &kept);
+    let kept: KeptPlan = record::decode(RecordKind::FreshPlan, &bytes).unwrap();
+    let back = kept.into_plan().unwrap();
+    assert_eq!(back.modules.len(), levels);
+    assert_eq!(back.bindings, plan.bindings);
+    let ids = |p: &linkcache_core::LoadPlan| p.modules.iter().map(|m| m.module).collect::<Vec<_>>();
+    assert_eq!(ids(&back), ids(&plan));
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! binding, so a damaged or forged kept plan is an error, never a wrong link or a panic
 //! in the linkage that commits it.
 
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -78,12 +79,13 @@ impl KeptPlan {
     /// `plan` in kept form, when it loads every module it refers to (a plan made for a
     /// linkage that had loaded nothing always does); `None` otherwise.
     pub fn keep(plan: &LoadPlan) -> Option<KeptPlan> {
-        let position = |id: &ModuleId| -> Option<u32> {
-            plan.modules
-                .iter()
-                .position(|planned| planned.module == *id)
-                .and_then(|p| u32::try_from(p).ok())
-        };
+        let positions: BTreeMap<ModuleId, u32> = plan
+            .modules
+            .iter()
+            .enumerate()
+            .map(|(at, planned)| Some((planned.module, u32::try_from(at).ok()?)))
+            .collect::<Option<_>>()?;
+        let position = |id: &ModuleId| positions.get(id).copied();
         let mut modules = Vec::with_capacity(plan.modules.len());
         for planned in &plan.modules {
             let manifest = &planned.manifest;
@@ -151,24 +153,36 @@ impl KeptPlan {
         &self.target
     }
 
-    /// `def`, carried by `module`, as a position in this plan's manifests when a planned
-    /// module carries that very definition.
-    pub fn keep_global(&self, module: &ModuleId, def: &GlobalDef) -> KeptGlobal {
-        let found = self.modules.iter().enumerate().find_map(|(at, kept)| {
-            if kept.manifest.module != *module {
-                return None;
-            }
-            let global = kept
-                .manifest
-                .globals
+    /// Each `(module, definition, decision)` with the definition as a position in this
+    /// plan's manifests when a planned module carries that very definition, else whole.
+    pub fn keep_globals<T>(
+        &self,
+        globals: impl IntoIterator<Item = (ModuleId, GlobalDef, T)>,
+    ) -> Vec<(KeptGlobal, T)> {
+        let positions: BTreeMap<ModuleId, usize> = self
+            .modules
+            .iter()
+            .enumerate()
+            .map(|(at, kept)| (kept.manifest.module, at))
+            .collect();
+        let planned = |module: &ModuleId, def: &GlobalDef| -> Option<KeptGlobal> {
+            let at = *positions.get(module)?;
+            let globals = &self.modules[at].manifest.globals;
+            let global = globals
                 .binary_search_by(|g| g.name.as_str().cmp(&def.name))
                 .ok()?;
-            (kept.manifest.globals[global] == *def).then_some((at, global))
-        });
-        match found.and_then(|(m, g)| Some((u32::try_from(m).ok()?, u32::try_from(g).ok()?))) {
-            Some((module, global)) => KeptGlobal::Planned { module, global },
-            None => KeptGlobal::Other(*module, def.clone()),
-        }
+            (globals[global] == *def).then_some(KeptGlobal::Planned {
+                module: u32::try_from(at).ok()?,
+                global: u32::try_from(global).ok()?,
+            })
+        };
+        globals
+            .into_iter()
+            .map(|(module, def, decision)| {
+                let kept = planned(&module, &def).unwrap_or(KeptGlobal::Other(module, def));
+                (kept, decision)
+            })
+            .collect()
     }
 
     /// The check `global` stands for; `None` when its positions are out of range.

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use linkcache_core::{
-    Candidate, FN_NAMESPACE, FuncSig, Function, Import, ImportKind, Linkage, Manifest, Miss,
-    ModuleId, Need, Planner, Progress, ValType,
+    Candidate, FN_NAMESPACE, FuncSig, Function, Import, ImportKind, Linkage, LoadPlan, Manifest,
+    Miss, ModuleId, Need, Planner, Progress, ValType,
 };
 
 /// The func_name nobody defines, which [`duplicated_chain`] may call at its end.
@@ -69,6 +69,12 @@ impl Manifests {
     /// number of modules planned, or the miss), the number of `next` rounds and the
     /// steps summed over them.
     pub fn plan(&self, target: &str) -> (Result<usize, Miss>, usize, u64) {
+        let (outcome, rounds, steps) = self.load_plan(target);
+        (outcome.map(|plan| plan.modules.len()), rounds, steps)
+    }
+
+    /// [`Manifests::plan`] with the plan itself.
+    pub fn load_plan(&self, target: &str) -> (Result<LoadPlan, Miss>, usize, u64) {
         let linkage = Linkage::new();
         let mut planner = Planner::new(target);
         let mut steps = 0;
@@ -76,7 +82,7 @@ impl Manifests {
             let (progress, taken) = planner.next_counting_steps(&linkage);
             steps += taken;
             match progress {
-                Progress::Ready(plan) => return (Ok(plan.modules.len()), round, steps),
+                Progress::Ready(plan) => return (Ok(plan), round, steps),
                 Progress::Miss(miss) => return (Err(miss), round, steps),
                 Progress::Need(Need::Candidates(_) | Need::Manifest(_)) => {
                     // Answer everything at once, as the hosts' closure answering does.

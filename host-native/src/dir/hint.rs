@@ -111,10 +111,7 @@ impl FreshPlan {
         plan: &LoadPlan,
     ) -> Option<FreshPlan> {
         let plan = KeptPlan::keep(plan)?;
-        let globals = globals
-            .into_iter()
-            .map(|(module, def, outcome)| (plan.keep_global(&module, &def), outcome))
-            .collect();
+        let globals = plan.keep_globals(globals);
         Some(FreshPlan {
             target: plan.target().to_owned(),
             stamp,
