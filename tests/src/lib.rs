@@ -1,7 +1,7 @@
 //! The host-independent scenario suite of linkcache: data files under `scenarios/`,
 //! their parser ([`scenario`]) and the checks every host runs them with ([`runner`]);
-//! and what the tests and benchmarks of both hosts share: module sets ([`workloads`]) and
-//! servers on loopback ([`servers`]).
+//! and what the tests and benchmarks of both hosts share: module sets ([`workloads`]), the
+//! benchmark's synthetic caches ([`synthetic`]) and servers on loopback ([`servers`]).
 //!
 //! The core runs the suite against its in-memory store (`tests/core_scenarios.rs`), the
 //! native host against a cache directory and wasmtime, the web host in a browser.
@@ -11,6 +11,7 @@
 pub mod runner;
 pub mod scenario;
 pub mod servers;
+pub mod synthetic;
 pub mod workloads;
 
 pub use runner::{
