@@ -688,14 +688,24 @@ fn directories_are_private_under_a_loose_umask_and_loose_ones_still_take_adds() 
     assert!(cache.dir().verify(|_| {}).unwrap().is_empty());
 }
 
+/// A cache holding `util()`, the path of that module's use marker, and a time long ago
+/// (2000-01-01).
+fn util_with_its_use_marker() -> (tempfile::TempDir, PathBuf, std::time::SystemTime) {
+    let dir = tempfile::tempdir().unwrap();
+    let id = Cache::open(dir.path())
+        .unwrap()
+        .add_module(&util())
+        .unwrap();
+    let hex = id.to_string();
+    let marker = dir.path().join("used").join(&hex[..2]).join(&hex);
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+    (dir, marker, long_ago)
+}
+
 #[test]
 fn a_use_in_a_new_process_refreshes_the_use_marker_gc_reads() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, marker, long_ago) = util_with_its_use_marker();
     let root = dir.path();
-    let id = Cache::open(root).unwrap().add_module(&util()).unwrap();
-    let hex = id.to_string();
-    let marker = root.join("used").join(&hex[..2]).join(&hex);
-    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
     fs::File::options()
         .append(true)
         .open(&marker)
@@ -718,14 +728,10 @@ fn a_use_in_a_new_process_refreshes_the_use_marker_gc_reads() {
 
 #[test]
 fn a_symbolic_link_planted_at_a_use_marker_is_not_followed() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, marker, long_ago) = util_with_its_use_marker();
     let root = dir.path();
-    let id = Cache::open(root).unwrap().add_module(&util()).unwrap();
-    let hex = id.to_string();
-    let marker = root.join("used").join(&hex[..2]).join(&hex);
     assert!(marker.exists(), "the add left a use marker");
     let outside = tempfile::NamedTempFile::new().unwrap();
-    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
     outside.as_file().set_modified(long_ago).unwrap();
     fs::remove_file(&marker).unwrap();
     std::os::unix::fs::symlink(outside.path(), &marker).unwrap();
