@@ -198,9 +198,10 @@ impl Miss {
 
 /// What to load, in which order, linked how.
 ///
-/// A plan serializes (serde), so that a host can keep it and hand it to a process that
-/// has loaded nothing yet (in the compact form [`KeptPlan`]).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A host keeps a plan for a process that has loaded nothing yet as a [`KeptPlan`],
+/// which checks what it reads back; a plan itself does not deserialize, so that no
+/// unchecked plan reaches [`Linkage::commit`].
+#[derive(Clone, Debug)]
 pub struct LoadPlan {
     /// The targeted func_name.
     pub target: String,
@@ -220,7 +221,6 @@ pub struct LoadPlan {
     /// Mutable globals to set now, because a function this plan binds is the first in the
     /// process to use them (a global already set keeps the value the code gave it).
     pub set_globals: Vec<(Name, ValType, Value)>,
-    #[serde(skip)]
     pub(crate) generation: u64,
 }
 
@@ -232,7 +232,7 @@ impl LoadPlan {
 }
 
 /// One module of a plan and the binding of each of its imports.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct PlannedModule {
     /// The module to instantiate.
     pub module: ModuleId,
