@@ -13,22 +13,22 @@ use alloc::vec::Vec;
 
 use crate::plan::GlobalKey;
 use crate::{
-    GlobalBinding, GlobalOutcome, ImportBinding, LoadPlan, Manifest, ModuleId, Planner, Value,
+    GlobalBinding, GlobalOutcome, ImportBinding, LoadPlan, Manifest, ModuleId, Name, Planner, Value,
 };
 
 /// Per-process link state. See the module docs.
 #[derive(Clone, Debug, Default)]
 pub struct Linkage {
     generation: u64,
-    bindings: BTreeMap<String, ModuleId>,
+    bindings: BTreeMap<Name, ModuleId>,
     loaded: BTreeMap<ModuleId, Arc<Manifest>>,
     load_order: Vec<ModuleId>,
     globals: BTreeMap<GlobalKey, GlobalOutcome>,
-    shared_globals: BTreeMap<String, Value>,
+    shared_globals: BTreeMap<Name, Value>,
     broken: BTreeMap<ModuleId, String>,
     /// Immutable globals a loaded module was instantiated with a placeholder for:
     /// (module, global name).
-    placeholders: BTreeSet<(ModuleId, String)>,
+    placeholders: BTreeSet<(ModuleId, Name)>,
 }
 
 /// A plan was made against an older state of the linkage (another target committed in
@@ -104,7 +104,7 @@ impl Linkage {
     /// instance; the planner falls back to a duplicate, or the target is a
     /// [`crate::Miss::StaleGlobal`] in this process.
     pub fn has_placeholder(&self, module: &ModuleId, global: &str) -> bool {
-        self.placeholders.contains(&(*module, String::from(global)))
+        self.placeholders.contains(&(*module, Name::from(global)))
     }
 
     /// Remembers that `module` cannot be loaded (its bytes are corrupt, its compilation
@@ -151,16 +151,15 @@ impl Linkage {
                     binding: GlobalBinding::Placeholder(_),
                 } = import
                 {
-                    self.placeholders
-                        .insert((planned.module, String::from(name)));
+                    self.placeholders.insert((planned.module, name.clone()));
                 }
             }
         }
         for (func, module) in &plan.bindings {
-            self.bindings.insert(String::from(func), *module);
+            self.bindings.insert(func.clone(), *module);
         }
         for (name, _, value) in &plan.set_globals {
-            self.shared_globals.insert(String::from(name), *value);
+            self.shared_globals.insert(name.clone(), *value);
         }
         self.generation += 1;
         Ok(())

@@ -52,7 +52,7 @@ pub struct Candidate {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GlobalKey {
     /// The global's name.
-    pub name: String,
+    pub name: Name,
     /// BLAKE3 of its definition bytes.
     pub definition: [u8; 32],
 }
@@ -61,7 +61,7 @@ impl GlobalKey {
     /// The key of a definition.
     pub fn of(def: &GlobalDef) -> GlobalKey {
         GlobalKey {
-            name: String::from(&def.name),
+            name: def.name.clone(),
             definition: *blake3::hash(&def.definition).as_bytes(),
         }
     }

@@ -188,6 +188,15 @@ fn positions_and_kinds_are_checked() {
         }
     }
     assert!(KeptPlan::keep(&renamed).is_none());
+    // A plan that does not bind its target, or plans a module twice, does not come back.
+    let mut unbound = plan.clone();
+    unbound.bindings.retain(|(func, _)| *func != unbound.target);
+    let error = KeptPlan::keep(&unbound).unwrap().into_plan().unwrap_err();
+    assert!(error.contains("is not bound by its plan"), "{error}");
+    let mut twice = plan.clone();
+    twice.modules.push(twice.modules[0].clone());
+    let error = KeptPlan::keep(&twice).unwrap().into_plan().unwrap_err();
+    assert!(error.contains("planned twice"), "{error}");
     // A global bound with another type than its import's is rejected on the way back.
     let mut retyped = plan.clone();
     for module in &mut retyped.modules {

@@ -21,6 +21,7 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+use super::search::global_index;
 use super::{GlobalBinding, GlobalCheck, ImportBinding, LoadPlan, PlannedModule};
 use crate::manifest::{FN_NAMESPACE, GLOBAL_NAMESPACE};
 use crate::{FuncSig, GlobalDef, ImportKind, Manifest, ModuleId, Name, ValType, Value};
@@ -104,7 +105,7 @@ impl KeptPlan {
                     }
                     ImportBinding::Lazy { func, signature }
                         if *func == import.name
-                            && import.kind == ImportKind::Func(signature.clone()) =>
+                            && matches!(&import.kind, ImportKind::Func(s) if s == signature) =>
                     {
                         KeptImport::Lazy
                     }
@@ -167,11 +168,9 @@ impl KeptPlan {
             .collect();
         let planned = |module: &ModuleId, def: &GlobalDef| -> Option<KeptGlobal> {
             let at = *positions.get(module)?;
-            let globals = &self.modules[at].manifest.globals;
-            let global = globals
-                .binary_search_by(|g| g.name.as_str().cmp(&def.name))
-                .ok()?;
-            (globals[global] == *def).then_some(KeptGlobal::Planned {
+            let manifest = &self.modules[at].manifest;
+            let global = global_index(manifest, &def.name)?;
+            (manifest.globals[global] == *def).then_some(KeptGlobal::Planned {
                 module: u32::try_from(at).ok()?,
                 global: u32::try_from(global).ok()?,
             })
@@ -291,16 +290,20 @@ impl KeptPlan {
                         func: import.name.clone(),
                     },
                     KeptImport::Global(binding) => {
-                        let fits = match (&import.kind, import.namespace.as_str(), &binding) {
-                            (ImportKind::Global { ty, mutable }, GLOBAL_NAMESPACE, binding) => {
-                                match binding {
-                                    GlobalBinding::Value(value) => !mutable && value.ty() == *ty,
-                                    GlobalBinding::Placeholder(t) => !mutable && t == ty,
-                                    GlobalBinding::Shared(t) => *mutable && t == ty,
+                        let fits = import.namespace == GLOBAL_NAMESPACE
+                            && match (&import.kind, &binding) {
+                                (ImportKind::Global { ty, mutable }, GlobalBinding::Value(v)) => {
+                                    !mutable && v.ty() == *ty
                                 }
-                            }
-                            _ => false,
-                        };
+                                (
+                                    ImportKind::Global { ty, mutable },
+                                    GlobalBinding::Placeholder(t),
+                                ) => !mutable && t == ty,
+                                (ImportKind::Global { ty, mutable }, GlobalBinding::Shared(t)) => {
+                                    *mutable && t == ty
+                                }
+                                _ => false,
+                            };
                         if !fits {
                             return Err(format!("`{}` is bound as another global", import.name));
                         }

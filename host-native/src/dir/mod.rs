@@ -253,14 +253,11 @@ impl DirStore {
         if set_times_to_now(&path).is_ok() {
             return;
         }
-        let now = std::time::SystemTime::now();
-        let file = open_to_append(&path).or_else(|_| {
+        // Otherwise create it (a new file's times are now).
+        let _ = open_to_append(&path).or_else(|_| {
             trust::create_private_dir(path.parent().expect("used/<ab>/<id> has a parent"))?;
             open_to_append(&path)
         });
-        if let Ok(file) = file {
-            let _ = file.set_modified(now);
-        }
     }
 }
 
