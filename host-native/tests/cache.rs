@@ -9,7 +9,10 @@ use linkcache_native::{Cache, Error};
 
 mod support;
 
-use support::{artifacts, files_under, flip_byte, manifest_file, module_file, util, wasm};
+use support::{
+    artifacts, flip_byte, flip_manifest_byte, flip_wasm_byte, index_segments, pack_file,
+    pack_parts, rewrite_pack, util, wasm,
+};
 
 fn math() -> Vec<u8> {
     wasm(
@@ -325,7 +328,7 @@ fn corrupt_module_bytes_fall_back_to_a_duplicate_or_miss_as_broken() {
     let second = cache.add_module(&dup).unwrap();
     assert_ne!(first, second);
 
-    flip_byte(&module_file(dir.path(), &first), 20);
+    flip_wasm_byte(dir.path(), &first, 20);
     let fresh = Cache::builder(dir.path())
         .precompiled(false)
         .open()
@@ -335,7 +338,7 @@ fn corrupt_module_bytes_fall_back_to_a_duplicate_or_miss_as_broken() {
     assert_eq!(sq.call(&fresh, (3,)).unwrap(), 9);
     assert_eq!(fresh.stats().broken_skipped, 1);
 
-    fs::write(module_file(dir.path(), &second), b"\0asm").unwrap(); // truncated
+    rewrite_pack(dir.path(), &second, None, Some(b"\0asm")); // truncated
     let fresh = Cache::builder(dir.path())
         .precompiled(false)
         .open()
@@ -345,7 +348,7 @@ fn corrupt_module_bytes_fall_back_to_a_duplicate_or_miss_as_broken() {
     assert!(err.to_string().contains("corrupt"), "{err}");
 
     // Adding the bytes again repairs the cache.
-    fs::remove_file(module_file(dir.path(), &first)).unwrap();
+    fs::remove_file(pack_file(dir.path(), &first)).unwrap();
     fresh.add_module(&util()).unwrap();
     let repaired = Cache::open(dir.path()).unwrap();
     assert_eq!(call_i64(&repaired, "util.sq", 6), 36);
@@ -358,15 +361,24 @@ fn corrupt_and_truncated_manifests_and_index_entries_are_skipped() {
     let util_id = cache.add_module(&util()).unwrap();
     let math_id = cache.add_module(&math()).unwrap();
 
-    // A corrupt index entry still names its module: the lookup survives.
-    for entry in files_under(dir.path())
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "lcix"))
-    {
-        flip_byte(&entry, 60);
-    }
+    // A damaged index record costs the entries of its module (a miss), and adding the
+    // module again enters them again.
+    let segments = index_segments(dir.path());
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let len = fs::metadata(&segments[0]).unwrap().len() as usize;
+    flip_byte(&segments[0], len - 3); // in math's record, the last one
+    let fresh = Cache::open(dir.path()).unwrap();
+    let err = fresh.target::<(i64,), i64>("math.quad").unwrap_err();
+    assert_eq!(err.miss().unwrap().cause(), "unknown", "{err}");
+    assert_eq!(call_i64(&fresh, "util.sq", 3), 9);
+    let problems = cache.dir().verify(|_| {}).unwrap();
+    assert_eq!(problems.len(), 1, "the damaged record: {problems:?}");
+    fresh.add_module(&math()).unwrap();
+    assert_eq!(call_i64(&fresh, "math.quad", 2), 16);
     let fresh = Cache::open(dir.path()).unwrap();
     assert_eq!(call_i64(&fresh, "math.quad", 2), 16);
+    // (The damaged record was left out by a compaction after the re-add.)
+    assert!(cache.dir().verify(|_| {}).unwrap().is_empty());
 
     // A truncated manifest makes its module broken. (Planned here from the directory:
     // the plan hint the last target left would answer with its own checked copy of the
@@ -376,9 +388,13 @@ fn corrupt_and_truncated_manifests_and_index_entries_are_skipped() {
     };
     assert!(dir.path().join("plans").exists());
     without_hints();
-    let path = manifest_file(dir.path(), &util_id);
-    let bytes = fs::read(&path).unwrap();
-    fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let (_, record, _) = pack_parts(dir.path(), &util_id);
+    rewrite_pack(
+        dir.path(),
+        &util_id,
+        Some(&record[..record.len() / 2]),
+        None,
+    );
     let fresh = Cache::open(dir.path()).unwrap();
     let err = fresh.target::<(i64,), i64>("math.quad").unwrap_err();
     let miss = err.miss().unwrap();
@@ -390,19 +406,15 @@ fn corrupt_and_truncated_manifests_and_index_entries_are_skipped() {
     assert!(err.to_string().contains("truncated"), "{err}");
 
     // A flipped byte in a manifest is caught by its checksum.
-    fs::write(&path, &bytes).unwrap();
-    flip_byte(&manifest_file(dir.path(), &math_id), 70);
+    rewrite_pack(dir.path(), &util_id, Some(&record), None);
+    flip_manifest_byte(dir.path(), &math_id, 70);
     without_hints();
     let fresh = Cache::open(dir.path()).unwrap();
     let err = fresh.target::<(i64,), i64>("math.quad").unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
     assert_eq!(call_i64(&fresh, "util.sq", 3), 9);
     let problems = cache.dir().verify(|_| {}).unwrap();
-    assert_eq!(
-        problems.len(),
-        3,
-        "the manifest and both index entries: {problems:?}"
-    );
+    assert_eq!(problems.len(), 1, "math's manifest: {problems:?}");
 }
 
 #[test]
@@ -412,10 +424,10 @@ fn a_manifest_that_lies_about_its_binary_is_caught_before_anything_runs() {
     let id = cache.add_module(&math()).unwrap();
     cache.add_module(&util()).unwrap();
     // Rewrite math's manifest so that math.quad claims no dependencies.
-    let path = manifest_file(dir.path(), &id);
-    let mut manifest = Manifest::decode(&fs::read(&path).unwrap()).unwrap();
+    let (_, record, _) = pack_parts(dir.path(), &id);
+    let mut manifest = Manifest::decode(&record).unwrap();
     manifest.functions[0].calls.clear();
-    fs::write(&path, manifest.encode()).unwrap();
+    rewrite_pack(dir.path(), &id, Some(&manifest.encode()), None);
     let fresh = Cache::builder(dir.path())
         .precompiled(false)
         .open()

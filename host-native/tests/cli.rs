@@ -186,8 +186,9 @@ fn verify_is_clean_then_names_a_corrupt_manifest() {
         stdout(&out)
     );
 
-    let manifests = cache.path().join("manifests");
-    let sub = fs::read_dir(&manifests)
+    // The last byte of a manifest record, inside its module's pack.
+    let packs = cache.path().join("packs");
+    let sub = fs::read_dir(&packs)
         .unwrap()
         .next()
         .unwrap()
@@ -195,8 +196,8 @@ fn verify_is_clean_then_names_a_corrupt_manifest() {
         .path();
     let file = fs::read_dir(&sub).unwrap().next().unwrap().unwrap().path();
     let mut bytes = fs::read(&file).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
+    let manifest_len = u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
+    bytes[16 + manifest_len - 1] ^= 1;
     fs::write(&file, bytes).unwrap();
     let out = linkcache(cache.path(), &["verify"]);
     assert_eq!(out.status.code(), Some(1));

@@ -8,11 +8,11 @@ mod support;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use linkcache_native::core::{IndexEntry, ModuleId, analyze};
+use linkcache_native::core::{ModuleId, analyze};
 use linkcache_native::{Access, ArtifactLookup, Cache, Error};
 use support::{
-    artifacts, files_under, flip_byte, linkcache, manifest_file, module_file, stderr, stdout, util,
-    wasm,
+    artifacts, files_under, flip_byte, flip_manifest_byte, flip_wasm_byte, index_segments,
+    linkcache, pack_file, replace_index, stderr, stdout, util, wasm,
 };
 
 /// `dup.v() = value`, bytes distinguished by `value`.
@@ -26,20 +26,17 @@ fn sq(cache: &Cache, x: i64) -> Result<i64, Error> {
     cache.target::<(i64,), i64>("util.sq")?.call(cache, (x,))
 }
 
-fn entry_file(root: &Path, func_name: &str, id: &ModuleId) -> PathBuf {
-    let hash = blake3::hash(func_name.as_bytes()).to_hex();
-    root.join("index")
-        .join(&hash[..2])
-        .join(hash.as_str())
-        .join(format!("{id}.lcix"))
-}
-
 /// The kinds of file a module has, and how a damaged one shows.
 #[derive(Clone, Copy, Debug)]
 enum Damaged {
+    /// The wasm bytes in the module's pack.
     Bytes,
+    /// The manifest record in the module's pack.
     Manifest,
-    IndexEntry,
+    /// The module's record in an index segment.
+    IndexRecord,
+    /// The module's slot in the index table (after a gc compacted the segments).
+    IndexSlot,
     Artifact,
 }
 
@@ -48,7 +45,8 @@ fn re_adding_the_same_bytes_repairs_each_kind_of_damaged_file_in_this_process_an
     for kind in [
         Damaged::Bytes,
         Damaged::Manifest,
-        Damaged::IndexEntry,
+        Damaged::IndexRecord,
+        Damaged::IndexSlot,
         Damaged::Artifact,
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -57,15 +55,20 @@ fn re_adding_the_same_bytes_repairs_each_kind_of_damaged_file_in_this_process_an
             let cache = Cache::open(root).unwrap();
             let id = cache.add_module(&util()).unwrap();
             assert_eq!(sq(&cache, 7).unwrap(), 49);
+            if matches!(kind, Damaged::IndexSlot) {
+                cache.gc(u64::MAX, |_| {}).unwrap();
+                assert!(index_segments(root).is_empty());
+            }
             id
         };
-        let damaged = match kind {
-            Damaged::Bytes => module_file(root, &id),
-            Damaged::Manifest => manifest_file(root, &id),
-            Damaged::IndexEntry => entry_file(root, "util.sq", &id),
-            Damaged::Artifact => artifacts(root)[0].clone(),
-        };
-        flip_byte(&damaged, 60);
+        match kind {
+            Damaged::Bytes => flip_wasm_byte(root, &id, 20),
+            Damaged::Manifest => flip_manifest_byte(root, &id, 60),
+            Damaged::IndexRecord => flip_byte(&index_segments(root)[0], 60),
+            // The slot's module id (the header is 32 bytes, the name hash 16).
+            Damaged::IndexSlot => flip_byte(&root.join("index").join("table.lcit"), 32 + 20),
+            Damaged::Artifact => flip_byte(&artifacts(root)[0], 60),
+        }
         // The plan hint the first target left would answer with its own checked copy of
         // a damaged manifest (tests/plan_hints.rs): these plans read the directory.
         fs::remove_dir_all(root.join("plans")).unwrap();
@@ -91,20 +94,32 @@ fn re_adding_the_same_bytes_repairs_each_kind_of_damaged_file_in_this_process_an
                     "{kind:?}: {miss}"
                 );
             }
-            // A damaged entry is offered last, and the manifest decides; an artifact is
-            // not used here.
-            Damaged::IndexEntry | Damaged::Artifact => assert_eq!(sq(&cache, 7).unwrap(), 49),
+            // A damaged index record or slot is a missing entry: the function is unknown.
+            Damaged::IndexRecord | Damaged::IndexSlot => {
+                let miss = sq(&cache, 7).unwrap_err();
+                assert_eq!(
+                    miss.miss().map(|m| m.cause()),
+                    Some("unknown"),
+                    "{kind:?}: {miss}"
+                );
+            }
+            // An artifact is not used here.
+            Damaged::Artifact => assert_eq!(sq(&cache, 7).unwrap(), 49),
         }
         let report = cache
             .dir()
             .commit(&util(), &analyze(&util()).unwrap())
             .unwrap();
+        // (packs replaced, index records entered again); artifacts are checked on load,
+        // not by a commit.
         let expected_repairs = match kind {
-            Damaged::Artifact => 0, // artifacts are checked on load, not by a commit
-            _ => 1,
+            Damaged::Bytes | Damaged::Manifest => (1, 0),
+            Damaged::IndexRecord | Damaged::IndexSlot => (0, 1),
+            Damaged::Artifact => (0, 0),
         };
         assert_eq!(
-            report.files_written_over_damage, expected_repairs,
+            (report.files_written_over_damage, report.index_records),
+            expected_repairs,
             "{kind:?}"
         );
         // The module is whole again for this process too, through the public API.
@@ -124,6 +139,7 @@ fn re_adding_the_same_bytes_repairs_each_kind_of_damaged_file_in_this_process_an
             let stats = fresh.stats();
             assert_eq!((stats.artifacts_rejected, stats.modules_compiled), (1, 1));
         }
+        // (A damaged index record or slot was left out by a compaction after the re-add.)
         assert!(fresh.dir().verify(|_| {}).unwrap().is_empty(), "{kind:?}");
     }
 }
@@ -137,7 +153,7 @@ fn the_cli_repairs_corrupt_bytes_by_adding_the_same_file_again() {
     let add = linkcache(&root, &["add", file.to_str().unwrap()]);
     assert!(add.status.success(), "{}", stderr(&add));
     let id = ModuleId::of(&util());
-    flip_byte(&module_file(&root, &id), 40);
+    flip_wasm_byte(&root, &id, 40);
     // The CLI's cache compiles from the bytes when no artifact exists yet.
     let call = linkcache(&root, &["call", "util.sq", "7"]);
     assert_eq!(call.status.code(), Some(2), "{}", stderr(&call));
@@ -159,7 +175,7 @@ fn get_or_compile_with_a_deterministic_compiler_repairs_a_corrupt_module() {
         .unwrap()
         .add_module(&util())
         .unwrap();
-    flip_byte(&module_file(dir.path(), &id), 30);
+    flip_wasm_byte(dir.path(), &id, 30);
     let cache = Cache::builder(dir.path())
         .precompiled(false)
         .open()
@@ -177,7 +193,8 @@ fn get_or_compile_with_a_deterministic_compiler_repairs_a_corrupt_module() {
 }
 
 #[test]
-fn a_batch_commit_costs_two_syncs_whatever_its_size_and_a_complete_one_none() {
+fn a_batch_commit_costs_one_sync_one_file_and_one_index_record_per_module_and_a_complete_one_none()
+{
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
     let modules: Vec<Vec<u8>> = (0..100)
@@ -196,10 +213,12 @@ fn a_batch_commit_costs_two_syncs_whatever_its_size_and_a_complete_one_none() {
     let manifests: Vec<_> = modules.iter().map(|m| analyze(m).unwrap()).collect();
     let batch: Vec<_> = modules.iter().map(Vec::as_slice).zip(&manifests).collect();
     let report = cache.dir().commit_many(&batch).unwrap();
-    assert_eq!(report.syncs, 2);
-    assert_eq!(report.files_written, 100 * (2 + 8));
+    assert_eq!(report.syncs, 1);
+    assert_eq!(report.files_written, 100);
+    assert_eq!(report.index_records, 100);
     assert_eq!(report.files_written_over_damage, 0);
-    // One module: the same two.
+    assert_eq!(index_segments(dir.path()).len(), 1);
+    // One module: one sync, one file, one record.
     let single = wasm(
         r#"(module (func (export "one.f") (result i64) (i64.const 1))
         (func (export "one.g") (result i64) (i64.const 2)))"#,
@@ -208,10 +227,16 @@ fn a_batch_commit_costs_two_syncs_whatever_its_size_and_a_complete_one_none() {
         .dir()
         .commit(&single, &analyze(&single).unwrap())
         .unwrap();
-    assert_eq!((report.syncs, report.files_written), (2, 4));
+    assert_eq!(
+        (report.syncs, report.files_written, report.index_records),
+        (1, 1, 1)
+    );
     // Everything there already: nothing written, nothing synced.
     let report = cache.dir().commit_many(&batch).unwrap();
-    assert_eq!((report.syncs, report.files_written), (0, 0));
+    assert_eq!(
+        (report.syncs, report.files_written, report.index_records),
+        (0, 0, 0)
+    );
 
     // Through the cache: add_modules commits a batch and every function is callable.
     let more: Vec<Vec<u8>> = (0..10)
@@ -258,10 +283,11 @@ fn a_clock_stepped_back_does_not_put_a_newer_duplicate_first() {
     let first = cache.add_module(&duplicate(1)).unwrap();
     // As if the clock had run an hour ahead when `first` was committed (and was set
     // back since): its entry carries a time later than now.
-    let path = entry_file(dir.path(), "dup.v", &first);
-    let mut entry = IndexEntry::decode(&fs::read(&path).unwrap()).unwrap();
-    entry.committed_at += 3_600_000_000_000;
-    fs::write(&path, entry.encode()).unwrap();
+    let time = cache.dir().index().unwrap()["dup.v"][0].committed_at;
+    replace_index(
+        dir.path(),
+        &[(first, vec![("dup.v", time + 3_600_000_000_000)])],
+    );
 
     let second = cache.add_module(&duplicate(2)).unwrap();
     let index = cache.dir().index().unwrap();
@@ -275,7 +301,7 @@ fn a_clock_stepped_back_does_not_put_a_newer_duplicate_first() {
 }
 
 #[test]
-fn completing_an_interrupted_commit_keeps_the_modules_one_time() {
+fn completing_a_module_missing_from_the_index_keeps_the_modules_one_time() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
     let three = wasm(
@@ -284,7 +310,8 @@ fn completing_an_interrupted_commit_keeps_the_modules_one_time() {
     );
     let id = cache.add_module(&three).unwrap();
     let time = cache.dir().index().unwrap()["t.a"][0].committed_at;
-    fs::remove_file(entry_file(dir.path(), "t.b", &id)).unwrap();
+    // As if one entry had been lost (a remote tier indexes only some functions).
+    replace_index(dir.path(), &[(id, vec![("t.a", time), ("t.c", time)])]);
     std::thread::sleep(std::time::Duration::from_millis(5));
     cache.add_module(&three).unwrap();
     let index = cache.dir().index().unwrap();
@@ -325,17 +352,27 @@ fn gc_removes_what_crashed_writers_and_other_engines_leave() {
     let kept = cache.add_module(&util()).unwrap();
     assert_eq!(sq(&cache, 3).unwrap(), 9);
 
-    // A module whose manifest and entries are gone (bytes left: an orphan), one whose
-    // bytes are gone (a manifest without bytes, its entry dangling), one with only an
-    // index entry left, and an artifact of a module that is not committed.
+    // A module whose entries are gone (its pack left: an orphan, which gc keeps), one
+    // whose pack is gone (its entry dangling), and an artifact of a module that is not
+    // committed.
     let orphan = cache.add_module(&duplicate(1)).unwrap();
-    fs::remove_file(manifest_file(root, &orphan)).unwrap();
-    fs::remove_file(entry_file(root, "dup.v", &orphan)).unwrap();
-    let no_bytes = cache.add_module(&duplicate(2)).unwrap();
-    fs::remove_file(module_file(root, &no_bytes)).unwrap();
-    let only_entry = cache.add_module(&duplicate(3)).unwrap();
-    fs::remove_file(module_file(root, &only_entry)).unwrap();
-    fs::remove_file(manifest_file(root, &only_entry)).unwrap();
+    let dangling = cache.add_module(&duplicate(2)).unwrap();
+    let index = cache.dir().index().unwrap();
+    let time_of = |name: &str, id: &ModuleId| {
+        index[name]
+            .iter()
+            .find(|e| e.module == *id)
+            .unwrap()
+            .committed_at
+    };
+    replace_index(
+        root,
+        &[
+            (kept, vec![("util.sq", time_of("util.sq", &kept))]),
+            (dangling, vec![("dup.v", time_of("dup.v", &dangling))]),
+        ],
+    );
+    fs::remove_file(pack_file(root, &dangling)).unwrap();
     let gone = ModuleId::of(b"not a module of this cache");
     let engine_dir = artifacts(root)[0].ancestors().nth(3).unwrap().to_path_buf();
     let stray = engine_dir
@@ -360,15 +397,16 @@ fn gc_removes_what_crashed_writers_and_other_engines_leave() {
 
     let report = cache.gc(u64::MAX, |_| {}).unwrap();
     assert!(report.evicted.is_empty());
-    // tmp file, orphan bytes, manifest without bytes, two dangling entries, the stray
-    // artifact, and use markers of the three modules that are not whole.
-    assert_eq!(
-        report.leftovers_removed,
-        1 + 1 + 1 + 2 + 1 + 3,
-        "{report:?}"
-    );
+    // tmp file, the dangling entry, the stray artifact, and the use marker of the
+    // module whose pack is gone.
+    assert_eq!(report.leftovers_removed, 1 + 1 + 1 + 1, "{report:?}");
     assert_eq!(report.other_engine_artifacts_removed, 1);
-    assert_eq!(cache.dir().modules().unwrap(), [kept]);
+    assert_eq!(cache.dir().modules().unwrap(), {
+        let mut both = vec![kept, orphan];
+        both.sort();
+        both
+    });
+    assert!(index_segments(root).is_empty(), "gc compacted the index");
     assert_eq!(artifacts(root).len(), 1);
     assert!(files_under(&root.join("tmp")).is_empty());
     assert!(cache.dir().verify(|_| {}).unwrap().is_empty());
@@ -742,4 +780,35 @@ fn a_symbolic_link_planted_at_a_use_marker_is_not_followed() {
     let modified = fs::metadata(outside.path()).unwrap().modified().unwrap();
     assert_eq!(modified, long_ago);
     assert_eq!(fs::read(outside.path()).unwrap(), b"");
+}
+
+#[test]
+fn index_segments_are_compacted_once_there_are_too_many_and_nothing_is_lost() {
+    // Every store that commits writes its own segment (a process's first add); past 32
+    // segments a commit compacts them into the table.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut most = 0;
+    for m in 0..40 {
+        let store = linkcache_native::DirStore::open(root).unwrap();
+        let module = wasm(&format!(
+            r#"(module (func (export "seg.f{m}") (result i64) (i64.const {m})))"#
+        ));
+        store.commit(&module, &analyze(&module).unwrap()).unwrap();
+        most = most.max(index_segments(root).len());
+    }
+    // The 33rd commit made 33 segments and compacted them.
+    assert_eq!(
+        most, 32,
+        "compaction runs when a commit leaves more than 32"
+    );
+    assert_eq!(index_segments(root).len(), 40 - 33);
+    assert!(root.join("index").join("table.lcit").exists());
+    let cache = Cache::open(root).unwrap();
+    for m in 0..40 {
+        let f = cache.target::<(), i64>(&format!("seg.f{m}")).unwrap();
+        assert_eq!(f.call(&cache, ()).unwrap(), m);
+    }
+    assert_eq!(cache.dir().index().unwrap().len(), 40);
+    assert!(cache.dir().verify(|_| {}).unwrap().is_empty());
 }

@@ -187,8 +187,8 @@ fn a_damaged_manifest_file_behind_a_valid_hint_serves_from_the_hints_copy_and_is
     fresh_target(dir.path());
     let cache = Cache::open(dir.path()).unwrap();
     let leaf = cache.add_module(tree(0).last().unwrap()).unwrap();
-    let manifest = support::manifest_file(dir.path(), &leaf);
-    flip_byte(&manifest, 70);
+    let manifest = support::pack_file(dir.path(), &leaf);
+    support::flip_manifest_byte(dir.path(), &leaf, 70);
 
     // The hint's copy of the manifest is checked by the hint's own checksum and names
     // the same module (manifests are named by the BLAKE3 of their module's bytes).
@@ -315,7 +315,7 @@ fn a_plan_that_met_a_broken_manifest_is_not_kept_so_a_repair_is_seen_at_once() {
     // Without hints, the earliest duplicate's manifest is damaged: the plan falls back
     // to the other one and keeps nothing (a repair does not move the stamp on).
     fs::remove_dir_all(dir.path().join("plans")).unwrap();
-    flip_byte(&support::manifest_file(dir.path(), &first), 70);
+    support::flip_manifest_byte(dir.path(), &first, 70);
     let (value, stats) = call_fresh(dir.path(), "dup.v");
     assert_eq!((value, stats.broken_skipped), (2, 1));
     assert!(!hint_file(dir.path(), "dup.v").exists());

@@ -105,15 +105,16 @@ impl ScenarioHost for NativeHost {
 
     fn corrupt(&mut self, module: &ModuleId) {
         let hex = module.to_string();
+        // The module's pack ends with its wasm bytes: damage them.
         let path = self
             .dir
             .path()
-            .join("modules")
+            .join("packs")
             .join(&hex[..2])
-            .join(format!("{hex}.wasm"));
+            .join(format!("{hex}.lcpk"));
         let mut bytes = fs::read(&path).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0xff;
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0xff;
         fs::write(&path, bytes).unwrap();
         // Compiled code is damaged too (the cache must catch it by its checksum).
         for artifact in files_named(&self.dir.path().join("artifacts"), &hex) {

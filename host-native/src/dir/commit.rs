@@ -1,13 +1,15 @@
 //! Committing modules: what is there is checked and what is missing or damaged is
-//! written, for a batch of modules with a constant number of syncs.
+//! written, for a batch of modules with one sync: one pack file per module and one
+//! index record per module appended to this store's segment (see the module docs of
+//! `dir` for what a crash leaves).
 //!
 //! # Commit order
 //!
 //! Duplicates of a function are resolved by their index entries' `committed_at`
 //! (earliest first). So that the order, once observed, never changes:
 //!
-//! - a module's entries all carry one time: a re-add that completes an interrupted
-//!   commit reuses the time its existing entries carry;
+//! - a module's entries all carry one time: a re-add that enters functions missing from
+//!   the index (a damaged record) reuses the time its existing entries carry;
 //! - a new entry is stamped later than every entry already filed under its function
 //!   (and later than anything this process stamped before), so a wall clock stepped
 //!   back cannot put a newer duplicate before an established one;
@@ -16,25 +18,32 @@
 //! - an entry the remote tier ranked carries its rank instead of a time
 //!   (`commit_ranked`): ranks are small numbers, so they sort before every clock
 //!   reading, and every machine that learnt the same ranks resolves duplicates alike.
+//!   (An entry keeps the earliest time it was ever entered with, so a rank replaces a
+//!   clock reading or a later rank, never an earlier rank.)
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use linkcache_core::{IndexEntry, Manifest, ModuleId};
+use linkcache_core::{Manifest, ModuleId};
 
-use super::write::Staged;
-use super::{DirStore, read_if_present};
-use crate::error::Error;
+use super::DirStore;
+use super::index::{IndexView, segment};
+use super::pack::{self, OpenPack};
+use crate::error::{Error, IoContext};
 
 /// What a commit found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CommitReport {
-    /// Files written (missing ones, and damaged ones replaced).
+    /// Pack files written (missing ones, and damaged ones replaced): at most one per
+    /// module.
     pub files_written: usize,
-    /// Files that were there but damaged, and were replaced.
+    /// Packs that were there but damaged, and were replaced.
     pub files_written_over_damage: usize,
-    /// Durability syncs issued (at most two per batch, whatever its size).
+    /// Index records appended: at most one per module, whatever its number of
+    /// functions.
+    pub index_records: usize,
+    /// Durability syncs issued (at most one per batch, whatever its size).
     pub syncs: usize,
 }
 
@@ -64,13 +73,14 @@ impl DirStore {
         self.commit_many(&[(wasm, manifest)])
     }
 
-    /// Commits modules in order: for each, its bytes, its manifest and one index entry
-    /// per function. What is already there is checked (bytes against their id, records
-    /// against their checksum) and kept when sound; what is missing or damaged is
-    /// written (by rename, never in place). So committing a module again completes an
-    /// interrupted commit and repairs damaged files. The whole batch costs two syncs
-    /// (see the [module docs](super) for what a crash leaves), none when nothing was
-    /// missing.
+    /// Commits modules in order: for each, its pack (manifest and bytes) and one index
+    /// record naming its functions. What is already there is checked (the pack's bytes
+    /// against their id and its manifest against its checksum; the index as this
+    /// process reads it) and kept when sound; what is missing or damaged is written (a
+    /// pack by rename, never in place; missing index entries appended). So committing a
+    /// module again completes an interrupted commit and repairs damaged files. The
+    /// whole batch costs one sync (see the [module docs](super) for what a crash
+    /// leaves), none when nothing was missing.
     pub fn commit_many(&self, modules: &[(&[u8], &Manifest)]) -> Result<CommitReport, Error> {
         let batch: Vec<ToCommit<'_>> = modules
             .iter()
@@ -85,8 +95,7 @@ impl DirStore {
 
     /// Commits modules fetched from (or published to) the remote tier: like
     /// [`DirStore::commit_many`], but only the ranked functions are indexed, each entry
-    /// carrying its rank as `committed_at` (an existing entry with another time is
-    /// replaced by rename).
+    /// carrying its rank as `committed_at` (unless the entry carries an earlier time).
     #[cfg(feature = "remote")]
     pub(crate) fn commit_ranked(
         &self,
@@ -105,165 +114,147 @@ impl DirStore {
 
     fn commit_batch(&self, modules: &[ToCommit<'_>]) -> Result<CommitReport, Error> {
         self.require_writable()?;
-        let _lock = self.lock_shared()?;
-        let mut report = CommitReport::default();
-        let mut records: Vec<Staged> = Vec::new();
-        let mut entries: Vec<Staged> = Vec::new();
-        for &ToCommit {
-            wasm,
-            manifest,
-            ranks,
-        } in modules
-        {
-            let id = manifest.module;
-            debug_assert!(id.matches(wasm));
-            let bytes_state = match read_if_present(&self.module_path(&id))? {
-                None => FileState::Missing,
-                Some(bytes) if id.matches(&bytes) => FileState::Sound,
-                Some(_) => FileState::Damaged,
-            };
-            if bytes_state != FileState::Sound {
-                report.count(bytes_state);
-                records.push(self.stage(self.module_path(&id), wasm)?);
-            }
-            let manifest_state = match read_if_present(&self.manifest_path(&id))? {
-                None => FileState::Missing,
-                Some(bytes) => match Manifest::decode(&bytes) {
-                    Ok(stored) if stored.module == id => FileState::Sound,
-                    _ => FileState::Damaged,
-                },
-            };
-            if manifest_state != FileState::Sound {
-                report.count(manifest_state);
-                records.push(self.stage(self.manifest_path(&id), &manifest.encode())?);
-            }
-            match ranks {
-                None => self.stage_entries(&id, manifest, &mut entries, &mut report)?,
-                Some(ranks) => {
-                    self.stage_ranked(&id, manifest, ranks, &mut entries, &mut report)?
-                }
-            }
-        }
-        // Two syncs per batch: the bytes and manifests (data and renames) are durable
-        // before any index entry that names them is renamed into place; the entries are
-        // durable before the commit returns.
-        // The index stamp moves on once the entries are in place (and before their
-        // sync, which makes it durable with them): see `hint.rs`.
-        for (staged, are_entries) in [(records, false), (entries, true)] {
-            if staged.is_empty() {
-                continue;
-            }
-            let placed: Vec<PathBuf> = staged
-                .iter()
-                .map(|s| s.destination().to_path_buf())
-                .collect();
-            self.place(staged)?;
-            if are_entries {
-                self.bump_index_stamp()?;
-            }
-            self.sync(&as_paths(&placed))?;
-            report.syncs += 1;
-        }
+        let report = {
+            let _lock = self.lock_shared()?;
+            self.commit_locked(modules)?
+        };
         for module in modules {
             self.touch(&module.manifest.module);
+        }
+        if report.index_records > 0 {
+            self.compact_if_due();
         }
         Ok(report)
     }
 
-    /// Stages the index entries of `id` that are missing or damaged, stamped per the
-    /// commit order rules (module docs).
-    fn stage_entries(
-        &self,
-        id: &ModuleId,
-        manifest: &Manifest,
-        staged: &mut Vec<Staged>,
-        report: &mut CommitReport,
-    ) -> Result<(), Error> {
-        let mut own_times = Vec::new();
-        let mut missing = Vec::new();
-        for function in &manifest.functions {
-            let path = self.entry_path(&function.name, id);
-            let existing = read_if_present(&path)?.map(|bytes| IndexEntry::decode(&bytes));
-            match existing {
-                Some(Ok(entry)) if entry.func_name == function.name && entry.module == *id => {
-                    own_times.push(entry.committed_at);
+    /// [`DirStore::commit_batch`]'s work, holding the lock shared.
+    fn commit_locked(&self, modules: &[ToCommit<'_>]) -> Result<CommitReport, Error> {
+        let mut report = CommitReport::default();
+        let mut packs = Vec::new();
+        let mut records: Vec<u8> = Vec::new();
+        {
+            let view = self.index_view()?;
+            for &ToCommit {
+                wasm,
+                manifest,
+                ranks,
+            } in modules
+            {
+                let id = manifest.module;
+                debug_assert!(id.matches(wasm));
+                let state = self.pack_state(&id)?;
+                if state != FileState::Sound {
+                    report.count(state);
+                    packs.push(self.stage(self.pack_path(&id), &pack::encode(manifest, wasm))?);
                 }
-                Some(_) => {
-                    report.count(FileState::Damaged);
-                    missing.push(&function.name);
-                }
-                None => {
-                    report.count(FileState::Missing);
-                    missing.push(&function.name);
+                let entries = match ranks {
+                    None => unindexed(&view, &id, manifest)?,
+                    Some(ranks) => unranked(&view, &id, manifest, ranks)?,
+                };
+                if !entries.is_empty() {
+                    records.extend(segment::encode(&id, &entries));
+                    report.index_records += 1;
                 }
             }
         }
-        if missing.is_empty() {
-            return Ok(());
+        if packs.is_empty() && records.is_empty() {
+            return Ok(report);
         }
-        let committed_at = match own_times.iter().min() {
-            // Completing or repairing: the module keeps the time it was first given.
-            Some(&time) => time,
-            None => {
-                let mut floor = 0;
-                for name in &missing {
-                    for candidate in self.candidates(name)? {
-                        if candidate.module != *id && candidate.committed_at != u64::MAX {
-                            floor = floor.max(candidate.committed_at);
-                        }
-                    }
+        // Packs are renamed into place before the records that name them are appended
+        // (what a crash leaves: module docs of `dir`); one sync makes everything
+        // durable before the commit returns. The index stamp moves on once the records
+        // are appended (and before the sync, which makes it durable with them): see
+        // `hint.rs`.
+        let mut written: Vec<PathBuf> = packs
+            .iter()
+            .map(|p| p.destination().to_path_buf())
+            .collect();
+        self.place(packs)?;
+        if !records.is_empty() {
+            written.push(self.append_index(&records)?);
+            self.bump_index_stamp()?;
+        }
+        self.sync(&as_paths(&written))?;
+        report.syncs += 1;
+        Ok(report)
+    }
+
+    /// Whether the pack of `id` is there and sound (its manifest and its bytes check).
+    fn pack_state(&self, id: &ModuleId) -> Result<FileState, Error> {
+        let path = self.pack_path(id);
+        Ok(match OpenPack::open(&path)? {
+            None => FileState::Missing,
+            Some(Err(_)) => FileState::Damaged,
+            Some(Ok(pack)) => {
+                if pack.manifest(id).at(&path)?.is_ok() && pack.wasm(id).at(&path)?.is_ok() {
+                    FileState::Sound
+                } else {
+                    FileState::Damaged
                 }
-                next_stamp(floor)
             }
-        };
-        for name in missing {
-            let entry = IndexEntry {
-                func_name: String::from(name),
-                module: *id,
-                committed_at,
-            };
-            staged.push(self.stage(self.entry_path(name, id), &entry.encode())?);
-        }
-        Ok(())
+        })
     }
 }
 
-impl DirStore {
-    /// Stages the entries of the ranked functions of `id` whose stored entry is
-    /// missing, damaged or carries another time.
-    fn stage_ranked(
-        &self,
-        id: &ModuleId,
-        manifest: &Manifest,
-        ranks: &[(String, u64)],
-        staged: &mut Vec<Staged>,
-        report: &mut CommitReport,
-    ) -> Result<(), Error> {
-        for (name, rank) in ranks {
-            if manifest.function(name).is_none() {
-                continue;
-            }
-            let path = self.entry_path(name, id);
-            let state = match read_if_present(&path)?.map(|bytes| IndexEntry::decode(&bytes)) {
-                Some(Ok(entry)) if entry.func_name == *name && entry.module == *id => {
-                    if entry.committed_at == *rank {
-                        continue;
-                    }
-                    FileState::Missing
+/// The functions of `id` the index does not list under it, with the time to enter them
+/// with, per the commit order rules (module docs).
+fn unindexed<'m>(
+    view: &IndexView,
+    id: &ModuleId,
+    manifest: &'m Manifest,
+) -> Result<Vec<(&'m str, u64)>, Error> {
+    let mut own_times = Vec::new();
+    let mut missing = Vec::new();
+    let mut floor = 0;
+    for function in &manifest.functions {
+        let candidates = view.candidates(&function.name)?;
+        match candidates.iter().find(|c| c.module == *id) {
+            Some(own) => own_times.push(own.committed_at),
+            None => {
+                missing.push(function.name.as_str());
+                for candidate in &candidates {
+                    floor = floor.max(candidate.committed_at);
                 }
-                Some(_) => FileState::Damaged,
-                None => FileState::Missing,
-            };
-            report.count(state);
-            let entry = IndexEntry {
-                func_name: name.clone(),
-                module: *id,
-                committed_at: *rank,
-            };
-            staged.push(self.stage(path, &entry.encode())?);
+            }
         }
-        Ok(())
     }
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let committed_at = match own_times.iter().min() {
+        // Completing or repairing: the module keeps the time it was first given.
+        Some(&time) => time,
+        None => next_stamp(floor),
+    };
+    Ok(missing
+        .into_iter()
+        .map(|name| (name, committed_at))
+        .collect())
+}
+
+/// The ranked functions of `id` whose entry is missing or carries a later time (the
+/// earliest time of an entry counts, so an earlier rank is kept).
+fn unranked<'r>(
+    view: &IndexView,
+    id: &ModuleId,
+    manifest: &Manifest,
+    ranks: &'r [(String, u64)],
+) -> Result<Vec<(&'r str, u64)>, Error> {
+    let mut entries = Vec::new();
+    for (name, rank) in ranks {
+        if manifest.function(name).is_none() {
+            continue;
+        }
+        let stored = view.candidates(name)?;
+        if stored
+            .iter()
+            .any(|c| c.module == *id && c.committed_at <= *rank)
+        {
+            continue;
+        }
+        entries.push((name.as_str(), *rank));
+    }
+    Ok(entries)
 }
 
 /// What a commit finds where a file of the module belongs.

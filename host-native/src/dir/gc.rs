@@ -1,6 +1,8 @@
 //! Garbage collection: what crashed writers and older engines left, then least
 //! recently used modules, whole, while no commit runs (gc holds the directory's lock
-//! exclusively; commits and artifact writes hold it shared).
+//! exclusively; commits and artifact writes hold it shared). Every gc also compacts the
+//! index (`index/compact.rs`): the entries of evicted modules and entries naming no pack
+//! are left out of the new table before any pack is removed.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -10,7 +12,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use linkcache_core::ModuleId;
 
-use super::{DirStore, file_len, files_under, remove_if_present, stem_id};
+use super::{DirStore, file_len, files_under, remove_if_present};
+
+/// Directories of the layout before packs (`modules/<ab>/<id>.wasm`,
+/// `manifests/<ab>/<id>.lcmf`), removed by gc.
+const OLD_LAYOUT: [&str; 2] = ["modules", "manifests"];
 use crate::error::Error;
 
 /// What `gc` did.
@@ -18,9 +24,9 @@ use crate::error::Error;
 pub struct GcReport {
     /// Modules removed, least recently used first.
     pub evicted: Vec<ModuleId>,
-    /// Leftovers removed: temporary files, bytes without a manifest, manifests without
-    /// bytes, index entries naming no committed module, artifacts and use markers of
-    /// modules that are not committed.
+    /// Leftovers removed: temporary files, index entries naming no committed module,
+    /// artifacts and use markers of modules that are not committed, and the files of
+    /// the layout before packs.
     pub leftovers_removed: u64,
     /// Artifact files of other engine configurations removed (see [`GcOptions`]).
     pub other_engine_artifacts_removed: u64,
@@ -36,7 +42,7 @@ pub struct GcReport {
 /// What `gc` keeps.
 #[derive(Clone, Debug)]
 pub struct GcOptions<'a> {
-    /// At most this many bytes remain (modules, manifests, index entries, artifacts).
+    /// At most this many bytes remain (packs, the index, artifacts).
     pub max_size: u64,
     /// The engine configuration whose artifacts are kept (`Cache::gc` passes its own).
     /// With `Some`, the artifacts of every other configuration (another wasmtime
@@ -93,6 +99,7 @@ impl DirStore {
             report.other_engine_artifacts_removed = self.remove_other_engines(keep)?;
         }
         let mut size = self.size()?;
+        let mut evicted = BTreeSet::new();
         if size > options.max_size {
             let mut by_use: Vec<(SystemTime, ModuleId)> = self
                 .modules()?
@@ -109,14 +116,19 @@ impl DirStore {
                 if size <= options.max_size {
                     break;
                 }
-                let module_size = self.module_size(&id);
-                self.remove_module(&id)?;
-                size = size.saturating_sub(module_size);
+                size = size.saturating_sub(self.module_size(&id));
+                evicted.insert(id);
                 report.evicted.push(id);
-                progress(&id);
             }
-            size = self.size()?;
         }
+        // The index first: no entry names an evicted module once its pack goes.
+        let compacted = self.compact_index(&evicted)?;
+        report.leftovers_removed += compacted.dangling as u64;
+        for id in &report.evicted {
+            self.remove_module_files(id)?;
+            progress(id);
+        }
+        let size = self.size()?;
         report.remaining = size;
         report.freed = before.saturating_sub(size);
         Ok(report)
@@ -141,35 +153,22 @@ impl DirStore {
     }
 
     fn remove_module(&self, id: &ModuleId) -> Result<(), Error> {
-        if let Ok(Ok(manifest)) = self.manifest(id) {
-            for function in &manifest.functions {
-                remove_if_present(&self.entry_path(&function.name, id))?;
-            }
-        } else {
-            // Without a readable manifest, find its entries by their file names (a scan
-            // of the index, so only then).
-            for path in files_under(&self.root().join("index"))? {
-                if stem_id(&path, "lcix") == Some(*id) {
-                    remove_if_present(&path)?;
-                }
-            }
-        }
-        remove_if_present(&self.manifest_path(id))?;
-        remove_if_present(&self.module_path(id))?;
+        self.compact_index(&BTreeSet::from([*id]))?;
+        self.remove_module_files(id)
+    }
+
+    /// Removes a module's pack, artifacts and use marker (its index entries are gone).
+    fn remove_module_files(&self, id: &ModuleId) -> Result<(), Error> {
+        remove_if_present(&self.pack_path(id))?;
         for engine in self.engine_keys()? {
             remove_dir_if_present(&self.artifact_dir(&engine, id))?;
         }
         remove_if_present(&self.used_path(id))
     }
 
-    /// Bytes used by a module: its wasm, manifest, index entries and artifacts.
+    /// Bytes used by a module: its pack and artifacts.
     fn module_size(&self, id: &ModuleId) -> u64 {
-        let mut size = file_len(&self.module_path(id)) + file_len(&self.manifest_path(id));
-        if let Ok(Ok(manifest)) = self.manifest(id) {
-            for function in &manifest.functions {
-                size += file_len(&self.entry_path(&function.name, id));
-            }
-        }
+        let mut size = file_len(&self.pack_path(id));
         for engine in self.engine_keys().unwrap_or_default() {
             if let Ok(files) = files_under(&self.artifact_dir(&engine, id)) {
                 size += files.iter().map(|f| file_len(f)).sum::<u64>();
@@ -193,10 +192,10 @@ impl DirStore {
     }
 
     /// Removes what no commit in progress can be writing (gc holds the lock
-    /// exclusively): every temporary file; bytes whose manifest is missing; manifests
-    /// whose bytes are missing; index entries whose module is not committed (after the
-    /// two above); artifacts and use markers of modules that are not committed.
-    /// Returns how many files it removed.
+    /// exclusively): every temporary file; the files of the layout before packs;
+    /// artifacts and use markers of modules that are not committed. (Index entries
+    /// naming no pack are left out by the compaction that follows.) Returns how many
+    /// files it removed.
     fn remove_leftovers(&self) -> Result<u64, Error> {
         let mut removed = 0;
         let mut remove = |path: &Path| -> Result<(), Error> {
@@ -207,29 +206,23 @@ impl DirStore {
         for path in files_under(&self.root().join("tmp"))? {
             remove(&path)?;
         }
-        for path in files_under(&self.root().join("modules"))? {
-            if let Some(id) = stem_id(&path, "wasm")
-                && !self.manifest_path(&id).exists()
-            {
+        for old in OLD_LAYOUT {
+            for path in files_under(&self.root().join(old))? {
                 remove(&path)?;
             }
+            remove_dir_if_present(&self.root().join(old))?;
         }
-        let mut committed = BTreeSet::new();
-        for path in files_under(&self.root().join("manifests"))? {
-            let Some(id) = stem_id(&path, "lcmf") else {
-                continue;
-            };
-            if self.module_path(&id).exists() {
-                committed.insert(id);
-            } else {
-                remove(&path)?;
+        for prefix in read_dir_names(&self.root().join("index"))? {
+            // `index/<nh>/<name-hash>/<id>.lcix`: one file per entry, before segments.
+            if prefix.len() == 2 {
+                let dir = self.root().join("index").join(&prefix);
+                for path in files_under(&dir)? {
+                    remove(&path)?;
+                }
+                remove_dir_if_present(&dir)?;
             }
         }
-        for path in files_under(&self.root().join("index"))? {
-            if !stem_id(&path, "lcix").is_some_and(|id| committed.contains(&id)) {
-                remove(&path)?;
-            }
-        }
+        let committed: BTreeSet<ModuleId> = self.modules()?.into_iter().collect();
         for path in files_under(&self.root().join("used"))? {
             if !path
                 .file_name()

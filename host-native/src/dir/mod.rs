@@ -4,17 +4,18 @@
 //! ```text
 //! <root>/                         0700, owned by the user
 //!   lock                          advisory lock: commits hold it shared, gc exclusive
-//!   modules/<ab>/<id>.wasm        module bytes, named by their BLAKE3 (ModuleId)
-//!   manifests/<ab>/<id>.lcmf      manifest record (linkcache_core::record)
-//!   index/<nh>/<name-hash>/<id>.lcix
-//!                                 one index entry per (func_name, module); <name-hash>
-//!                                 is BLAKE3(func_name) in hex, the entry carries the name
+//!   packs/<ab>/<id>.lcpk          a module: its manifest record and its wasm bytes,
+//!                                 named by their BLAKE3 (ModuleId) (`pack.rs`)
+//!   index/log/<pid>-<random>.lcil index segments: one append-only log per writing
+//!                                 DirStore, one record per committed module
+//!   index/table.lcit              the compacted index, sorted by function name hash
+//!                                 (`index/`)
 //!   artifacts/<engine>/<ab>/<id>/<xxh3>.cwasm
 //!                                 wasmtime precompiled code; <engine> is a hash of
 //!                                 Engine::precompile_compatibility_hash, <xxh3> the
 //!                                 XXH3-128 of the file, checked before deserializing
 //!   used/<ab>/<id>                empty marker whose mtime is the module's last use (gc)
-//!   index-stamp                   grows by one byte whenever index entries change
+//!   index-stamp                   grows by one byte whenever the index changes
 //!   plans/<ab>/<name-hash>.lcph   plan hint: what the last plan of a target read, valid
 //!                                 while the index stamp is the one it records (`hint.rs`)
 //!   plans/<ab>/<name-hash>.lcfp   the plan a store that had loaded nothing got, and the
@@ -22,46 +23,53 @@
 //!   tmp/<pid>-<random><name>      files being written, created exclusively
 //! ```
 //!
+//! A commit creates one file per module (its pack) and appends one record per module to
+//! its segment, whatever the module's number of functions: see "What a crash leaves".
+//! (The layout before packs, `modules/`, `manifests/` and one file per index entry
+//! under `index/<nh>/`, is not read; gc removes it.)
+//!
 //! # What a reader may see
 //!
-//! Every file is written to `tmp/` under an unpredictable name and renamed into place,
-//! so a file is either absent or complete. A commit renames a module's bytes and
-//! manifest before its index entries (`DirStore::commit_many`), and `gc`
-//! removes them in the reverse order while no commit runs (it holds `lock`
+//! Packs and tables are written to `tmp/` under an unpredictable name and renamed into
+//! place, so such a file is either absent or complete; segments only grow, and a
+//! reader parses their complete records (`index/segment.rs`). A commit renames its packs
+//! into place before it appends their index records, and `gc` leaves a module's entries
+//! out of the index before it removes its pack, while no commit runs (it holds `lock`
 //! exclusively, commits hold it shared). Readers take no lock, so a reader may see:
 //!
-//! - a module that gc removes while the reader plans or loads it: its manifest or
-//!   bytes vanish, and that target skips the module (a duplicate or a miss) without
-//!   remembering it as broken, so a later re-add by any process makes it usable again;
-//! - a module indexed under some but not all of its functions (a writer killed
-//!   mid-commit): the next add of the same bytes writes the rest;
-//! - damaged files (a disk error, a hand edit): every read is checked (bytes against
-//!   their BLAKE3 id, records against their checksum, artifacts against the XXH3-128
-//!   in their name), a damaged file is a broken candidate, and a re-add replaces it.
+//! - a module that gc removes while the reader plans or loads it: its pack vanishes,
+//!   and that target skips the module (a duplicate or a miss) without remembering it as
+//!   broken, so a later re-add by any process makes it usable again;
+//! - damaged files (a disk error, a hand edit): every read is checked (a pack's
+//!   manifest against its checksum, its bytes against their BLAKE3 id, index records
+//!   and table slots against their checksums, artifacts against the XXH3-128 in their
+//!   name). A damaged pack is a broken candidate and a re-add replaces it; a damaged
+//!   index record or slot is a missing entry, and a re-add enters it again.
 //!
 //! # What a crash leaves
 //!
-//! A commit stages every file in `tmp/`, renames the bytes and manifests into place,
-//! makes them durable (one sync for the whole batch), then renames the index entries
-//! into place and makes those durable before it returns (`write.rs`): two syncs per
-//! batch, whatever its number of modules and functions.
+//! A commit stages each module's pack in `tmp/`, renames the packs into place, appends
+//! the index records of the batch to its segment with one `write`, moves the index
+//! stamp and makes all of it durable with one sync before it returns (`commit.rs`,
+//! `write.rs`): one sync per batch, whatever its number of modules and functions.
 //!
 //! - After a `SIGKILL` (the page cache survives, renames are seen in order): a commit
-//!   that did not return left at most temporary files (removed by gc), bytes and
-//!   manifests that no index entry reaches (orphans, removed by gc or completed by a
-//!   re-add), and index entries for some of its functions, whose manifest and bytes
-//!   exist.
+//!   that did not return left at most temporary files (removed by gc), packs that no
+//!   index record reaches (orphans, completed by a re-add), and an incomplete record at
+//!   the end of its segment (never read as an entry).
 //! - After a power loss, in addition: what a commit that returned `Ok` wrote is on
-//!   disk; files of a commit that did not return may be missing or empty (their data
-//!   had not reached the disk), but no index entry was renamed before the bytes and
-//!   manifest it names were durable. A damaged file fails its check on read (the module
-//!   is skipped as broken) and the next add of the same bytes replaces it. This relies
-//!   on `syncfs` (Linux) or `fsync` flushing data and directory entries, which
-//!   journaling file systems (ext4, xfs, btrfs) do.
+//!   disk. Of a commit that did not return, any part may be missing, and a pack may be
+//!   empty or hold garbage (its data had not reached the disk): an index record may
+//!   then name a pack that is missing (read as a miss, like a module gc removed, and
+//!   left out by the next compaction) or damaged (a broken candidate). Either way the
+//!   next add of the same bytes writes the pack again. This relies on `syncfs` (Linux)
+//!   or `fsync` flushing data and directory entries, which journaling file systems
+//!   (ext4, xfs, btrfs) do.
 //!
-//! Files are never rewritten in place: another process may have memory-mapped an
-//! artifact, and changing a mapped file would change the code it runs. A replacement
-//! gets a new name (artifacts are named by checksum) or a rename over the old name.
+//! Files other than segments are never rewritten in place: another process may have
+//! memory-mapped an artifact, and changing a mapped file would change the code it runs.
+//! A replacement gets a new name (artifacts are named by checksum) or a rename over the
+//! old name. Segments are only appended to, by the one `DirStore` that created them.
 //!
 //! # Trust and read-only directories
 //!
@@ -78,6 +86,8 @@ mod artifact;
 mod commit;
 mod gc;
 mod hint;
+mod index;
+mod pack;
 mod read;
 mod trust;
 mod verify;
@@ -87,7 +97,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use linkcache_core::{Candidate, Manifest, ModuleId, Store};
 
@@ -114,6 +124,10 @@ struct Inner {
     root: PathBuf,
     trust: Trust,
     access: Access,
+    /// What this process read of the function index.
+    index: Mutex<index::IndexView>,
+    /// The index segment this store appends to, once it has committed.
+    writer: Mutex<Option<index::SegmentWriter>>,
 }
 
 /// Whether this process may write to a cache directory.
@@ -126,7 +140,7 @@ pub enum Access {
     ReadOnly(String),
 }
 
-const DIRS: [&str; 6] = ["modules", "manifests", "index", "artifacts", "used", "tmp"];
+const DIRS: [&str; 5] = ["packs", index::LOG, "artifacts", "used", "tmp"];
 
 impl DirStore {
     /// Opens (creating when absent, mode 0700) the cache directory at `root`. A directory
@@ -164,6 +178,8 @@ impl DirStore {
                 root,
                 trust,
                 access,
+                index: Mutex::default(),
+                writer: Mutex::default(),
             }),
         })
     }
@@ -208,24 +224,8 @@ impl DirStore {
         }
     }
 
-    fn module_path(&self, id: &ModuleId) -> PathBuf {
-        sharded(self.root().join("modules"), id, ".wasm")
-    }
-
-    fn manifest_path(&self, id: &ModuleId) -> PathBuf {
-        sharded(self.root().join("manifests"), id, ".lcmf")
-    }
-
-    fn index_dir(&self, func_name: &str) -> PathBuf {
-        let hash = blake3::hash(func_name.as_bytes()).to_hex();
-        self.root()
-            .join("index")
-            .join(&hash[..2])
-            .join(hash.as_str())
-    }
-
-    fn entry_path(&self, func_name: &str, id: &ModuleId) -> PathBuf {
-        self.index_dir(func_name).join(format!("{id}.lcix"))
+    fn pack_path(&self, id: &ModuleId) -> PathBuf {
+        sharded(self.root().join("packs"), id, ".lcpk")
     }
 
     fn used_path(&self, id: &ModuleId) -> PathBuf {
@@ -237,9 +237,9 @@ impl DirStore {
         sharded(self.root().join("artifacts").join(engine_key), id, "")
     }
 
-    /// Whether the module's bytes and manifest are committed.
+    /// Whether the module's pack (bytes and manifest) is committed.
     pub fn contains(&self, id: &ModuleId) -> bool {
-        self.manifest_path(id).exists()
+        self.pack_path(id).exists()
     }
 
     /// Records that `id` was used now (for `gc`); failures are ignored, the marker is

@@ -1,11 +1,12 @@
 //! `verify`: every record of the directory checked, problems listed, nothing changed.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use linkcache_core::IndexEntry;
+use linkcache_core::ModuleId;
 
-use super::{DirStore, files_under, read_if_present, stem_id};
+use super::{DirStore, files_under, is_vanished, read_if_present, stem_id};
 use crate::error::Error;
 
 /// One problem `verify` found.
@@ -18,12 +19,13 @@ pub struct Problem {
 }
 
 impl DirStore {
-    /// Checks every record: module bytes against their id, manifests against their
-    /// checksum and their module, index entries against their checksum and a committed
-    /// module, artifacts against their checksum. Returns the problems found; an empty
-    /// list means the cache is sound. Temporary files and unindexed bytes are not
-    /// problems (a writer may be busy with them), and files that vanish during the scan
-    /// (another process's gc) are skipped.
+    /// Checks every record: each pack (its manifest against its checksum and its
+    /// module, its bytes against their id), the index (table slots and segment records
+    /// against their checksums, each entry against a committed module), artifacts
+    /// against their checksum. Returns the problems found; an empty list means the
+    /// cache is sound. Temporary files, unindexed packs and a segment's incomplete last
+    /// record are not problems (a writer may be busy with them), and files that vanish
+    /// during the scan (another process's gc) are skipped.
     pub fn verify(&self, mut progress: impl FnMut(&Path)) -> Result<Vec<Problem>, Error> {
         let mut problems = Vec::new();
         let mut problem = |path: &Path, reason: String| {
@@ -32,15 +34,12 @@ impl DirStore {
                 reason,
             })
         };
-        for path in files_under(&self.root().join("manifests"))? {
+        for path in files_under(&self.root().join("packs"))? {
             progress(&path);
-            let Some(id) = stem_id(&path, "lcmf") else {
+            let Some(id) = stem_id(&path, "lcpk") else {
                 problem(&path, "unexpected file name".into());
                 continue;
             };
-            if !path.exists() {
-                continue;
-            }
             match self.manifest(&id)? {
                 Ok(manifest) => match self.module_bytes(&id)? {
                     Ok(bytes) if bytes.len() as u64 != manifest.byte_len => problem(
@@ -52,33 +51,31 @@ impl DirStore {
                         ),
                     ),
                     Ok(_) => {}
-                    Err(reason) => problem(&self.module_path(&id), reason),
+                    Err(reason) if is_vanished(&reason) => {}
+                    Err(reason) => problem(&path, reason),
                 },
+                Err(reason) if is_vanished(&reason) => {}
                 Err(reason) => problem(&path, reason),
             }
         }
-        for path in files_under(&self.root().join("index"))? {
-            progress(&path);
-            let Some(bytes) = read_if_present(&path)? else {
-                continue;
-            };
-            match IndexEntry::decode(&bytes) {
-                Ok(entry) => {
-                    if Some(entry.module) != stem_id(&path, "lcix")
-                        || path.parent() != Some(&self.index_dir(&entry.func_name))
-                    {
-                        problem(&path, "index entry is filed under the wrong name".into());
-                    } else if !self.contains(&entry.module) && path.exists() {
-                        problem(
-                            &path,
-                            format!(
-                                "indexes module {} which is not committed",
-                                entry.module.short()
-                            ),
-                        );
-                    }
-                }
-                Err(e) => problem(&path, format!("corrupt index entry: {e}")),
+        progress(&self.root().join("index"));
+        let index = self.whole_index()?;
+        for damage in index.damage {
+            problem(&damage.path, damage.reason);
+        }
+        let mut indexed: BTreeMap<ModuleId, usize> = BTreeMap::new();
+        for (_, module) in index.entries.keys() {
+            *indexed.entry(*module).or_default() += 1;
+        }
+        for (module, entries) in indexed {
+            if !self.contains(&module) {
+                problem(
+                    &self.root().join("index"),
+                    format!(
+                        "{entries} index entries name module {}, which is not committed",
+                        module.short()
+                    ),
+                );
             }
         }
         for path in files_under(&self.root().join("artifacts"))? {

@@ -3,10 +3,10 @@
 //! lock that keeps commits and gc apart.
 //!
 //! Durability costs a constant number of syncs per batch of files, not one per file:
-//! on Linux one `syncfs` of the cache's file system flushes every staged file and every
-//! rename at once (elsewhere each file and each directory touched is fsynced). A batch
-//! of modules therefore costs two syncs whatever its number of modules and functions
-//! (`commit.rs`). `syncfs` also flushes what other programs wrote to the
+//! on Linux one `syncfs` of the cache's file system flushes every staged file, every
+//! rename and every append at once (elsewhere each file and each directory touched is
+//! fsynced). A batch of modules therefore costs one sync whatever its number of modules
+//! and functions (`commit.rs`). `syncfs` also flushes what other programs wrote to the
 //! same file system, so on a disk busy with other writers one sync can take longer; it
 //! is still one.
 
@@ -107,6 +107,17 @@ impl DirStore {
         Ok(LockGuard { _file: file })
     }
 
+    /// Takes the lock exclusively when no one holds it (an index compaction after a
+    /// commit): `Ok(None)` when someone does.
+    pub(super) fn try_lock_exclusive(&self) -> Result<Option<LockGuard>, Error> {
+        let file = self.lock_file()?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(LockGuard { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&self.root().join("lock"), e)),
+        }
+    }
+
     /// Takes the lock exclusively (gc): waits for running commits, holds off new ones.
     pub(super) fn lock_exclusive(&self) -> Result<LockGuard, Error> {
         let file = self.lock_file()?;
@@ -129,6 +140,11 @@ impl DirStore {
 }
 
 impl Staged {
+    /// Where the file is now (in `tmp/`).
+    pub(super) fn file_path(&self) -> &Path {
+        &self.file
+    }
+
     /// Where the file goes.
     pub(super) fn destination(&self) -> &Path {
         &self.destination

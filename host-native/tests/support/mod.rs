@@ -69,20 +69,64 @@ pub fn util() -> Vec<u8> {
     )
 }
 
-/// Where the cache at `root` keeps the bytes of `id`.
-pub fn module_file(root: &Path, id: &linkcache_native::core::ModuleId) -> std::path::PathBuf {
+/// Where the cache at `root` keeps the pack (manifest record and wasm bytes) of `id`.
+pub fn pack_file(root: &Path, id: &linkcache_native::core::ModuleId) -> std::path::PathBuf {
     let hex = id.to_string();
-    root.join("modules")
+    root.join("packs")
         .join(&hex[..2])
-        .join(format!("{hex}.wasm"))
+        .join(format!("{hex}.lcpk"))
 }
 
-/// Where the cache at `root` keeps the manifest of `id`.
-pub fn manifest_file(root: &Path, id: &linkcache_native::core::ModuleId) -> std::path::PathBuf {
-    let hex = id.to_string();
-    root.join("manifests")
-        .join(&hex[..2])
-        .join(format!("{hex}.lcmf"))
+/// A pack's parts: (its 16-byte header, the manifest record, the wasm bytes).
+pub fn pack_parts(
+    root: &Path,
+    id: &linkcache_native::core::ModuleId,
+) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let bytes = std::fs::read(pack_file(root, id)).unwrap();
+    let manifest_len = u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
+    (
+        bytes[..16].to_vec(),
+        bytes[16..16 + manifest_len].to_vec(),
+        bytes[16 + manifest_len..].to_vec(),
+    )
+}
+
+/// Rewrites the pack of `id` (in place, as damage would) with another manifest record
+/// or other wasm bytes; the header's manifest length follows the record.
+pub fn rewrite_pack(
+    root: &Path,
+    id: &linkcache_native::core::ModuleId,
+    manifest: Option<&[u8]>,
+    wasm: Option<&[u8]>,
+) {
+    let (header, old_manifest, old_wasm) = pack_parts(root, id);
+    let manifest = manifest.unwrap_or(&old_manifest);
+    let mut bytes = header[..8].to_vec();
+    bytes.extend_from_slice(&(manifest.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(manifest);
+    bytes.extend_from_slice(wasm.unwrap_or(&old_wasm));
+    std::fs::write(pack_file(root, id), bytes).unwrap();
+}
+
+/// Flips byte `at` of the wasm bytes in the pack of `id`.
+pub fn flip_wasm_byte(root: &Path, id: &linkcache_native::core::ModuleId, at: usize) {
+    let (_, _, mut wasm) = pack_parts(root, id);
+    let at = at.min(wasm.len() - 1);
+    wasm[at] ^= 0x5a;
+    rewrite_pack(root, id, None, Some(&wasm));
+}
+
+/// Flips byte `at` of the manifest record in the pack of `id`.
+pub fn flip_manifest_byte(root: &Path, id: &linkcache_native::core::ModuleId, at: usize) {
+    let (_, mut manifest, _) = pack_parts(root, id);
+    let at = at.min(manifest.len() - 1);
+    manifest[at] ^= 0x5a;
+    rewrite_pack(root, id, Some(&manifest), None);
+}
+
+/// The index segments of the cache at `root` (one per store that committed).
+pub fn index_segments(root: &Path) -> Vec<std::path::PathBuf> {
+    files_under(&root.join("index").join("log"))
 }
 
 /// Every file under `root`, recursively, sorted (none when it is absent).
@@ -128,4 +172,48 @@ pub fn spawn_role(test: &str, dir: &Path, role: &str) -> std::process::Child {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// Replaces every index segment and the table of the cache at `root` by one segment
+/// holding `records` (module, [(function, committed_at)]), written in the segment
+/// format (`dir/index/segment.rs`) independently of the library: for tests that need an
+/// index the library would not write (a clock that ran ahead, an interrupted commit).
+pub fn replace_index(
+    root: &Path,
+    records: &[(linkcache_native::core::ModuleId, Vec<(&str, u64)>)],
+) {
+    let log = root.join("index").join("log");
+    for segment in index_segments(root) {
+        std::fs::remove_file(segment).unwrap();
+    }
+    let _ = std::fs::remove_file(root.join("index").join("table.lcit"));
+    let mut bytes = Vec::new();
+    for (module, entries) in records {
+        let mut payload = module.as_bytes().to_vec();
+        payload.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        for (name, time) in entries {
+            payload.extend_from_slice(&time.to_le_bytes());
+            payload.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            payload.extend_from_slice(name.as_bytes());
+        }
+        bytes.extend_from_slice(b"LCSG");
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&blake3::hash(&payload).as_bytes()[..16]);
+        bytes.extend_from_slice(&payload);
+    }
+    std::fs::write(log.join("0-by-hand.lcil"), bytes).unwrap();
+    move_index_stamp(root);
+}
+
+/// After a test changed the index by hand: moves the index stamp on, as every writer
+/// does, so that readers read the index again.
+pub fn move_index_stamp(root: &Path) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(root.join("index-stamp"))
+        .unwrap()
+        .write_all(b".")
+        .unwrap();
 }

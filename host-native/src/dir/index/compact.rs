@@ -1,0 +1,158 @@
+//! Compaction: the table and every segment merged into a new table, holding the
+//! directory's lock exclusively (no commit appends meanwhile).
+//!
+//! Order, so that a crash at any point loses no entry of a module that stays:
+//! the new table is written and made durable, renamed over the old one and the rename
+//! made durable; only then are the merged segments removed. A crash before the rename
+//! leaves the old table and the segments; after it, segments whose entries the table
+//! also holds (the same entries twice, the earliest time counts). Entries of the
+//! modules being removed, and entries whose module has no pack (gc removed it, or a
+//! power loss lost a commit's pack but not its record) are left out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use linkcache_core::{IndexEntry, ModuleId, Name};
+
+use super::table::{self, Entry, Table};
+use super::{LOG, TABLE, list_segments, segment};
+use crate::dir::{DirStore, Problem, remove_if_present};
+use crate::error::{Error, IoContext};
+
+/// What a compaction did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Compacted {
+    /// Entries in the new table.
+    pub(crate) entries: usize,
+    /// Entries left out because their module has no pack.
+    pub(crate) dangling: usize,
+    /// Entries left out because their module is being removed.
+    pub(crate) removed: usize,
+    /// Segments merged and removed.
+    pub(crate) segments: usize,
+}
+
+/// Everything the index holds, read whole.
+pub(crate) struct WholeIndex {
+    /// One entry per (function, module), with its earliest time.
+    pub(crate) entries: BTreeMap<(Name, ModuleId), u64>,
+    /// The segments read.
+    pub(crate) segments: Vec<PathBuf>,
+    /// Damage found on the way (the damaged parts are left out).
+    pub(crate) damage: Vec<Problem>,
+}
+
+impl DirStore {
+    /// Reads the table and every segment whole (gc, `verify`, listings).
+    pub(crate) fn whole_index(&self) -> Result<WholeIndex, Error> {
+        let mut whole = WholeIndex {
+            entries: BTreeMap::new(),
+            segments: Vec::new(),
+            damage: Vec::new(),
+        };
+        let mut enter = |name: Name, module: ModuleId, committed_at: u64| {
+            let time = whole.entries.entry((name, module)).or_insert(committed_at);
+            *time = (*time).min(committed_at);
+        };
+        let table_path = self.root().join(TABLE);
+        match Table::open(&table_path)? {
+            None => {}
+            Some(Err(reason)) => whole.damage.push(Problem {
+                path: table_path.clone(),
+                reason,
+            }),
+            Some(Ok(table)) => {
+                let (entries, damaged) = table.entries().at(&table_path)?;
+                for entry in entries {
+                    enter(entry.name, entry.module, entry.committed_at);
+                }
+                for (slot, reason) in damaged {
+                    whole.damage.push(Problem {
+                        path: table_path.clone(),
+                        reason: format!("slot {slot}: {reason}"),
+                    });
+                }
+            }
+        }
+        for (_, path) in list_segments(self.root())? {
+            let Some(bytes) = super::super::read_if_present(&path)? else {
+                continue;
+            };
+            let parsed = segment::parse(&bytes);
+            for record in parsed.records {
+                for (name, committed_at) in record.entries {
+                    enter(name, record.module, committed_at);
+                }
+            }
+            for (offset, reason) in parsed.damaged {
+                whole.damage.push(Problem {
+                    path: path.clone(),
+                    reason: format!("record at byte {offset}: {reason}"),
+                });
+            }
+            whole.segments.push(path);
+        }
+        Ok(whole)
+    }
+
+    /// Every index entry: func_name -> entries in commit order, sorted by name.
+    pub fn index(&self) -> Result<BTreeMap<String, Vec<IndexEntry>>, Error> {
+        let mut index: BTreeMap<String, Vec<IndexEntry>> = BTreeMap::new();
+        for ((name, module), committed_at) in self.whole_index()?.entries {
+            index
+                .entry(String::from(name.as_str()))
+                .or_default()
+                .push(IndexEntry {
+                    func_name: String::from(name.as_str()),
+                    module,
+                    committed_at,
+                });
+        }
+        for entries in index.values_mut() {
+            entries.sort_by_key(|e| (e.committed_at, e.module));
+        }
+        Ok(index)
+    }
+
+    /// Merges the table and the segments into a new table, leaving out the entries of
+    /// `removing` and of modules without a pack. The caller holds the directory's lock
+    /// exclusively.
+    pub(crate) fn compact_index(&self, removing: &BTreeSet<ModuleId>) -> Result<Compacted, Error> {
+        let whole = self.whole_index()?;
+        let mut report = Compacted {
+            segments: whole.segments.len(),
+            ..Compacted::default()
+        };
+        let mut has_pack: HashMap<ModuleId, bool> = HashMap::new();
+        let mut kept = Vec::with_capacity(whole.entries.len());
+        for ((name, module), committed_at) in whole.entries {
+            if removing.contains(&module) {
+                report.removed += 1;
+                continue;
+            }
+            let present = *has_pack
+                .entry(module)
+                .or_insert_with(|| self.pack_path(&module).exists());
+            if !present {
+                report.dangling += 1;
+                continue;
+            }
+            kept.push(Entry {
+                name,
+                module,
+                committed_at,
+            });
+        }
+        report.entries = kept.len();
+        let table_path = self.root().join(TABLE);
+        let staged = self.stage(table_path.clone(), &table::encode(&kept))?;
+        self.sync(&[staged.file_path()])?;
+        self.place(vec![staged])?;
+        self.sync(&[&table_path, &self.root().join(LOG)])?;
+        for segment in &whole.segments {
+            remove_if_present(segment)?;
+        }
+        self.bump_index_stamp()?;
+        Ok(report)
+    }
+}

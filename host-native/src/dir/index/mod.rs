@@ -1,0 +1,321 @@
+//! The function index: which modules define a function name, and when each was
+//! committed. Log-structured, so that indexing a module costs one append whatever its
+//! number of functions:
+//!
+//! - `index/log/<pid>-<random>.lcil`: segments (`segment.rs`). Each `DirStore` that
+//!   commits appends one record per module to a segment of its own, created
+//!   exclusively at its first commit.
+//! - `index/table.lcit`: the table (`table.rs`), sorted by name hash, searched by
+//!   bisection. Compaction (`compact.rs`), holding the directory's lock exclusively,
+//!   merges the table and every segment into a new table, renames it into place and
+//!   removes the merged segments.
+//!
+//! A reader keeps an [`IndexView`]: the open table and what it read of each segment,
+//! refreshed when the index stamp moved (`hint.rs`; every commit and compaction moves
+//! it), reading only what segments gained since. The same (function, module) may be
+//! entered more than once (a re-add after a crash, a remote rank, a compaction
+//! interrupted before it removed its segments): the earliest time counts.
+
+mod compact;
+pub(crate) mod segment;
+pub(crate) mod table;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use linkcache_core::{Candidate, Name};
+
+use table::Table;
+
+use super::hint::IndexStamp;
+use super::{DirStore, trust};
+use crate::error::{Error, IoContext};
+
+/// The table's path below the root.
+pub(super) const TABLE: &str = "index/table.lcit";
+/// The segments' directory below the root.
+pub(super) const LOG: &str = "index/log";
+const SEGMENT_EXT: &str = "lcil";
+
+/// Compaction runs after a commit when the segments hold more than this many bytes...
+const COMPACT_AFTER_BYTES: u64 = 4 << 20;
+/// ...or there are more than this many (each process that commits writes one).
+const COMPACT_AFTER_SEGMENTS: usize = 32;
+
+/// What this process has read of the index.
+#[derive(Debug, Default)]
+pub(crate) struct IndexView {
+    /// The stamp read before the last complete refresh.
+    stamp: Option<IndexStamp>,
+    table: Option<Table>,
+    /// Which table file the view read (even a damaged one, read as empty).
+    table_identity: Option<(u64, u64)>,
+    segments: HashMap<OsString, SegmentRead>,
+    /// The entries read from segments, by function name.
+    recent: HashMap<Name, Vec<Candidate>>,
+    /// Whether damage was seen (a damaged table, slot or record): the next commit
+    /// compacts the index, which leaves the damage out.
+    damage_seen: Cell<bool>,
+}
+
+#[derive(Debug)]
+struct SegmentRead {
+    identity: (u64, u64),
+    /// Bytes parsed so far (up to the end of the last complete record).
+    end: u64,
+}
+
+/// The segment this `DirStore` appends to.
+#[derive(Debug)]
+pub(crate) struct SegmentWriter {
+    file: File,
+    path: PathBuf,
+}
+
+impl IndexView {
+    /// Brings the view up to date with the directory, unless `stamp` is the stamp it
+    /// was last brought up to date under.
+    pub(crate) fn refresh(&mut self, root: &Path, stamp: IndexStamp) -> Result<(), Error> {
+        if self.stamp == Some(stamp) {
+            return Ok(());
+        }
+        // A compaction between reading the table and listing the segments makes a
+        // reading incomplete: it is detected and read again. Compactions are rare;
+        // after a few attempts the view is used as read, without the stamp, so that
+        // the next call reads again.
+        for _ in 0..8 {
+            if self.try_refresh(root)? {
+                self.stamp = Some(stamp);
+                return Ok(());
+            }
+        }
+        self.stamp = None;
+        Ok(())
+    }
+
+    /// One attempt: `Ok(false)` when a compaction ran meanwhile.
+    fn try_refresh(&mut self, root: &Path) -> Result<bool, Error> {
+        let table_path = root.join(TABLE);
+        let identity = identity_of(&table_path)?;
+        // A damaged table is read as empty (verify reports it; a re-add of each module
+        // indexes it again, and the next compaction writes a sound table).
+        let table = Table::open(&table_path)?.and_then(Result::ok);
+        let listed = list_segments(root)?;
+        if identity != self.table_identity
+            || self
+                .segments
+                .keys()
+                .any(|name| !listed.iter().any(|(n, _)| n == name))
+        {
+            self.segments.clear();
+            self.recent.clear();
+        }
+        for (name, path) in listed {
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                // Merged and removed by a compaction since the listing.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(Error::io(&path, e)),
+            };
+            let meta = file.metadata().at(&path)?;
+            let read = self.segments.entry(name).or_insert(SegmentRead {
+                identity: (meta.dev(), meta.ino()),
+                end: 0,
+            });
+            if read.identity != (meta.dev(), meta.ino()) {
+                self.segments.clear();
+                self.recent.clear();
+                return Ok(false);
+            }
+            if meta.len() <= read.end {
+                continue;
+            }
+            let mut bytes = vec![0u8; (meta.len() - read.end) as usize];
+            file.read_exact_at(&mut bytes, read.end).at(&path)?;
+            let parsed = segment::parse(&bytes);
+            read.end += parsed.end as u64;
+            if !parsed.damaged.is_empty() {
+                self.damage_seen.set(true);
+            }
+            for record in parsed.records {
+                for (name, committed_at) in record.entries {
+                    self.recent.entry(name).or_default().push(Candidate {
+                        module: record.module,
+                        committed_at,
+                    });
+                }
+            }
+        }
+        // The table is renamed into place before the segments it merged are removed:
+        // the same table now means every segment it did not merge was listed.
+        if identity_of(&table_path)? != identity {
+            self.segments.clear();
+            self.recent.clear();
+            self.table = None;
+            self.table_identity = None;
+            return Ok(false);
+        }
+        self.table_identity = identity;
+        self.table = table;
+        Ok(true)
+    }
+
+    /// The candidates for `func_name`: one per module, with its earliest time.
+    pub(crate) fn candidates(&self, func_name: &str) -> Result<Vec<Candidate>, Error> {
+        let mut found = match &self.table {
+            Some(table) => {
+                let (found, damaged) = table
+                    .candidates(func_name)
+                    .map_err(|e| Error::io(Path::new(TABLE), e))?;
+                if damaged {
+                    self.damage_seen.set(true);
+                }
+                found
+            }
+            None => Vec::new(),
+        };
+        if let Some(recent) = self.recent.get(func_name) {
+            found.extend_from_slice(recent);
+        }
+        Ok(earliest_per_module(found))
+    }
+
+    /// Whether the view met damage since the table it reads was written.
+    pub(crate) fn damage_seen(&self) -> bool {
+        self.damage_seen.get()
+    }
+
+    /// How many segments the view read, and their bytes.
+    pub(crate) fn segments(&self) -> (usize, u64) {
+        (
+            self.segments.len(),
+            self.segments.values().map(|s| s.end).sum(),
+        )
+    }
+}
+
+/// (device, inode) of the file at `path`, `None` when there is none.
+fn identity_of(path: &Path) -> Result<Option<(u64, u64)>, Error> {
+    match fs::metadata(path) {
+        Ok(meta) => Ok(Some((meta.dev(), meta.ino()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// One candidate per module, with the earliest time it was entered with.
+pub(crate) fn earliest_per_module(mut found: Vec<Candidate>) -> Vec<Candidate> {
+    found.sort_by_key(|c| (c.module, c.committed_at));
+    found.dedup_by_key(|c| c.module);
+    found
+}
+
+/// The segments in the log directory: (file name, path).
+fn list_segments(root: &Path) -> Result<Vec<(OsString, PathBuf)>, Error> {
+    let dir = root.join(LOG);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == SEGMENT_EXT) {
+            segments.push((entry.file_name(), path));
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+impl SegmentWriter {
+    /// A new segment, created exclusively (mode 0600, a name nobody can predict).
+    fn create(root: &Path) -> Result<SegmentWriter, Error> {
+        let dir = root.join(LOG);
+        trust::create_private_dir(&dir).at(&dir)?;
+        let (file, path) = tempfile::Builder::new()
+            .prefix(&format!("{}-", std::process::id()))
+            .suffix(&format!(".{SEGMENT_EXT}"))
+            .tempfile_in(&dir)
+            .at(&dir)?
+            .keep()
+            .map_err(|e| Error::io(&dir, e.error))?;
+        Ok(SegmentWriter { file, path })
+    }
+
+    /// Whether the segment is still in the directory (a compaction removes it).
+    fn is_in_place(&self) -> bool {
+        self.file.metadata().is_ok_and(|meta| meta.nlink() > 0)
+    }
+}
+
+impl DirStore {
+    /// The index view, brought up to date.
+    pub(crate) fn index_view(&self) -> Result<std::sync::MutexGuard<'_, IndexView>, Error> {
+        let stamp = self.index_stamp();
+        let mut view = self
+            .inner
+            .index
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        view.refresh(self.root(), stamp)?;
+        Ok(view)
+    }
+
+    /// Appends index records to this store's segment (a new one when it has none, or
+    /// when a compaction merged and removed it). Called holding the directory's lock
+    /// shared, so no compaction runs meanwhile. Returns the segment's path (to sync).
+    pub(super) fn append_index(&self, records: &[u8]) -> Result<PathBuf, Error> {
+        let mut writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !writer.as_ref().is_some_and(SegmentWriter::is_in_place) {
+            *writer = Some(SegmentWriter::create(self.root())?);
+        }
+        let segment = writer.as_mut().expect("just set");
+        let path = segment.path.clone();
+        if let Err(e) = segment.file.write_all(records) {
+            // A partial write leaves a torn record: later records go to a new segment.
+            *writer = None;
+            return Err(Error::io(&path, e));
+        }
+        Ok(path)
+    }
+
+    /// After a commit: compacts the index when its segments grew past the thresholds,
+    /// or when this process met damage in it (a compaction leaves the damage out, and
+    /// the commit has just entered again what it cost), and no other process holds the
+    /// directory's lock. A failure is logged: the commit it follows succeeded, and the
+    /// next one tries again.
+    pub(super) fn compact_if_due(&self) {
+        let due = match self.index_view() {
+            Ok(view) => {
+                let (count, bytes) = view.segments();
+                count > COMPACT_AFTER_SEGMENTS || bytes > COMPACT_AFTER_BYTES || view.damage_seen()
+            }
+            Err(_) => false,
+        };
+        if !due {
+            return;
+        }
+        let Ok(Some(_lock)) = self.try_lock_exclusive() else {
+            return;
+        };
+        if let Err(error) = self.compact_index(&Default::default()) {
+            tracing::warn!(dir = %self.root().display(), %error, "linkcache: index compaction failed");
+        }
+    }
+}
