@@ -1,4 +1,5 @@
-//! (4c) What a commit costs: linkcache's commit (two syncs per batch) against the commit
+//! (4c) What a commit costs: linkcache's commit (one pack file and one index record per
+//! module, one sync per batch) against the commit
 //! path it replaced (every file through its own temporary file, fsync and rename),
 //! measured side by side in one run, rounds interleaved.
 //!
@@ -164,7 +165,7 @@ pub fn table(scratch: &Path, rounds: usize, per_round: usize) -> Result<Table> {
         "Modules of {FUNCTIONS} exported functions, analyzed beforehand; {rounds} rounds, each \
          committing {per_round} modules through the previous path (reproduced in \
          bench/src/commit_path.rs), {per_round} through `DirStore::commit` and {BATCH} \
-         through one `DirStore::commit_many` ({syncs_per_batch} syncs for the whole batch), \
+         through one `DirStore::commit_many` ({syncs_per_batch} sync(s) for the whole batch), \
          in that order, on the same disk. Each rate is modules committed per second of that \
          side's own time."
     ));

@@ -869,9 +869,9 @@ impl Bench {
             "Each writer is a process adding new modules ({} functions each); with {writers} \
              writers, each adds {per_process} of its own plus the same {shared} shared ones \
              (racing on the same files). Modules are generated before the start signal; \
-             `verify` finds no problem afterwards. Every commit stages the bytes, the \
-             manifest and one index entry per function as temporary files and makes them \
-             durable with two `syncfs` calls (see (4c)).",
+             `verify` finds no problem afterwards. Every commit writes the module's pack \
+             (manifest and bytes) through a temporary file, appends one index record to \
+             the writer's segment and makes both durable with one `syncfs` (see (4c)).",
             Params::sized(1).funcs
         ));
         let t = Instant::now();

@@ -812,3 +812,22 @@ fn index_segments_are_compacted_once_there_are_too_many_and_nothing_is_lost() {
     assert_eq!(cache.dir().index().unwrap().len(), 40);
     assert!(cache.dir().verify(|_| {}).unwrap().is_empty());
 }
+
+#[test]
+fn an_index_log_planted_as_a_link_elsewhere_is_refused_and_nothing_is_written_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let cache = Cache::open(&root).unwrap();
+    let log = root.join("index").join("log");
+    fs::remove_dir(&log).unwrap();
+    std::os::unix::fs::symlink(&outside, &log).unwrap();
+    let err = cache.add_module(&util()).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    // Once the link is gone, the same add goes through.
+    fs::remove_file(&log).unwrap();
+    cache.add_module(&util()).unwrap();
+    assert_eq!(sq(&cache, 4).unwrap(), 16);
+}

@@ -42,8 +42,10 @@ pub(super) const TABLE: &str = "index/table.lcit";
 pub(super) const LOG: &str = "index/log";
 const SEGMENT_EXT: &str = "lcil";
 
-/// Compaction runs after a commit when the segments hold more than this many bytes...
-const COMPACT_AFTER_BYTES: u64 = 4 << 20;
+/// Compaction runs after a commit when the segments hold more than this many bytes
+/// (about a thousand modules of 8 functions: what a new process reads whole at its first
+/// lookup stays small; each compaction rewrites the table)...
+const COMPACT_AFTER_BYTES: u64 = 256 << 10;
 /// ...or there are more than this many (each process that commits writes one).
 const COMPACT_AFTER_SEGMENTS: usize = 32;
 
@@ -243,7 +245,20 @@ impl SegmentWriter {
     /// A new segment, created exclusively (mode 0600, a name nobody can predict).
     fn create(root: &Path) -> Result<SegmentWriter, Error> {
         let dir = root.join(LOG);
+        // No symbolic link on the way (`index` or `index/log` planted as a link to a
+        // directory elsewhere), before and after creating what is missing: nothing is
+        // written outside the root.
+        let inside_root = || {
+            trust::check_dirs_below(root, &dir, trust::DirCheck::InsideRoot).map_err(|reason| {
+                Error::io(
+                    &dir,
+                    io::Error::new(io::ErrorKind::PermissionDenied, reason),
+                )
+            })
+        };
+        inside_root()?;
         trust::create_private_dir(&dir).at(&dir)?;
+        inside_root()?;
         let (file, path) = tempfile::Builder::new()
             .prefix(&format!("{}-", std::process::id()))
             .suffix(&format!(".{SEGMENT_EXT}"))

@@ -89,6 +89,9 @@ pub(crate) struct Table {
     names_len: u64,
 }
 
+/// A damaged slot: its index and what is wrong.
+pub(crate) type SlotDamage = (u64, String);
+
 /// One slot as read.
 struct Slot {
     hash: NameHash,
@@ -171,8 +174,8 @@ impl Table {
         Ok((candidates, damaged))
     }
 
-    /// Every entry, in table order, and the damage found: (slot, reason).
-    pub(crate) fn entries(&self) -> io::Result<(Vec<Entry>, Vec<(u64, String)>)> {
+    /// Every entry, in table order, and the damage found.
+    pub(crate) fn entries(&self) -> io::Result<(Vec<Entry>, Vec<SlotDamage>)> {
         let mut entries = Vec::with_capacity(self.slots as usize);
         let mut damaged = Vec::new();
         let mut names = vec![0u8; self.names_len as usize];
