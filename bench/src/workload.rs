@@ -24,13 +24,19 @@ pub struct Prepared {
     pub total_modules: usize,
 }
 
+/// The cache directory layout the filled caches have (see `prepare`).
+const LAYOUT: &str = "packs";
+
 /// Parallel writers when filling: commits are fsync-bound, and ext4 batches the fsyncs
 /// of concurrent writers.
 const FILL_THREADS: usize = 16;
 
 /// Fills (or reuses) the cache of `params` under `root`, every module precompiled.
 pub fn prepare(root: &Path, params: Params) -> Result<Prepared> {
-    let base = root.join(params.key());
+    // The directory layout is part of the key: a cache filled by a build with another
+    // layout (before packs: `modules/`, `manifests/`, one file per index entry) is not
+    // reused.
+    let base = root.join(format!("{}-{LAYOUT}", params.key()));
     let dir = base.join("cache");
     let ready = base.join("ready");
     let all = params.all_modules();

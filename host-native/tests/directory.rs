@@ -831,3 +831,55 @@ fn an_index_log_planted_as_a_link_elsewhere_is_refused_and_nothing_is_written_th
     cache.add_module(&util()).unwrap();
     assert_eq!(sq(&cache, 4).unwrap(), 16);
 }
+
+#[test]
+fn a_commits_compaction_merges_segments_into_the_recent_table_while_it_is_small_beside_the_main_one()
+ {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let index = root.join("index");
+    let one = |name: String, value: usize| {
+        wasm(&format!(
+            r#"(module (func (export "{name}") (result i64) (i64.const {value})))"#
+        ))
+    };
+    // A main table of 200 entries (gc always compacts everything into it).
+    let cache = Cache::open(root).unwrap();
+    let batch: Vec<Vec<u8>> = (0..200).map(|m| one(format!("main.f{m}"), m)).collect();
+    cache.add_modules(&batch).unwrap();
+    cache.gc(u64::MAX, |_| {}).unwrap();
+    let main = fs::metadata(index.join("table.lcit")).unwrap().ino();
+    assert!(!index.join("recent.lcit").exists());
+
+    // 33 stores commit one module each: the 33rd compacts 33 entries, a sixth of the
+    // main table's, into the recent table and leaves the main table alone.
+    for m in 0..33 {
+        let store = linkcache_native::DirStore::open(root).unwrap();
+        let module = one(format!("young.f{m}"), 1000 + m);
+        store.commit(&module, &analyze(&module).unwrap()).unwrap();
+    }
+    assert!(index_segments(root).is_empty());
+    assert!(index.join("recent.lcit").exists());
+    assert_eq!(fs::metadata(index.join("table.lcit")).unwrap().ino(), main);
+    let fresh = Cache::open(root).unwrap();
+    for (name, value) in [
+        ("main.f7", 7),
+        ("main.f199", 199),
+        ("young.f0", 1000),
+        ("young.f32", 1032),
+    ] {
+        let f = fresh.target::<(), i64>(name).unwrap();
+        assert_eq!(f.call(&fresh, ()).unwrap(), value, "{name}");
+    }
+    assert_eq!(fresh.dir().index().unwrap().len(), 233);
+
+    // gc merges everything into a new main table.
+    fresh.gc(u64::MAX, |_| {}).unwrap();
+    assert!(!index.join("recent.lcit").exists());
+    assert_ne!(fs::metadata(index.join("table.lcit")).unwrap().ino(), main);
+    assert_eq!(fresh.dir().index().unwrap().len(), 233);
+    let f = fresh.target::<(), i64>("young.f5").unwrap();
+    assert_eq!(f.call(&fresh, ()).unwrap(), 1005);
+    assert!(fresh.dir().verify(|_| {}).unwrap().is_empty());
+}

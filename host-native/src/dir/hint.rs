@@ -4,12 +4,14 @@
 //!
 //! # The index stamp
 //! `<root>/index-stamp` grows by one byte (an `O_APPEND` write, atomic between
-//! processes) every time index entries are placed or removed: after a commit renamed its
-//! entries into place, after gc or `remove` deleted some. Its inode and length, read
-//! with one `stat`, are the [`IndexStamp`]. A process that reads the stamp before it
-//! reads the index, and finds the same stamp later, knows that every entry it read is
-//! still there and that no entry was added since: the bump follows the change, so a
-//! plan that read the index while a commit was placing its entries read an older stamp.
+//! processes) every time the index changes: after a commit appended its records to its
+//! segment, after a compaction (gc, `remove`, or a commit's) renamed a new table into
+//! place. Its inode and length, read with one `stat`, are the [`IndexStamp`]. A process
+//! that reads the stamp before it reads the index, and finds the same stamp later, knows
+//! that every entry it read is still there and that no entry was added since: the bump
+//! follows the change, so a plan that read the index while a commit was appending its
+//! records read an older stamp. The index view of each process (`index/`) is refreshed
+//! by the same rule.
 //! The file grows by one byte per commit (a million commits make a megabyte).
 //!
 //! # Hints

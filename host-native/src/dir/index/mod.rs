@@ -5,16 +5,20 @@
 //! - `index/log/<pid>-<random>.lcil`: segments (`segment.rs`). Each `DirStore` that
 //!   commits appends one record per module to a segment of its own, created
 //!   exclusively at its first commit.
-//! - `index/table.lcit`: the table (`table.rs`), sorted by name hash, searched by
-//!   bisection. Compaction (`compact.rs`), holding the directory's lock exclusively,
-//!   merges the table and every segment into a new table, renames it into place and
-//!   removes the merged segments.
+//! - `index/table.lcit` and `index/recent.lcit`: tables (`table.rs`), sorted by name
+//!   hash, searched by bisection. Compaction (`compact.rs`), holding the directory's
+//!   lock exclusively, merges the segments into the recent table while it stays small
+//!   beside the main table, and everything into the main table otherwise (and always
+//!   in gc), so a commit's compaction rewrites little, and each entry is rewritten a
+//!   bounded number of times as the main table grows.
 //!
-//! A reader keeps an [`IndexView`]: the open table and what it read of each segment,
+//! A reader keeps an [`IndexView`]: the open tables and what it read of each segment,
 //! refreshed when the index stamp moved (`hint.rs`; every commit and compaction moves
-//! it), reading only what segments gained since. The same (function, module) may be
-//! entered more than once (a re-add after a crash, a remote rank, a compaction
-//! interrupted before it removed its segments): the earliest time counts.
+//! it), reading only what segments gained since. Segments are compacted once they hold
+//! a few tens of kilobytes, so a new process's first lookup parses little. The same
+//! (function, module) may be entered more than once (a re-add after a crash, a remote
+//! rank, a compaction interrupted before it removed what it merged): the earliest time
+//! counts.
 
 mod compact;
 pub(crate) mod segment;
@@ -36,33 +40,52 @@ use super::hint::IndexStamp;
 use super::{DirStore, trust};
 use crate::error::{Error, IoContext};
 
-/// The table's path below the root.
+/// The main table's path below the root.
 pub(super) const TABLE: &str = "index/table.lcit";
+/// The recent table's path below the root.
+pub(super) const RECENT: &str = "index/recent.lcit";
 /// The segments' directory below the root.
 pub(super) const LOG: &str = "index/log";
 const SEGMENT_EXT: &str = "lcil";
 
 /// Compaction runs after a commit when the segments hold more than this many bytes
-/// (about a thousand modules of 8 functions: what a new process reads whole at its first
-/// lookup stays small; each compaction rewrites the table)...
-const COMPACT_AFTER_BYTES: u64 = 256 << 10;
+/// (about 150 modules of 8 functions: what a new process parses at its first lookup)...
+const COMPACT_AFTER_BYTES: u64 = 32 << 10;
 /// ...or there are more than this many (each process that commits writes one).
 const COMPACT_AFTER_SEGMENTS: usize = 32;
+
+/// Function name -> candidates, as read from segments.
+type Logged = HashMap<Name, Logged1, foldhash::fast::RandomState>;
+
+/// The candidates of one name in the segments: almost always one.
+#[derive(Debug)]
+enum Logged1 {
+    One(Candidate),
+    More(Vec<Candidate>),
+}
 
 /// What this process has read of the index.
 #[derive(Debug, Default)]
 pub(crate) struct IndexView {
     /// The stamp read before the last complete refresh.
     stamp: Option<IndexStamp>,
-    table: Option<Table>,
-    /// Which table file the view read (even a damaged one, read as empty).
-    table_identity: Option<(u64, u64)>,
+    /// The main and the recent table, as read.
+    tables: [ViewedTable; 2],
     segments: HashMap<OsString, SegmentRead>,
-    /// The entries read from segments, by function name.
-    recent: HashMap<Name, Vec<Candidate>>,
+    /// The entries read from segments.
+    logged: Logged,
     /// Whether damage was seen (a damaged table, slot or record): the next commit
     /// compacts the index, which leaves the damage out.
     damage_seen: Cell<bool>,
+}
+
+/// One table file as the view read it.
+#[derive(Debug, Default)]
+struct ViewedTable {
+    /// `None` when absent or damaged (read as empty).
+    table: Option<Table>,
+    /// Which file the view read (even a damaged one).
+    identity: Option<(u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -86,7 +109,7 @@ impl IndexView {
         if self.stamp == Some(stamp) {
             return Ok(());
         }
-        // A compaction between reading the table and listing the segments makes a
+        // A compaction between reading the tables and listing the segments makes a
         // reading incomplete: it is detected and read again. Compactions are rare;
         // after a few attempts the view is used as read, without the stamp, so that
         // the next call reads again.
@@ -100,22 +123,41 @@ impl IndexView {
         Ok(())
     }
 
+    /// Forgets everything read (a compaction replaced what it was read from).
+    fn forget(&mut self) {
+        self.tables = Default::default();
+        self.segments.clear();
+        self.logged.clear();
+        self.damage_seen.set(false);
+    }
+
     /// One attempt: `Ok(false)` when a compaction ran meanwhile.
     fn try_refresh(&mut self, root: &Path) -> Result<bool, Error> {
-        let table_path = root.join(TABLE);
-        let identity = identity_of(&table_path)?;
-        // A damaged table is read as empty (verify reports it; a re-add of each module
-        // indexes it again, and the next compaction writes a sound table).
-        let table = Table::open(&table_path)?.and_then(Result::ok);
+        let paths = [root.join(TABLE), root.join(RECENT)];
+        let identities = [identity_of(&paths[0])?, identity_of(&paths[1])?];
         let listed = list_segments(root)?;
-        if identity != self.table_identity
+        if identities != [self.tables[0].identity, self.tables[1].identity]
             || self
                 .segments
                 .keys()
                 .any(|name| !listed.iter().any(|(n, _)| n == name))
         {
-            self.segments.clear();
-            self.recent.clear();
+            self.forget();
+            for (viewed, (path, identity)) in
+                self.tables.iter_mut().zip(paths.iter().zip(identities))
+            {
+                // A damaged table is read as empty (verify reports it; a re-add of each
+                // module indexes it again, and the next compaction writes a sound table).
+                viewed.table = match Table::open(path)? {
+                    Some(Ok(table)) => Some(table),
+                    Some(Err(_)) => {
+                        self.damage_seen.set(true);
+                        None
+                    }
+                    None => None,
+                };
+                viewed.identity = identity;
+            }
         }
         for (name, path) in listed {
             let file = match File::open(&path) {
@@ -130,8 +172,7 @@ impl IndexView {
                 end: 0,
             });
             if read.identity != (meta.dev(), meta.ino()) {
-                self.segments.clear();
-                self.recent.clear();
+                self.forget();
                 return Ok(false);
             }
             if meta.len() <= read.end {
@@ -144,50 +185,61 @@ impl IndexView {
             if !parsed.damaged.is_empty() {
                 self.damage_seen.set(true);
             }
+            self.logged.reserve(parsed.records.len() * 4);
             for record in parsed.records {
                 for (name, committed_at) in record.entries {
-                    self.recent.entry(name).or_default().push(Candidate {
+                    let candidate = Candidate {
                         module: record.module,
                         committed_at,
-                    });
+                    };
+                    match self.logged.entry(name) {
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            slot.insert(Logged1::One(candidate));
+                        }
+                        std::collections::hash_map::Entry::Occupied(mut slot) => {
+                            let slot = slot.get_mut();
+                            match slot {
+                                Logged1::One(first) => {
+                                    *slot = Logged1::More(vec![*first, candidate])
+                                }
+                                Logged1::More(all) => all.push(candidate),
+                            }
+                        }
+                    }
                 }
             }
         }
-        // The table is renamed into place before the segments it merged are removed:
-        // the same table now means every segment it did not merge was listed.
-        if identity_of(&table_path)? != identity {
-            self.segments.clear();
-            self.recent.clear();
-            self.table = None;
-            self.table_identity = None;
+        // A table is renamed into place before what it merged is removed: the same
+        // tables now mean that every segment they did not merge was listed.
+        if [identity_of(&paths[0])?, identity_of(&paths[1])?] != identities {
+            self.forget();
             return Ok(false);
         }
-        self.table_identity = identity;
-        self.table = table;
         Ok(true)
     }
 
     /// The candidates for `func_name`: one per module, with its earliest time.
     pub(crate) fn candidates(&self, func_name: &str) -> Result<Vec<Candidate>, Error> {
-        let mut found = match &self.table {
-            Some(table) => {
-                let (found, damaged) = table
-                    .candidates(func_name)
-                    .map_err(|e| Error::io(Path::new(TABLE), e))?;
+        let mut found = Vec::new();
+        for (viewed, path) in self.tables.iter().zip([TABLE, RECENT]) {
+            if let Some(table) = &viewed.table {
+                let damaged = table
+                    .candidates(func_name, &mut found)
+                    .map_err(|e| Error::io(Path::new(path), e))?;
                 if damaged {
                     self.damage_seen.set(true);
                 }
-                found
             }
-            None => Vec::new(),
-        };
-        if let Some(recent) = self.recent.get(func_name) {
-            found.extend_from_slice(recent);
+        }
+        match self.logged.get(func_name) {
+            Some(Logged1::One(candidate)) => found.push(*candidate),
+            Some(Logged1::More(all)) => found.extend_from_slice(all),
+            None => {}
         }
         Ok(earliest_per_module(found))
     }
 
-    /// Whether the view met damage since the table it reads was written.
+    /// Whether the view met damage since the tables it reads were written.
     pub(crate) fn damage_seen(&self) -> bool {
         self.damage_seen.get()
     }
@@ -329,7 +381,7 @@ impl DirStore {
         let Ok(Some(_lock)) = self.try_lock_exclusive() else {
             return;
         };
-        if let Err(error) = self.compact_index(&Default::default()) {
+        if let Err(error) = self.compact_segments() {
             tracing::warn!(dir = %self.root().display(), %error, "linkcache: index compaction failed");
         }
     }

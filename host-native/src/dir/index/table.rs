@@ -142,9 +142,9 @@ impl Table {
         })))
     }
 
-    /// The table's entries for the function `name`, each slot checked, and whether a
-    /// damaged slot was met (and skipped).
-    pub(crate) fn candidates(&self, name: &str) -> io::Result<(Vec<Candidate>, bool)> {
+    /// Appends the table's entries for the function `name` to `found`, each slot
+    /// checked; returns whether a damaged slot was met (and skipped).
+    pub(crate) fn candidates(&self, name: &str, found: &mut Vec<Candidate>) -> io::Result<bool> {
         let wanted = name_hash(name);
         let (mut low, mut high) = (0, self.slots);
         while low < high {
@@ -158,11 +158,10 @@ impl Table {
                 high = middle;
             }
         }
-        let mut candidates = Vec::new();
         let mut damaged = false;
         for index in low..self.slots {
             match self.slot(index)? {
-                Ok(slot) if slot.hash == wanted => candidates.push(Candidate {
+                Ok(slot) if slot.hash == wanted => found.push(Candidate {
                     module: slot.module,
                     committed_at: slot.committed_at,
                 }),
@@ -171,7 +170,7 @@ impl Table {
                 Err(_) => damaged = true,
             }
         }
-        Ok((candidates, damaged))
+        Ok(damaged)
     }
 
     /// Every entry, in table order, and the damage found.
@@ -233,7 +232,6 @@ impl Table {
     }
 
     /// How many slots the table holds.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> u64 {
         self.slots
     }
@@ -270,8 +268,8 @@ mod tests {
         assert_eq!(table.len(), all.len() as u64);
         for f in 0..8 {
             let name = format!("f{f}");
-            let (mut found, damaged) = table.candidates(&name).unwrap();
-            assert!(!damaged);
+            let mut found = Vec::new();
+            assert!(!table.candidates(&name, &mut found).unwrap());
             found.sort_by_key(|c| c.module);
             let mut expected: Vec<Candidate> = all
                 .iter()
