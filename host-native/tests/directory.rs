@@ -65,8 +65,8 @@ fn re_adding_the_same_bytes_repairs_each_kind_of_damaged_file_in_this_process_an
             Damaged::Bytes => flip_wasm_byte(root, &id, 20),
             Damaged::Manifest => flip_manifest_byte(root, &id, 60),
             Damaged::IndexRecord => flip_byte(&index_segments(root)[0], 60),
-            // The slot's module id (the header is 32 bytes, the name hash 16).
-            Damaged::IndexSlot => flip_byte(&root.join("index").join("table.lcit"), 32 + 20),
+            // The slot's module id (the header is 40 bytes, the name hash 16).
+            Damaged::IndexSlot => flip_byte(&root.join("index").join("table.lcit"), 40 + 20),
             Damaged::Artifact => flip_byte(&artifacts(root)[0], 60),
         }
         // The plan hint the first target left would answer with its own checked copy of

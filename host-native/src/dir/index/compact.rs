@@ -10,10 +10,13 @@
 //! large the cache grows.
 //!
 //! Order, so that a crash at any point loses no entry of a module that stays:
-//! the new table is written and made durable, renamed into place and the rename made
-//! durable; only then is what it merged removed. A crash before the rename leaves
-//! everything as it was; after it, files whose entries the new table also holds (the
-//! same entries twice, the earliest time counts). Entries of the modules being
+//! the new table is written and made durable (one sync), renamed into place, and only
+//! then is what it merged removed. A crash before the rename leaves everything as it
+//! was; after it, files whose entries the new table also holds (the same entries twice,
+//! the earliest time counts). The removals are not synced apart from the rename: the
+//! journal of ext4, xfs or btrfs commits a rename and a later removal in that order, so
+//! a power loss cannot keep the removal and lose the rename (the next commit's sync
+//! makes both durable). Entries of the modules being
 //! removed, and entries whose module has no pack (gc removed it, or a power loss lost a
 //! commit's pack but not its record) are left out.
 
@@ -23,7 +26,7 @@ use std::path::PathBuf;
 use linkcache_core::{IndexEntry, ModuleId, Name};
 
 use super::table::{self, Entry, Table};
-use super::{LOG, RECENT, TABLE, list_segments, segment};
+use super::{RECENT, TABLE, list_segments, segment};
 use crate::dir::{DirStore, Problem, remove_if_present};
 use crate::error::{Error, IoContext};
 
@@ -82,6 +85,12 @@ impl DirStore {
                 Some(Ok(table)) => {
                     if is_main {
                         whole.main_slots = table.len();
+                    }
+                    if table.fences_damaged() {
+                        whole.damage.push(Problem {
+                            path: table_path.clone(),
+                            reason: "its fences fail their checksum".into(),
+                        });
                     }
                     let (entries, damaged) = table.entries().at(&table_path)?;
                     for entry in entries {
@@ -193,7 +202,8 @@ impl DirStore {
         let staged = self.stage(table_path.clone(), &table::encode(&kept))?;
         self.sync(&[staged.file_path()])?;
         self.place(vec![staged])?;
-        self.sync(&[&table_path, &self.root().join(LOG)])?;
+        // No sync between the rename and the removals: a journaling file system commits
+        // them in order (module docs).
         if major {
             remove_if_present(&self.root().join(RECENT))?;
         }

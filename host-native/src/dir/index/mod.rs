@@ -49,8 +49,10 @@ pub(super) const LOG: &str = "index/log";
 const SEGMENT_EXT: &str = "lcil";
 
 /// Compaction runs after a commit when the segments hold more than this many bytes
-/// (about 150 modules of 8 functions: what a new process parses at its first lookup)...
-const COMPACT_AFTER_BYTES: u64 = 32 << 10;
+/// (about 250 modules of 8 functions, or two and a half batches of 100: what a new
+/// process parses at its first lookup, about half a millisecond at most; each
+/// compaction costs a sync)...
+const COMPACT_AFTER_BYTES: u64 = 64 << 10;
 /// ...or there are more than this many (each process that commits writes one).
 const COMPACT_AFTER_SEGMENTS: usize = 32;
 
