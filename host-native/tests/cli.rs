@@ -195,14 +195,22 @@ fn verify_is_clean_then_names_a_corrupt_manifest() {
         .unwrap()
         .path();
     let file = fs::read_dir(&sub).unwrap().next().unwrap().unwrap().path();
+    // (`add` wrote both modules as one pack, linked under each name: a 24-byte header,
+    // a 64-byte directory entry per module (its id, then the offset and length of its
+    // manifest record and of its wasm bytes), then the contents.)
     let mut bytes = fs::read(&file).unwrap();
-    let manifest_len = u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
-    bytes[16 + manifest_len - 1] ^= 1;
+    let entry = &bytes[24..24 + 64];
+    let damaged: String = entry[..32].iter().map(|b| format!("{b:02x}")).collect();
+    let manifest_end = (u64::from_le_bytes(entry[32..40].try_into().unwrap())
+        + u64::from_le_bytes(entry[40..48].try_into().unwrap())) as usize;
+    bytes[manifest_end - 1] ^= 1;
     fs::write(&file, bytes).unwrap();
     let out = linkcache(cache.path(), &["verify"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stdout(&out).contains(file.file_name().unwrap().to_str().unwrap()),
+    assert!(stdout(&out).contains(&damaged), "{}", stdout(&out));
+    assert_eq!(
+        stdout(&out).matches("checksum").count(),
+        1,
         "{}",
         stdout(&out)
     );

@@ -218,6 +218,25 @@ fn a_batch_commit_costs_one_sync_one_file_and_one_index_record_per_module_and_a_
     assert_eq!(report.index_records, 100);
     assert_eq!(report.files_written_over_damage, 0);
     assert_eq!(index_segments(dir.path()).len(), 1);
+    // The batch's modules share one pack file, linked under each module's name, and
+    // counted once in the cache's size.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let packs: Vec<fs::Metadata> = manifests
+            .iter()
+            .map(|m| fs::metadata(pack_file(dir.path(), &m.module)).unwrap())
+            .collect();
+        assert!(
+            packs
+                .iter()
+                .all(|p| p.ino() == packs[0].ino() && p.nlink() == 100)
+        );
+        let size = cache.dir().size().unwrap();
+        assert!(
+            size >= packs[0].len() && size < 2 * packs[0].len(),
+            "{size}"
+        );
+    }
     // One module: one sync, one file, one record.
     let single = wasm(
         r#"(module (func (export "one.f") (result i64) (i64.const 1))
@@ -881,5 +900,40 @@ fn a_commits_compaction_merges_segments_into_the_recent_table_while_it_is_small_
     assert_eq!(fresh.dir().index().unwrap().len(), 233);
     let f = fresh.target::<(), i64>("young.f5").unwrap();
     assert_eq!(f.call(&fresh, ()).unwrap(), 1005);
+    assert!(fresh.dir().verify(|_| {}).unwrap().is_empty());
+}
+
+#[test]
+fn gc_evicts_modules_of_a_batch_one_by_one_and_frees_their_shared_pack_with_the_last() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let cache = Cache::open(root).unwrap();
+    let batch: Vec<Vec<u8>> = (0..4)
+        .map(|m| {
+            wasm(&format!(
+                r#"(module (func (export "b.f{m}") (result i64) (i64.const {m})))"#
+            ))
+        })
+        .collect();
+    let ids = cache.add_modules(&batch).unwrap();
+    assert_eq!(fs::metadata(pack_file(root, &ids[0])).unwrap().nlink(), 4);
+    // Two of them evicted: the other two still load, from the same file.
+    for id in &ids[..2] {
+        cache.dir().remove(id).unwrap();
+    }
+    assert_eq!(fs::metadata(pack_file(root, &ids[2])).unwrap().nlink(), 2);
+    let fresh = Cache::open(root).unwrap();
+    for m in 2..4 {
+        let f = fresh.target::<(), i64>(&format!("b.f{m}")).unwrap();
+        assert_eq!(f.call(&fresh, ()).unwrap(), m);
+    }
+    let err = fresh.target::<(), i64>("b.f0").unwrap_err();
+    assert_eq!(err.miss().unwrap().cause(), "unknown", "{err}");
+    // A gc down to nothing removes the last names, and with them the file.
+    let report = fresh.gc(0, |_| {}).unwrap();
+    assert_eq!(report.evicted.len(), 2);
+    assert!(files_under(&root.join("packs")).is_empty());
+    assert_eq!(fresh.dir().size().unwrap(), report.remaining);
     assert!(fresh.dir().verify(|_| {}).unwrap().is_empty());
 }

@@ -35,10 +35,10 @@ use crate::error::{Error, IoContext};
 /// What a commit found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CommitReport {
-    /// Pack files written (missing ones, and damaged ones replaced): at most one per
-    /// module.
+    /// Modules whose pack was written (missing ones, and damaged ones replaced). A
+    /// batch writes them all as one file, linked under each module's name.
     pub files_written: usize,
-    /// Packs that were there but damaged, and were replaced.
+    /// Modules whose pack was there but damaged, and was replaced.
     pub files_written_over_damage: usize,
     /// Index records appended: at most one per module, whatever its number of
     /// functions.
@@ -130,7 +130,8 @@ impl DirStore {
     /// [`DirStore::commit_batch`]'s work, holding the lock shared.
     fn commit_locked(&self, modules: &[ToCommit<'_>]) -> Result<CommitReport, Error> {
         let mut report = CommitReport::default();
-        let mut packs = Vec::new();
+        // The modules whose pack is missing or damaged: written as one pack file.
+        let mut to_pack: Vec<(&Manifest, &[u8])> = Vec::new();
         let mut records: Vec<u8> = Vec::new();
         {
             let view = self.index_view()?;
@@ -143,9 +144,9 @@ impl DirStore {
                 let id = manifest.module;
                 debug_assert!(id.matches(wasm));
                 let state = self.pack_state(&id)?;
-                if state != FileState::Sound {
+                if state != FileState::Sound && !to_pack.iter().any(|(m, _)| m.module == id) {
                     report.count(state);
-                    packs.push(self.stage(self.pack_path(&id), &pack::encode(manifest, wasm))?);
+                    to_pack.push((manifest, wasm));
                 }
                 let entries = match ranks {
                     None => unindexed(&view, &id, manifest)?,
@@ -157,19 +158,24 @@ impl DirStore {
                 }
             }
         }
-        if packs.is_empty() && records.is_empty() {
+        if to_pack.is_empty() && records.is_empty() {
             return Ok(report);
         }
-        // Packs are renamed into place before the records that name them are appended
-        // (what a crash leaves: module docs of `dir`); one sync makes everything
-        // durable before the commit returns. The index stamp moves on once the records
-        // are appended (and before the sync, which makes it durable with them): see
-        // `hint.rs`.
-        let mut written: Vec<PathBuf> = packs
-            .iter()
-            .map(|p| p.destination().to_path_buf())
-            .collect();
-        self.place(packs)?;
+        // The pack is linked into place under each module's name before the records
+        // that name them are appended (what a crash leaves: module docs of `dir`); one
+        // sync makes everything durable before the commit returns. The index stamp moves
+        // on once the records are appended (and before the sync, which makes it durable
+        // with them): see `hint.rs`.
+        let mut written: Vec<PathBuf> = Vec::new();
+        if !to_pack.is_empty() {
+            let names: Vec<PathBuf> = to_pack
+                .iter()
+                .map(|(manifest, _)| self.pack_path(&manifest.module))
+                .collect();
+            let staged = self.stage(names[0].clone(), &pack::encode(&to_pack))?;
+            self.place_under(&staged, &names)?;
+            written = names;
+        }
         if !records.is_empty() {
             written.push(self.append_index(&records)?);
             self.bump_index_stamp()?;
@@ -182,7 +188,7 @@ impl DirStore {
     /// Whether the pack of `id` is there and sound (its manifest and its bytes check).
     fn pack_state(&self, id: &ModuleId) -> Result<FileState, Error> {
         let path = self.pack_path(id);
-        Ok(match OpenPack::open(&path)? {
+        Ok(match OpenPack::open(&path, id)? {
             None => FileState::Missing,
             Some(Err(_)) => FileState::Damaged,
             Some(Ok(pack)) => {

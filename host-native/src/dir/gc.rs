@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use linkcache_core::ModuleId;
 
-use super::{DirStore, file_len, files_under, remove_if_present};
+use super::{DirStore, file_len, files_under, remove_if_present, stem_id};
 
 /// Directories of the layout before packs (`modules/<ab>/<id>.wasm`,
 /// `manifests/<ab>/<id>.lcmf`), removed by gc.
@@ -166,9 +166,12 @@ impl DirStore {
         remove_if_present(&self.used_path(id))
     }
 
-    /// Bytes used by a module: its pack and artifacts.
+    /// Bytes used by a module: its share of its pack file (a batch's pack is shared by
+    /// its modules, and freed when the last of them goes) and its artifacts.
     fn module_size(&self, id: &ModuleId) -> u64 {
-        let mut size = file_len(&self.pack_path(id));
+        use std::os::unix::fs::MetadataExt;
+        let mut size = fs::symlink_metadata(self.pack_path(id))
+            .map_or(0, |meta| meta.len() / meta.nlink().max(1));
         for engine in self.engine_keys().unwrap_or_default() {
             if let Ok(files) = files_under(&self.artifact_dir(&engine, id)) {
                 size += files.iter().map(|f| file_len(f)).sum::<u64>();
@@ -205,6 +208,12 @@ impl DirStore {
         };
         for path in files_under(&self.root().join("tmp"))? {
             remove(&path)?;
+        }
+        // A link to a pack being placed over a damaged one (`.<random>.new`).
+        for path in files_under(&self.root().join("packs"))? {
+            if stem_id(&path, "lcpk").is_none() {
+                remove(&path)?;
+            }
         }
         for old in OLD_LAYOUT {
             for path in files_under(&self.root().join(old))? {

@@ -1,21 +1,26 @@
-//! A module's pack: its manifest and its bytes in one file, so that committing a module
-//! creates one file whatever its number of functions.
+//! Packs: modules' manifests and bytes in one file, so that committing a module creates
+//! one file whatever its number of functions, and committing a batch creates one file
+//! whatever its number of modules (hard-linked under each module's name).
 //!
 //! ```text
-//! offset  size  field
-//! 0       4     magic: b"LCPK"
-//! 4       4     pack format version, u32 little-endian
-//! 8       8     manifest record length M, u64 little-endian
-//! 16      M     the manifest record (`linkcache_core::record`, checksummed)
-//! 16+M    ...   the module's wasm bytes (checked against their BLAKE3, the module id)
+//! header (24 bytes): b"LCPK" | version u32 | modules N u32 | 0 u32 |
+//!                    first 8 bytes of BLAKE3(the directory)
+//! directory (N × 64 bytes): module id [32] | manifest offset u64 | manifest length u64 |
+//!                    wasm offset u64 | wasm length u64
+//! contents: each module's manifest record (`linkcache_core::record`, checksummed) and
+//!           wasm bytes (checked against their BLAKE3, the module id)
 //! ```
 //!
-//! A planner reads the header and the manifest (two reads, whatever the module's size);
-//! a load reads the bytes after them. Each part is checked on its own, so a damaged
-//! pack is a broken module, never a wrong one.
+//! All integers little-endian. `packs/<ab>/<id>.lcpk` is a name of the pack holding
+//! module `id`: a module committed alone has a pack of its own, the modules of a batch
+//! share one file under as many names. A planner reads the pack's first block (header,
+//! directory and, for small modules, the manifest: one read); a load reads the bytes.
+//! Each part is checked on its own, so a damaged pack is a broken module, never a wrong
+//! one.
 
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -24,78 +29,82 @@ use linkcache_core::{Manifest, ModuleId};
 use crate::error::{Error, IoContext};
 
 const MAGIC: [u8; 4] = *b"LCPK";
-const VERSION: u32 = 1;
-const HEADER_LEN: u64 = 16;
+const VERSION: u32 = 2;
+const HEADER_LEN: u64 = 24;
+const ENTRY_LEN: u64 = 64;
+/// What the first read of a pack takes: the header, a small directory and a small
+/// manifest.
+const FIRST_READ: u64 = 8 << 10;
 
 /// Why a module is skipped when its pack is not there (never committed, or removed by
 /// gc meanwhile): not damage, so not remembered as broken.
 pub(crate) const PACK_MISSING: &str = "its pack (manifest and wasm bytes) is missing";
 
-/// The pack of a module.
-pub(super) fn encode(manifest: &Manifest, wasm: &[u8]) -> Vec<u8> {
-    let record = manifest.encode();
-    let mut out = Vec::with_capacity(HEADER_LEN as usize + record.len() + wasm.len());
+/// A pack holding `modules` (manifest and bytes each).
+pub(super) fn encode(modules: &[(&Manifest, &[u8])]) -> Vec<u8> {
+    let records: Vec<Vec<u8>> = modules.iter().map(|(m, _)| m.encode()).collect();
+    let mut offset = HEADER_LEN + ENTRY_LEN * modules.len() as u64;
+    let mut directory = Vec::with_capacity((ENTRY_LEN as usize) * modules.len());
+    for ((manifest, wasm), record) in modules.iter().zip(&records) {
+        directory.extend_from_slice(manifest.module.as_bytes());
+        for len in [record.len() as u64, wasm.len() as u64] {
+            directory.extend_from_slice(&offset.to_le_bytes());
+            directory.extend_from_slice(&len.to_le_bytes());
+            offset += len;
+        }
+    }
+    let mut out = Vec::with_capacity(offset as usize);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(record.len() as u64).to_le_bytes());
-    out.extend_from_slice(&record);
-    out.extend_from_slice(wasm);
+    out.extend_from_slice(&(modules.len() as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&blake3::hash(&directory).as_bytes()[..8]);
+    out.extend_from_slice(&directory);
+    for ((_, wasm), record) in modules.iter().zip(&records) {
+        out.extend_from_slice(record);
+        out.extend_from_slice(wasm);
+    }
     out
 }
 
-/// An open pack whose header was read and checked against the file's length.
+/// A pack opened for one module, its directory checked.
 pub(super) struct OpenPack {
     file: File,
-    manifest_len: u64,
-    file_len: u64,
+    /// The pack's first bytes (header, directory, often the manifest).
+    head: Vec<u8>,
+    manifest: Range<u64>,
+    wasm: Range<u64>,
 }
 
 impl OpenPack {
-    /// Opens the pack at `path`: `Ok(None)` when there is none, `Ok(Some(Err(reason)))`
-    /// when its header is damaged.
-    pub(super) fn open(path: &Path) -> Result<Option<Result<OpenPack, String>>, Error> {
+    /// Opens the pack at `path` for module `id`: `Ok(None)` when there is none,
+    /// `Ok(Some(Err(reason)))` when it is damaged or does not hold `id`.
+    pub(super) fn open(
+        path: &Path,
+        id: &ModuleId,
+    ) -> Result<Option<Result<OpenPack, String>>, Error> {
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(path, e)),
         };
-        let file_len = file.metadata().at(path)?.len();
-        let mut header = [0u8; HEADER_LEN as usize];
-        if file_len < HEADER_LEN {
-            return Ok(Some(Err(format!(
-                "its pack is truncated ({file_len} bytes, shorter than its header)"
-            ))));
-        }
-        file.read_exact_at(&mut header, 0).at(path)?;
-        if header[0..4] != MAGIC {
-            return Ok(Some(Err(format!(
-                "its pack is damaged: magic bytes {:02x?}",
-                &header[0..4]
-            ))));
-        }
-        let version = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        if version != VERSION {
-            return Ok(Some(Err(format!(
-                "its pack has format version {version}, this build reads {VERSION}"
-            ))));
-        }
-        let manifest_len = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-        if manifest_len > file_len - HEADER_LEN {
-            return Ok(Some(Err(format!(
-                "its pack is damaged: a manifest of {manifest_len} bytes in a file of {file_len}"
-            ))));
-        }
-        Ok(Some(Ok(OpenPack {
-            file,
-            manifest_len,
-            file_len,
-        })))
+        let len = file.metadata().at(path)?.len();
+        let mut head = vec![0u8; len.min(FIRST_READ) as usize];
+        file.read_exact_at(&mut head, 0).at(path)?;
+        Ok(Some(match locate(&file, len, &mut head, id).at(path)? {
+            Ok((manifest, wasm)) => Ok(OpenPack {
+                file,
+                head,
+                manifest,
+                wasm,
+            }),
+            Err(reason) => Err(reason),
+        }))
     }
 
     /// The manifest, checked against its checksum and against `id`.
     pub(super) fn manifest(&self, id: &ModuleId) -> io::Result<Result<Manifest, String>> {
-        let mut record = vec![0u8; self.manifest_len as usize];
-        self.file.read_exact_at(&mut record, HEADER_LEN)?;
+        let record = self.read(&self.manifest)?;
         Ok(match Manifest::decode(&record) {
             Ok(manifest) if manifest.module == *id => Ok(manifest),
             Ok(manifest) => Err(format!(
@@ -108,9 +117,7 @@ impl OpenPack {
 
     /// The wasm bytes, checked against `id`.
     pub(super) fn wasm(&self, id: &ModuleId) -> io::Result<Result<Vec<u8>, String>> {
-        let start = HEADER_LEN + self.manifest_len;
-        let mut bytes = vec![0u8; (self.file_len - start) as usize];
-        self.file.read_exact_at(&mut bytes, start)?;
+        let bytes = self.read(&self.wasm)?;
         Ok(if id.matches(&bytes) {
             Ok(bytes)
         } else {
@@ -119,5 +126,83 @@ impl OpenPack {
                 bytes.len()
             ))
         })
+    }
+
+    fn read(&self, range: &Range<u64>) -> io::Result<Vec<u8>> {
+        if range.end <= self.head.len() as u64 {
+            return Ok(self.head[range.start as usize..range.end as usize].to_vec());
+        }
+        let mut bytes = vec![0u8; (range.end - range.start) as usize];
+        self.file.read_exact_at(&mut bytes, range.start)?;
+        Ok(bytes)
+    }
+}
+
+/// Checks the header and directory of a pack of `len` bytes whose first bytes are in
+/// `head` (read further when the directory is longer), and finds `id`'s manifest and
+/// wasm ranges in it.
+#[allow(clippy::type_complexity)]
+fn locate(
+    file: &File,
+    len: u64,
+    head: &mut Vec<u8>,
+    id: &ModuleId,
+) -> io::Result<Result<(Range<u64>, Range<u64>), String>> {
+    if len < HEADER_LEN {
+        return Ok(Err(format!(
+            "its pack is truncated ({len} bytes, shorter than its header)"
+        )));
+    }
+    if head[0..4] != MAGIC {
+        return Ok(Err(format!(
+            "its pack is damaged: magic bytes {:02x?}",
+            &head[0..4]
+        )));
+    }
+    let version = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Ok(Err(format!(
+            "its pack has format version {version}, this build reads {VERSION}"
+        )));
+    }
+    let count = u64::from(u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")));
+    let directory_end = HEADER_LEN + count * ENTRY_LEN;
+    if directory_end > len {
+        return Ok(Err(format!(
+            "its pack is damaged: a directory of {count} modules in {len} bytes"
+        )));
+    }
+    if directory_end > head.len() as u64 {
+        let start = head.len();
+        head.resize(directory_end as usize, 0);
+        file.read_exact_at(&mut head[start..], start as u64)?;
+    }
+    let directory = &head[HEADER_LEN as usize..directory_end as usize];
+    if blake3::hash(directory).as_bytes()[..8] != head[16..24] {
+        return Ok(Err("its pack's directory fails its checksum".into()));
+    }
+    let u64_at = |entry: &[u8], at: usize| {
+        u64::from_le_bytes(entry[at..at + 8].try_into().expect("8 bytes"))
+    };
+    let Some(entry) = directory
+        .chunks_exact(ENTRY_LEN as usize)
+        .find(|entry| entry[..32] == id.as_bytes()[..])
+    else {
+        return Ok(Err("its pack does not hold it".into()));
+    };
+    let range = |offset: u64, length: u64| {
+        offset
+            .checked_add(length)
+            .filter(|&end| offset >= directory_end && end <= len)
+            .map(|end| offset..end)
+    };
+    match (
+        range(u64_at(entry, 32), u64_at(entry, 40)),
+        range(u64_at(entry, 48), u64_at(entry, 56)),
+    ) {
+        (Some(manifest), Some(wasm)) => Ok(Ok((manifest, wasm))),
+        _ => Ok(Err(
+            "its pack is damaged: its directory points past its end".into(),
+        )),
     }
 }

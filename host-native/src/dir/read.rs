@@ -2,7 +2,9 @@
 //! manifests and module bytes from packs (each checked), and listings for the CLI and
 //! gc. Nothing here writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 
 use linkcache_core::{Candidate, Manifest, ModuleId};
 
@@ -26,7 +28,7 @@ impl DirStore {
     /// The manifest of `id`: `Ok(Err(reason))` when it is missing or corrupt.
     pub fn manifest(&self, id: &ModuleId) -> Result<Result<Manifest, String>, Error> {
         let path = self.pack_path(id);
-        Ok(match OpenPack::open(&path)? {
+        Ok(match OpenPack::open(&path, id)? {
             None => Err(PACK_MISSING.into()),
             Some(Err(reason)) => Err(reason),
             Some(Ok(pack)) => pack.manifest(id).at(&path)?,
@@ -37,7 +39,7 @@ impl DirStore {
     /// corrupt.
     pub fn module_bytes(&self, id: &ModuleId) -> Result<Result<Vec<u8>, String>, Error> {
         let path = self.pack_path(id);
-        Ok(match OpenPack::open(&path)? {
+        Ok(match OpenPack::open(&path, id)? {
             None => Err(PACK_MISSING.into()),
             Some(Err(reason)) => Err(reason),
             Some(Ok(pack)) => pack.wasm(id).at(&path)?,
@@ -71,14 +73,19 @@ impl DirStore {
     }
 
     /// Total bytes of packs, the index and artifacts (of every engine configuration).
+    /// A pack file linked under several names (a batch's) counts once.
     pub fn size(&self) -> Result<u64, Error> {
         let mut total = 0;
+        let mut seen = HashSet::new();
         // (`modules` and `manifests`: the layout before packs, until gc removes it.)
         for dir in ["packs", "index", "artifacts", "modules", "manifests"] {
-            total += files_under(&self.root().join(dir))?
-                .iter()
-                .map(|f| super::file_len(f))
-                .sum::<u64>();
+            for file in files_under(&self.root().join(dir))? {
+                if let Ok(meta) = fs::symlink_metadata(&file)
+                    && (meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino())))
+                {
+                    total += meta.len();
+                }
+            }
         }
         Ok(total)
     }

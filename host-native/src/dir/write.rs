@@ -65,24 +65,71 @@ impl DirStore {
                 .expect("every destination is below the root")
                 .to_path_buf();
             if !checked.contains(&parent) {
-                trust::create_private_dir(&parent).at(&parent)?;
                 // No symbolic link on the way, so nothing lands outside the root. Modes
                 // matter for precompiled code only, which `store_artifact` checks itself.
-                match trust::check_dirs_below(self.root(), &parent, trust::DirCheck::InsideRoot) {
-                    Ok(_) => {}
-                    Err(reason) => {
-                        return Err(Error::io(
-                            &parent,
-                            io::Error::new(io::ErrorKind::PermissionDenied, reason),
-                        ));
-                    }
-                }
+                self.prepare_dir(&parent)?;
                 checked.insert(parent);
             }
             file.persist(&destination)
                 .map_err(|e| Error::io(&destination, e.error))?;
         }
         Ok(())
+    }
+
+    /// Links a staged file into place under each of `destinations` (creating their
+    /// directories, checked as [`DirStore::place`] does): one file, many names, so a
+    /// batch of modules creates one inode. A file already at a destination (a damaged
+    /// pack being repaired) is replaced by a rename from a new link with an
+    /// unpredictable name beside it, never modified in place. The staged name itself is
+    /// removed when `staged` is dropped.
+    pub(super) fn place_under(
+        &self,
+        staged: &Staged,
+        destinations: &[PathBuf],
+    ) -> Result<(), Error> {
+        let source = staged.file_path();
+        let mut checked: BTreeSet<PathBuf> = BTreeSet::new();
+        for destination in destinations {
+            let parent = destination
+                .parent()
+                .expect("every destination is below the root")
+                .to_path_buf();
+            if !checked.contains(&parent) {
+                self.prepare_dir(&parent)?;
+                checked.insert(parent.clone());
+            }
+            match std::fs::hard_link(source, destination) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let link = tempfile::Builder::new()
+                        .prefix(".")
+                        .suffix(".new")
+                        .make_in(&parent, |path| std::fs::hard_link(source, path))
+                        .at(&parent)?;
+                    link.into_temp_path()
+                        .persist(destination)
+                        .map_err(|e| Error::io(destination, e.error))?;
+                }
+                Err(e) => return Err(Error::io(destination, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates `dir` (mode 0700) when missing, after checking that no directory on the
+    /// way is a symbolic link, and checks again.
+    fn prepare_dir(&self, dir: &Path) -> Result<(), Error> {
+        let inside_root =
+            || match trust::check_dirs_below(self.root(), dir, trust::DirCheck::InsideRoot) {
+                Ok(_) => Ok(()),
+                Err(reason) => Err(Error::io(
+                    dir,
+                    io::Error::new(io::ErrorKind::PermissionDenied, reason),
+                )),
+            };
+        inside_root()?;
+        trust::create_private_dir(dir).at(dir)?;
+        inside_root()
     }
 
     /// Makes durable every file staged and every rename done so far under `paths` (the
@@ -143,11 +190,6 @@ impl Staged {
     /// Where the file is now (in `tmp/`).
     pub(super) fn file_path(&self) -> &Path {
         &self.file
-    }
-
-    /// Where the file goes.
-    pub(super) fn destination(&self) -> &Path {
-        &self.destination
     }
 }
 

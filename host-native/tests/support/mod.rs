@@ -77,34 +77,54 @@ pub fn pack_file(root: &Path, id: &linkcache_native::core::ModuleId) -> std::pat
         .join(format!("{hex}.lcpk"))
 }
 
-/// A pack's parts: (its 16-byte header, the manifest record, the wasm bytes).
+/// The parts of `id` in its pack: (the pack's header and directory, its manifest record,
+/// its wasm bytes), read in the pack format (`dir/pack.rs`) independently of the
+/// library.
 pub fn pack_parts(
     root: &Path,
     id: &linkcache_native::core::ModuleId,
 ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let bytes = std::fs::read(pack_file(root, id)).unwrap();
-    let manifest_len = u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
+    let count = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let directory_end = 24 + 64 * count;
+    let entry = bytes[24..directory_end]
+        .chunks_exact(64)
+        .find(|entry| entry[..32] == id.as_bytes()[..])
+        .expect("the pack holds the module");
+    let at = |i: usize| u64::from_le_bytes(entry[i..i + 8].try_into().unwrap()) as usize;
     (
-        bytes[..16].to_vec(),
-        bytes[16..16 + manifest_len].to_vec(),
-        bytes[16 + manifest_len..].to_vec(),
+        bytes[..directory_end].to_vec(),
+        bytes[at(32)..at(32) + at(40)].to_vec(),
+        bytes[at(48)..at(48) + at(56)].to_vec(),
     )
 }
 
-/// Rewrites the pack of `id` (in place, as damage would) with another manifest record
-/// or other wasm bytes; the header's manifest length follows the record.
+/// Rewrites the pack of `id` (in place, as damage would) as a pack of that module alone
+/// with another manifest record or other wasm bytes.
 pub fn rewrite_pack(
     root: &Path,
     id: &linkcache_native::core::ModuleId,
     manifest: Option<&[u8]>,
     wasm: Option<&[u8]>,
 ) {
-    let (header, old_manifest, old_wasm) = pack_parts(root, id);
+    let (_, old_manifest, old_wasm) = pack_parts(root, id);
     let manifest = manifest.unwrap_or(&old_manifest);
-    let mut bytes = header[..8].to_vec();
-    bytes.extend_from_slice(&(manifest.len() as u64).to_le_bytes());
+    let wasm = wasm.unwrap_or(&old_wasm);
+    let mut directory = id.as_bytes().to_vec();
+    let mut offset = 24 + 64u64;
+    for len in [manifest.len() as u64, wasm.len() as u64] {
+        directory.extend_from_slice(&offset.to_le_bytes());
+        directory.extend_from_slice(&len.to_le_bytes());
+        offset += len;
+    }
+    let mut bytes = b"LCPK".to_vec();
+    bytes.extend_from_slice(&2u32.to_le_bytes());
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&blake3::hash(&directory).as_bytes()[..8]);
+    bytes.extend_from_slice(&directory);
     bytes.extend_from_slice(manifest);
-    bytes.extend_from_slice(wasm.unwrap_or(&old_wasm));
+    bytes.extend_from_slice(wasm);
     std::fs::write(pack_file(root, id), bytes).unwrap();
 }
 
