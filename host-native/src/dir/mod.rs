@@ -4,12 +4,13 @@
 //! ```text
 //! <root>/                         0700, owned by the user
 //!   lock                          advisory lock: commits hold it shared, gc exclusive
-//!   packs/<ab>/<id>.lcpk          a module: its manifest record and its wasm bytes,
-//!                                 named by their BLAKE3 (ModuleId) (`pack.rs`)
+//!   packs/<ab>/<id>.lcpk          the pack holding module <id> (its BLAKE3): manifest
+//!                                 record and wasm bytes (`pack.rs`); the modules of a
+//!                                 batch share one pack file, linked under each name
 //!   index/log/<pid>-<random>.lcil index segments: one append-only log per writing
 //!                                 DirStore, one record per committed module
-//!   index/table.lcit              the compacted index, sorted by function name hash
-//!                                 (`index/`)
+//!   index/table.lcit              the compacted index, sorted by function name hash,
+//!   index/recent.lcit             in a main and a recent table (`index/`)
 //!   artifacts/<engine>/<ab>/<id>/<xxh3>.cwasm
 //!                                 wasmtime precompiled code; <engine> is a hash of
 //!                                 Engine::precompile_compatibility_hash, <xxh3> the
@@ -23,17 +24,18 @@
 //!   tmp/<pid>-<random><name>      files being written, created exclusively
 //! ```
 //!
-//! A commit creates one file per module (its pack) and appends one record per module to
-//! its segment, whatever the module's number of functions: see "What a crash leaves".
+//! A commit creates one file (the pack of its modules) and appends one record per module
+//! to its segment, whatever the number of modules and functions: see "What a crash
+//! leaves".
 //! (The layout before packs, `modules/`, `manifests/` and one file per index entry
 //! under `index/<nh>/`, is not read; gc removes it.)
 //!
 //! # What a reader may see
 //!
-//! Packs and tables are written to `tmp/` under an unpredictable name and renamed into
-//! place, so such a file is either absent or complete; segments only grow, and a
-//! reader parses their complete records (`index/segment.rs`). A commit renames its packs
-//! into place before it appends their index records, and `gc` leaves a module's entries
+//! Packs and tables are written to `tmp/` under an unpredictable name and linked or
+//! renamed into place, so such a file is either absent or complete; segments only grow,
+//! and a reader parses their complete records (`index/segment.rs`). A commit links its
+//! pack into place before it appends their index records, and `gc` leaves a module's entries
 //! out of the index before it removes its pack, while no commit runs (it holds `lock`
 //! exclusively, commits hold it shared). Readers take no lock, so a reader may see:
 //!
@@ -48,10 +50,12 @@
 //!
 //! # What a crash leaves
 //!
-//! A commit stages each module's pack in `tmp/`, renames the packs into place, appends
-//! the index records of the batch to its segment with one `write`, moves the index
-//! stamp and makes all of it durable with one sync before it returns (`commit.rs`,
-//! `write.rs`): one sync per batch, whatever its number of modules and functions.
+//! A commit stages one pack for the modules it writes in `tmp/`, links it into place
+//! under each module's name, appends the index records of the batch to its segment
+//! with one `write`, moves the index stamp and makes all of it durable with one sync
+//! before it returns (`commit.rs`, `write.rs`): one sync per batch, whatever its number
+//! of modules and functions. (A pack that replaces a damaged one gets a new link beside
+//! it, renamed over it.)
 //!
 //! - After a `SIGKILL` (the page cache survives, renames are seen in order): a commit
 //!   that did not return left at most temporary files (removed by gc), packs that no
@@ -67,9 +71,11 @@
 //!   (ext4, xfs, btrfs) do.
 //!
 //! Files other than segments are never rewritten in place: another process may have
-//! memory-mapped an artifact, and changing a mapped file would change the code it runs.
-//! A replacement gets a new name (artifacts are named by checksum) or a rename over the
-//! old name. Segments are only appended to, by the one `DirStore` that created them.
+//! memory-mapped an artifact, and changing a mapped file would change the code it runs,
+//! and a batch's pack is the pack of all its modules. A replacement gets a new name
+//! (artifacts are named by checksum) or a rename over the old name. Segments are only
+//! appended to, by the one `DirStore` that created them. gc removes a module's name of
+//! its pack; the file goes with the last name.
 //!
 //! # Trust and read-only directories
 //!
