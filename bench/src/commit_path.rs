@@ -89,6 +89,13 @@ fn previous_commit(root: &Path, wasm: &[u8], manifest: &Manifest) -> Result<()> 
     Ok(())
 }
 
+#[derive(Clone, Copy)]
+enum Side {
+    Previous,
+    Single,
+    Batch,
+}
+
 /// Modules per second of each side over `rounds` interleaved rounds of `per_round`
 /// single-module commits (and one batch of [`BATCH`] per round).
 pub fn table(scratch: &Path, rounds: usize, per_round: usize) -> Result<Table> {
@@ -106,24 +113,37 @@ pub fn table(scratch: &Path, rounds: usize, per_round: usize) -> Result<Table> {
         let for_single = modules(&format!("s{round}"), per_round)?;
         let for_batch = modules(&format!("b{round}"), BATCH)?;
 
-        let t = Instant::now();
-        for (wasm, manifest) in &for_previous {
-            previous_commit(&previous_root, wasm, manifest)?;
+        // The three sides in turn, in the opposite order every other round, so that no
+        // side always follows the same one (a sync pays for what the side before left).
+        let mut order = [Side::Previous, Side::Single, Side::Batch];
+        if round % 2 == 1 {
+            order.reverse();
         }
-        previous.push(per_round as f64 / t.elapsed().as_secs_f64());
-
-        let t = Instant::now();
-        for (wasm, manifest) in &for_single {
-            store.commit(wasm, manifest)?;
+        for side in order {
+            let t = Instant::now();
+            match side {
+                Side::Previous => {
+                    for (wasm, manifest) in &for_previous {
+                        previous_commit(&previous_root, wasm, manifest)?;
+                    }
+                    previous.push(per_round as f64 / t.elapsed().as_secs_f64());
+                }
+                Side::Single => {
+                    for (wasm, manifest) in &for_single {
+                        store.commit(wasm, manifest)?;
+                    }
+                    single.push(per_round as f64 / t.elapsed().as_secs_f64());
+                }
+                Side::Batch => {
+                    let pairs: Vec<(&[u8], &Manifest)> =
+                        for_batch.iter().map(|(w, m)| (w.as_slice(), m)).collect();
+                    let t = Instant::now();
+                    let report = store.commit_many(&pairs)?;
+                    batch.push(BATCH as f64 / t.elapsed().as_secs_f64());
+                    syncs_per_batch = report.syncs;
+                }
+            }
         }
-        single.push(per_round as f64 / t.elapsed().as_secs_f64());
-
-        let pairs: Vec<(&[u8], &Manifest)> =
-            for_batch.iter().map(|(w, m)| (w.as_slice(), m)).collect();
-        let t = Instant::now();
-        let report = store.commit_many(&pairs)?;
-        batch.push(BATCH as f64 / t.elapsed().as_secs_f64());
-        syncs_per_batch = report.syncs;
     }
     let problems = store.verify(|_| {})?;
     if !problems.is_empty() {
@@ -166,8 +186,8 @@ pub fn table(scratch: &Path, rounds: usize, per_round: usize) -> Result<Table> {
          committing {per_round} modules through the previous path (reproduced in \
          bench/src/commit_path.rs), {per_round} through `DirStore::commit` and {BATCH} \
          through one `DirStore::commit_many` ({syncs_per_batch} sync(s) for the whole batch), \
-         in that order, on the same disk. Each rate is modules committed per second of that \
-         side's own time."
+         in that order in odd rounds and the reverse in even ones, on the same disk. Each \
+         rate is modules committed per second of that side's own time."
     ));
     Ok(table)
 }
