@@ -62,13 +62,16 @@
 //!   index record reaches (orphans, completed by a re-add), and an incomplete record at
 //!   the end of its segment (never read as an entry).
 //! - After a power loss, in addition: what a commit that returned `Ok` wrote is on
-//!   disk. Of a commit that did not return, any part may be missing, and a pack may be
-//!   empty or hold garbage (its data had not reached the disk): an index record may
-//!   then name a pack that is missing (read as a miss, like a module gc removed, and
-//!   left out by the next compaction) or damaged (a broken candidate). Either way the
-//!   next add of the same bytes writes the pack again. This relies on `syncfs` (Linux)
-//!   or `fsync` flushing data and directory entries, which journaling file systems
-//!   (ext4, xfs, btrfs) do.
+//!   disk. Of a commit that did not return, any part may be missing, and the file
+//!   system may have made the segment's new length durable before the pack's data: an
+//!   index record may then name a pack that is missing or empty. That reads as a miss
+//!   (like a module gc removed; the next compaction leaves the record out) or a broken
+//!   candidate, never as a wrong module, and the next add of the same bytes writes the
+//!   pack again. (Versions before packs synced twice, so that no index entry could
+//!   outlive its module's files; one sync per commit halves what a commit waits for,
+//!   and what a caller can observe is the same: `Ok` is durable, nothing wrong is
+//!   loaded, a re-add repairs.) This relies on `syncfs` (Linux) or `fsync` flushing
+//!   data and directory entries, which journaling file systems (ext4, xfs, btrfs) do.
 //!
 //! Files other than segments are never rewritten in place: another process may have
 //! memory-mapped an artifact, and changing a mapped file would change the code it runs,
