@@ -68,6 +68,7 @@ pub(super) fn encode(modules: &[(&Manifest, &[u8])]) -> Vec<u8> {
 }
 
 /// A pack opened for one module, its directory checked.
+#[derive(Debug)]
 pub(super) struct OpenPack {
     file: File,
     /// The pack's first bytes (header, directory, often the manifest).
@@ -165,6 +166,9 @@ fn locate(
             "its pack has format version {version}, this build reads {VERSION}"
         )));
     }
+    if head[12..16] != [0; 4] {
+        return Ok(Err("its pack's header is damaged".into()));
+    }
     let count = u64::from(u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")));
     let directory_end = HEADER_LEN + count * ENTRY_LEN;
     if directory_end > len {
@@ -204,5 +208,111 @@ fn locate(
         _ => Ok(Err(
             "its pack is damaged: its directory points past its end".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use linkcache_core::analyze;
+
+    fn module(value: i64) -> (Vec<u8>, Manifest) {
+        let wasm = wat::parse_str(format!(
+            r#"(module (func (export "p.f{value}") (result i64) (i64.const {value})))"#
+        ))
+        .unwrap();
+        let manifest = analyze(&wasm).unwrap();
+        (wasm, manifest)
+    }
+
+    fn written(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.lcpk");
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    fn open(path: &Path, id: &ModuleId) -> Result<OpenPack, String> {
+        OpenPack::open(path, id).unwrap().unwrap()
+    }
+
+    #[test]
+    fn every_module_of_a_pack_reads_back_checked() {
+        let modules: Vec<(Vec<u8>, Manifest)> = (0..3).map(module).collect();
+        let parts: Vec<(&Manifest, &[u8])> =
+            modules.iter().map(|(w, m)| (m, w.as_slice())).collect();
+        let (_dir, path) = written(&encode(&parts));
+        for (wasm, manifest) in &modules {
+            let pack = open(&path, &manifest.module).unwrap();
+            assert_eq!(pack.manifest(&manifest.module).unwrap().unwrap(), *manifest);
+            assert_eq!(pack.wasm(&manifest.module).unwrap().unwrap(), *wasm);
+        }
+        let other = module(9).1.module;
+        assert!(open(&path, &other).unwrap_err().contains("does not hold"));
+    }
+
+    #[test]
+    fn damage_anywhere_is_an_error_for_the_modules_it_touches_only() {
+        let modules: Vec<(Vec<u8>, Manifest)> = (0..2).map(module).collect();
+        let parts: Vec<(&Manifest, &[u8])> =
+            modules.iter().map(|(w, m)| (m, w.as_slice())).collect();
+        let bytes = encode(&parts);
+        let directory_end = (HEADER_LEN + 2 * ENTRY_LEN) as usize;
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x20;
+            let (_dir, path) = written(&damaged);
+            for (index, (_, manifest)) in modules.iter().enumerate() {
+                let id = &manifest.module;
+                let whole = match open(&path, id) {
+                    Err(_) => false,
+                    Ok(pack) => {
+                        pack.manifest(id).unwrap().is_ok() && pack.wasm(id).unwrap().is_ok()
+                    }
+                };
+                // The header and directory concern both modules; the contents one each.
+                let first_contents =
+                    u64::from_le_bytes(bytes[24 + 64 + 32..24 + 64 + 40].try_into().unwrap())
+                        as usize;
+                let touches = at < directory_end
+                    || (index == 0 && at < first_contents)
+                    || (index == 1 && at >= first_contents);
+                assert_eq!(whole, !touches, "byte {at}, module {index}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lying_count_or_offset_is_an_error_not_an_allocation() {
+        let (wasm, manifest) = module(1);
+        let bytes = encode(&[(&manifest, &wasm)]);
+        let mut lying = bytes.clone();
+        lying[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        let (_dir, path) = written(&lying);
+        assert!(
+            open(&path, &manifest.module)
+                .unwrap_err()
+                .contains("directory of")
+        );
+
+        // A directory that points past the end, with a checksum to match.
+        let mut lying = bytes.clone();
+        let entry = HEADER_LEN as usize;
+        lying[entry + 56..entry + 64].copy_from_slice(&(u64::MAX - 8).to_le_bytes());
+        let check = blake3::hash(&lying[entry..entry + ENTRY_LEN as usize]);
+        lying[16..24].copy_from_slice(&check.as_bytes()[..8]);
+        let (_dir, path) = written(&lying);
+        assert!(
+            open(&path, &manifest.module)
+                .unwrap_err()
+                .contains("past its end")
+        );
+
+        let (_dir, path) = written(&bytes[..10]);
+        assert!(
+            open(&path, &manifest.module)
+                .unwrap_err()
+                .contains("truncated")
+        );
     }
 }
