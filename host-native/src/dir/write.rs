@@ -60,16 +60,7 @@ impl DirStore {
     pub(super) fn place(&self, staged: Vec<Staged>) -> Result<(), Error> {
         let mut checked: BTreeSet<PathBuf> = BTreeSet::new();
         for Staged { file, destination } in staged {
-            let parent = destination
-                .parent()
-                .expect("every destination is below the root")
-                .to_path_buf();
-            if !checked.contains(&parent) {
-                // No symbolic link on the way, so nothing lands outside the root. Modes
-                // matter for precompiled code only, which `store_artifact` checks itself.
-                self.prepare_dir(&parent)?;
-                checked.insert(parent);
-            }
+            self.prepare_parent(&destination, &mut checked)?;
             file.persist(&destination)
                 .map_err(|e| Error::io(&destination, e.error))?;
         }
@@ -90,14 +81,7 @@ impl DirStore {
         let source = staged.file_path();
         let mut checked: BTreeSet<PathBuf> = BTreeSet::new();
         for destination in destinations {
-            let parent = destination
-                .parent()
-                .expect("every destination is below the root")
-                .to_path_buf();
-            if !checked.contains(&parent) {
-                self.prepare_dir(&parent)?;
-                checked.insert(parent.clone());
-            }
+            let parent = self.prepare_parent(destination, &mut checked)?;
             match std::fs::hard_link(source, destination) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -114,6 +98,26 @@ impl DirStore {
             }
         }
         Ok(())
+    }
+
+    /// Prepares the directory `destination` goes in ([`DirStore::prepare_dir`]) unless
+    /// `checked` says it was already, and returns it. No symbolic link on the way, so
+    /// nothing lands outside the root; modes matter for precompiled code only, which
+    /// `store_artifact` checks itself.
+    fn prepare_parent(
+        &self,
+        destination: &Path,
+        checked: &mut BTreeSet<PathBuf>,
+    ) -> Result<PathBuf, Error> {
+        let parent = destination
+            .parent()
+            .expect("every destination is below the root")
+            .to_path_buf();
+        if !checked.contains(&parent) {
+            self.prepare_dir(&parent)?;
+            checked.insert(parent.clone());
+        }
+        Ok(parent)
     }
 
     /// Creates `dir` (mode 0700) when missing, after checking that no directory on the
