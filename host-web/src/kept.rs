@@ -9,7 +9,8 @@
 //! decisions, and what the tab knew of each planned module's bytes (whether this
 //! analyzer version checked its manifest against them, the SHA-256 its commit
 //! recorded). It is a `linkcache_core::record` of kind `FreshPlan` (`LCKP`: versioned,
-//! BLAKE3-checksummed), the native host's kept plans' framing.
+//! BLAKE3-checksummed), the native host's kept plans' framing, around core's compact
+//! form of the plan ([`KeptPlan::to_compact`]: no serde code for it in the package).
 //!
 //! A later tab in the same state, targeting the same function:
 //! 1. reads the target's candidates, its `plans` record and the index stamp (the first
@@ -37,16 +38,14 @@
 //! database: what it says of a manifest's check and of SHA-256 digests stands where the
 //! manifest value's `analyzer` and `sha256` would.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use js_sys::Uint8Array;
 use linkcache_core::record::{self, RecordKind};
 use linkcache_core::{
-    ANALYZER_VERSION, GlobalBinding, GlobalCheck, GlobalKey, GlobalOutcome, ImportBinding,
-    KeptGlobal, KeptPlan, LoadPlan, Manifest, ModuleId, Name,
+    ANALYZER_VERSION, GlobalBinding, GlobalCheck, GlobalDef, GlobalOutcome, ImportBinding,
+    KeptGlobal, KeptPlan, LoadPlan, ModuleId,
 };
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::cache::{Decoded, LinkCache};
@@ -68,10 +67,15 @@ pub(crate) mod refused {
     pub const BROKEN: &str = "moduleBroken";
 }
 
-/// A kept plan as stored in the `kept` field of a plan hint. See the module docs.
-#[derive(Serialize, Deserialize)]
+/// A kept plan as stored in the `kept` field of a plan hint: see the module docs.
+///
+/// ```text
+/// record  an LCKP record (linkcache_core::record::frame) of:
+///   f64 stamp (LE), u32 analyzer (LE), u32 module count (LE),
+///   per module: 32-byte id, u8 flags (1: checked, 2: a SHA-256 follows), [32-byte SHA-256],
+///   then the plan and its global decisions (KeptPlan::to_compact)
+/// ```
 pub(crate) struct KeptRecord {
-    target: String,
     /// The index stamp the plan read.
     stamp: f64,
     /// The analyzer version of this package when the plan was kept.
@@ -83,13 +87,66 @@ pub(crate) struct KeptRecord {
     plan: KeptPlan,
 }
 
-#[derive(Serialize, Deserialize)]
 struct KeptModule {
     id: ModuleId,
     /// Its manifest was checked against its bytes by `analyzer`.
     checked: bool,
     /// The SHA-256 of its bytes its commit recorded.
     sha256: Option<[u8; 32]>,
+}
+
+impl KeptRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&self.stamp.to_le_bytes());
+        payload.extend_from_slice(&self.analyzer.to_le_bytes());
+        payload.extend_from_slice(&(self.modules.len() as u32).to_le_bytes());
+        for module in &self.modules {
+            payload.extend_from_slice(module.id.as_bytes());
+            payload.push(u8::from(module.checked) | if module.sha256.is_some() { 2 } else { 0 });
+            if let Some(digest) = &module.sha256 {
+                payload.extend_from_slice(digest);
+            }
+        }
+        payload.extend_from_slice(&self.plan.to_compact(&self.globals));
+        record::frame(RecordKind::FreshPlan, &payload)
+    }
+
+    /// The record, or `None` when it does not decode.
+    fn decode(bytes: &[u8]) -> Option<KeptRecord> {
+        let mut rest = record::unframe(RecordKind::FreshPlan, bytes).ok()?;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (taken, after) = rest.split_at_checked(n)?;
+            rest = after;
+            Some(taken)
+        };
+        let stamp = f64::from_le_bytes(take(8)?.try_into().ok()?);
+        let analyzer = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let count = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let mut modules = Vec::new();
+        for _ in 0..count {
+            let id = ModuleId::from_bytes(take(32)?.try_into().ok()?);
+            let flags = take(1)?[0];
+            let sha256 = if flags & 2 != 0 {
+                Some(take(32)?.try_into().ok()?)
+            } else {
+                None
+            };
+            modules.push(KeptModule {
+                id,
+                checked: flags & 1 != 0,
+                sha256,
+            });
+        }
+        let (plan, globals) = KeptPlan::from_compact(rest).ok()?;
+        Some(KeptRecord {
+            stamp,
+            analyzer,
+            modules,
+            globals,
+            plan,
+        })
+    }
 }
 
 impl LinkCache {
@@ -130,10 +187,10 @@ impl LinkCache {
         let Some(stored) = stored else {
             return Ok(None);
         };
-        let decoded = record::decode::<KeptRecord>(RecordKind::FreshPlan, &stored);
+        let decoded = KeptRecord::decode(&stored);
         snapshot.closure.kept_record = Some(stored);
         let kept = match decoded {
-            Ok(kept) if kept.target == func_name && kept.plan.target() == func_name => kept,
+            Some(kept) if kept.plan.target() == func_name => kept,
             _ => return Ok(self.refuse(refused::DAMAGED)),
         };
         if stamp != Some(kept.stamp) {
@@ -178,10 +235,7 @@ impl LinkCache {
                 _ => false,
             };
             // Should the plan not be used, the planner does not ask again.
-            snapshot
-                .closure
-                .decided
-                .insert(GlobalKey::of(&check.global), now);
+            snapshot.closure.decided.push((check.global.clone(), now));
         }
         if !unchanged {
             return Ok(self.refuse(refused::GLOBAL));
@@ -239,14 +293,13 @@ impl LinkCache {
         };
         let globals = plan.keep_globals(asked);
         let kept = KeptRecord {
-            target: plan.target().to_owned(),
             stamp,
             analyzer: ANALYZER_VERSION,
             modules,
             globals,
             plan,
         };
-        let encoded = record::encode(RecordKind::FreshPlan, &kept);
+        let encoded = kept.encode();
         (snapshot.closure.kept_record.as_deref() != Some(&encoded[..])).then_some(encoded)
     }
 }
@@ -254,17 +307,20 @@ impl LinkCache {
 /// Whether every global value `plan` binds or sets is the embedder's decision on its
 /// definition, as just asked (`into_plan` checks the values' types only): a record
 /// that binds another value is refused, never linked.
-fn binds_decided(plan: &LoadPlan, decided: &HashMap<GlobalKey, GlobalOutcome>) -> bool {
-    let decision = |manifest: &Manifest, name: &Name| {
-        let def = manifest.globals.iter().find(|def| def.name == *name)?;
-        decided.get(&GlobalKey::of(def))
-    };
+fn binds_decided(plan: &LoadPlan, decided: &[(GlobalDef, GlobalOutcome)]) -> bool {
     let bound = plan.modules.iter().all(|planned| {
         planned.imports.iter().all(|binding| match binding {
             ImportBinding::Global {
                 name,
                 binding: GlobalBinding::Value(value),
-            } => matches!(decision(&planned.manifest, name), Some(Ok(v)) if v == value),
+            } => {
+                let def = planned
+                    .manifest
+                    .globals
+                    .iter()
+                    .find(|def| def.name == *name);
+                matches!(def.and_then(|def| decision(decided, def)), Some(Ok(v)) if v == value)
+            }
             _ => true,
         })
     });
@@ -272,6 +328,18 @@ fn binds_decided(plan: &LoadPlan, decided: &HashMap<GlobalKey, GlobalOutcome>) -
         && plan.set_globals.iter().all(|(name, _, value)| {
             decided
                 .iter()
-                .any(|(key, outcome)| key.name == *name && outcome.as_ref() == Ok(value))
+                .any(|(def, outcome)| def.name == *name && outcome.as_ref() == Ok(value))
         })
+}
+
+/// The decision in `decided` on the definition `def` (its name and bytes, as the
+/// planner's `GlobalKey` tells definitions apart).
+pub(crate) fn decision<'a>(
+    decided: &'a [(GlobalDef, GlobalOutcome)],
+    def: &GlobalDef,
+) -> Option<&'a GlobalOutcome> {
+    decided
+        .iter()
+        .find(|(d, _)| d.name == def.name && d.definition == def.definition)
+        .map(|(_, outcome)| outcome)
 }

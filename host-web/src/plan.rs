@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use js_sys::{Array, Uint8Array};
 use linkcache_core::{
-    ANALYZER_VERSION, Candidate, GlobalCheck, GlobalKey, GlobalOutcome, KeptPlan, LoadPlan,
-    Manifest, Miss, ModuleId, Need, Planner, Progress, ValType,
+    ANALYZER_VERSION, Candidate, GlobalCheck, GlobalOutcome, KeptPlan, LoadPlan, Manifest, Miss,
+    ModuleId, Need, Planner, Progress, ValType,
 };
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -67,10 +67,9 @@ impl LinkCache {
                 }
                 Progress::Need(Need::Globals(checks)) => {
                     for check in &checks {
-                        let decided = snapshot
-                            .closure
-                            .decided
-                            .remove(&GlobalKey::of(&check.global));
+                        let decided =
+                            crate::kept::decision(&snapshot.closure.decided, &check.global)
+                                .cloned();
                         let outcome = match decided {
                             Some(outcome) => outcome,
                             None => self.resolve_global(check).await,

@@ -39,7 +39,7 @@ use std::future::IntoFuture;
 
 use idb::Transaction;
 use js_sys::{Array, Promise, Uint8Array};
-use linkcache_core::{GlobalDef, GlobalKey, GlobalOutcome, KeptPlan, ModuleId};
+use linkcache_core::{GlobalDef, GlobalOutcome, KeptPlan, ModuleId};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -157,7 +157,7 @@ pub struct ClosureRead {
     pub keep: Option<(KeptPlan, Vec<Decision>)>,
     /// Decisions on globals a kept plan's check asked the embedder already, for the
     /// planner should that plan not be used.
-    pub decided: HashMap<GlobalKey, GlobalOutcome>,
+    pub decided: Vec<(GlobalDef, GlobalOutcome)>,
 }
 
 /// The requests of one step, issued and not awaited yet ([`Snapshot::issue`]).

@@ -10,7 +10,7 @@
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use linkcache_core::record::{self, RecordKind};
 use linkcache_core::{
-    GlobalBinding, GlobalOutcome, KeptGlobal, Manifest, ModuleId, Name, ValType, Value,
+    GlobalBinding, GlobalOutcome, KeptGlobal, KeptPlan, Manifest, ModuleId, Name, ValType, Value,
 };
 use linkcache_web::LinkCache;
 use linkcache_web::store::IdbStore;
@@ -115,16 +115,51 @@ async fn plant_record(db: &str, func: &str, record: &[u8]) {
     wait(promise).await.unwrap();
 }
 
-// The layout of `src/kept.rs`'s record and of core's `KeptPlan` (bincode encodes a
-// struct as its fields in order), to forge records that pass the checksum.
-#[derive(Serialize, Deserialize)]
-struct ForgedRecord {
-    target: String,
-    stamp: f64,
-    analyzer: u32,
-    modules: Vec<(ModuleId, bool, Option<[u8; 32]>)>,
+/// A kept plan record taken apart (the layout in `src/kept.rs`): the stamp and
+/// analyzer, each module's entry, the plan and its global decisions.
+struct Opened {
+    head: Vec<u8>,
+    modules: Vec<Vec<u8>>,
+    plan: KeptPlan,
     globals: Vec<(KeptGlobal, GlobalOutcome)>,
-    plan: ForgedPlan,
+}
+
+fn open_record(bytes: &[u8]) -> Opened {
+    let payload = record::unframe(RecordKind::FreshPlan, bytes).unwrap();
+    let (head, mut rest) = payload.split_at(16);
+    let count = u32::from_le_bytes(head[12..16].try_into().unwrap());
+    let mut modules = Vec::new();
+    for _ in 0..count {
+        let len = if rest[32] & 2 != 0 { 65 } else { 33 };
+        modules.push(rest[..len].to_vec());
+        rest = &rest[len..];
+    }
+    let (plan, globals) = KeptPlan::from_compact(rest).unwrap();
+    Opened {
+        head: head[..12].to_vec(),
+        modules,
+        plan,
+        globals,
+    }
+}
+
+fn close_record(opened: &Opened) -> Vec<u8> {
+    let mut payload = opened.head.clone();
+    payload.extend_from_slice(&(opened.modules.len() as u32).to_le_bytes());
+    for module in &opened.modules {
+        payload.extend_from_slice(module);
+    }
+    payload.extend_from_slice(&opened.plan.to_compact(&opened.globals));
+    record::frame(RecordKind::FreshPlan, &payload)
+}
+
+/// `plan` edited through a mirror of core's `KeptPlan` layout (its serde form: bincode
+/// encodes a struct as its fields in order), to forge plans that pass every form check.
+fn forge(plan: &KeptPlan, edit: impl FnOnce(&mut ForgedPlan)) -> KeptPlan {
+    let mut forged: ForgedPlan =
+        record::decode_payload(RecordKind::FreshPlan, &record::encode_payload(plan)).unwrap();
+    edit(&mut forged);
+    record::decode_payload(RecordKind::FreshPlan, &record::encode_payload(&forged)).unwrap()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -235,18 +270,20 @@ async fn a_damaged_or_forged_kept_plan_is_planned_anew_and_counted() {
     // Another target's record, whole and checksummed.
     let other = kept_record(&db, "chain.f1").await;
     // A record of this target whose modules are listed in another order than planned.
-    let mut forged: ForgedRecord = record::decode(RecordKind::FreshPlan, &good).unwrap();
-    forged.modules.reverse();
-    let reordered = record::encode(RecordKind::FreshPlan, &forged);
+    let mut opened = open_record(&good);
+    opened.modules.reverse();
+    let reordered = close_record(&opened);
     // A plan whose last module imports from itself, in a checksummed record.
-    let mut forged: ForgedRecord = record::decode(RecordKind::FreshPlan, &good).unwrap();
-    let last = forged.plan.modules.len() as u32 - 1;
-    for import in &mut forged.plan.modules.last_mut().unwrap().imports {
-        if let ForgedImport::Export(from) = import {
-            *from = last;
+    let mut opened = open_record(&good);
+    opened.plan = forge(&opened.plan, |plan| {
+        let last = plan.modules.len() as u32 - 1;
+        for import in &mut plan.modules.last_mut().unwrap().imports {
+            if let ForgedImport::Export(from) = import {
+                *from = last;
+            }
         }
-    }
-    let cyclic = record::encode(RecordKind::FreshPlan, &forged);
+    });
+    let cyclic = close_record(&opened);
 
     for (what, planted) in [
         ("flipped", flipped),
@@ -345,21 +382,19 @@ async fn a_kept_plan_that_binds_a_value_the_embedder_did_not_give_is_refused() {
 
     // The decision recorded is 42, as the embedder decides now; the binding says 7.
     let good = kept_record(&db, "cfg.get").await;
-    let mut forged: ForgedRecord = record::decode(RecordKind::FreshPlan, &good).unwrap();
+    let mut opened = open_record(&good);
     let mut bound = 0;
-    for import in &mut forged.plan.modules[0].imports {
-        if let ForgedImport::Global(GlobalBinding::Value(value)) = import {
-            *value = Value::I32(7);
-            bound += 1;
+    opened.plan = forge(&opened.plan, |plan| {
+        for import in &mut plan.modules[0].imports {
+            if let ForgedImport::Global(GlobalBinding::Value(value)) = import {
+                *value = Value::I32(7);
+                bound += 1;
+            }
         }
-    }
+    });
     assert_eq!(bound, 1);
-    plant_record(
-        &db,
-        "cfg.get",
-        &record::encode(RecordKind::FreshPlan, &forged),
-    )
-    .await;
+    assert_eq!(opened.globals.len(), 1, "the decision on cfg.n");
+    plant_record(&db, "cfg.get", &close_record(&opened)).await;
 
     let tab = open(&db, &JsValue::UNDEFINED).await;
     assert_eq!(call_i32(&tab, "cfg.get").await, 42);
