@@ -28,7 +28,7 @@
 //!    again.
 //!
 //! So a warm target costs two round trips, no planner search and no manifest decoded
-//! but by `into_plan`. Whatever cannot be used (another stamp, a record that does not
+//! but the planned ones the record carries (checked by `into_plan`). Whatever cannot be used (another stamp, a record that does not
 //! decode or hold together, a global decided differently, a module found broken while
 //! loading) falls back to the planner, which reuses the first step's answers and the
 //! embedder's decisions, and is counted in `stats().plansNotReplayed` by reason; the
