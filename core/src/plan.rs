@@ -229,6 +229,46 @@ impl LoadPlan {
     pub fn is_bound_already(&self) -> bool {
         self.bindings.is_empty()
     }
+
+    /// Whether every global this plan binds or sets is bound as `decided` (the
+    /// embedder's decisions now, each on a definition by name and bytes) says: a value
+    /// where the decision is that value, a placeholder only where no value was decided.
+    ///
+    /// A host replaying a kept plan asks the globals again and checks this too, so that
+    /// a record that decodes and holds together but binds a value the embedder did not
+    /// give (damaged, or forged with a valid checksum) is planned anew instead of linked.
+    pub fn binds_as_decided(&self, decided: &[(&GlobalDef, &GlobalOutcome)]) -> bool {
+        let decision = |def: &GlobalDef| {
+            decided
+                .iter()
+                .find(|(d, _)| d.name == def.name && d.definition == def.definition)
+                .map(|(_, outcome)| *outcome)
+        };
+        let imports_as_decided = self.modules.iter().all(|planned| {
+            planned.imports.iter().all(|binding| {
+                let ImportBinding::Global { name, binding } = binding else {
+                    return true;
+                };
+                let def = planned
+                    .manifest
+                    .globals
+                    .iter()
+                    .find(|def| def.name == *name);
+                let decided = def.and_then(decision);
+                match binding {
+                    GlobalBinding::Value(value) => decided.is_some_and(|o| o.as_ref() == Ok(value)),
+                    GlobalBinding::Placeholder(_) => !decided.is_some_and(|o| o.is_ok()),
+                    GlobalBinding::Shared(_) => true,
+                }
+            })
+        });
+        imports_as_decided
+            && self.set_globals.iter().all(|(name, _, value)| {
+                decided
+                    .iter()
+                    .any(|(def, outcome)| def.name == *name && outcome.as_ref() == Ok(value))
+            })
+    }
 }
 
 /// One module of a plan and the binding of each of its imports.

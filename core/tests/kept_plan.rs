@@ -6,7 +6,7 @@ mod common;
 
 use common::{Func, Harness, f, module, module_with_globals};
 use linkcache_core::record::{self, RecordKind};
-use linkcache_core::{GlobalDef, KeptGlobal, KeptPlan, LoadPlan, ValType};
+use linkcache_core::{GlobalDef, GlobalOutcome, KeptGlobal, KeptPlan, LoadPlan, ValType, Value};
 use std::collections::BTreeMap;
 
 /// `plan`'s kept form after a round trip through a record.
@@ -214,4 +214,70 @@ fn positions_and_kinds_are_checked() {
     let kept = KeptPlan::keep(&retyped).unwrap();
     let error = kept.into_plan().unwrap_err();
     assert!(error.contains("bound as another global"), "{error}");
+}
+
+/// A replayed plan is linked only while it binds what the embedder decides now: a kept
+/// plan that holds together but carries another value (damaged, or forged with a valid
+/// checksum) is refused by [`LoadPlan::binds_as_decided`].
+#[test]
+fn a_plan_binds_as_decided_only_under_the_decisions_it_was_made_with() {
+    let plan = rich_plan();
+    let defs: Vec<GlobalDef> = plan
+        .modules
+        .iter()
+        .flat_map(|m| m.manifest.globals.iter().cloned())
+        .collect();
+    assert_eq!(defs.len(), 2, "k.c and k.g: {defs:?}");
+    assert_eq!(
+        plan.set_globals
+            .iter()
+            .map(|(n, ..)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["k.g"]
+    );
+    let as_made = |name: &str| -> GlobalOutcome {
+        match name {
+            "k.c" => Ok(Value::I32(7)),
+            _ => Ok(plan.set_globals[0].2.clone()),
+        }
+    };
+    let check = |decide: &dyn Fn(&str) -> Option<GlobalOutcome>| {
+        let outcomes: Vec<(GlobalDef, GlobalOutcome)> = defs
+            .iter()
+            .filter_map(|d| Some((d.clone(), decide(d.name.as_str())?)))
+            .collect();
+        let decided: Vec<(&GlobalDef, &GlobalOutcome)> =
+            outcomes.iter().map(|(d, o)| (d, o)).collect();
+        plan.binds_as_decided(&decided)
+    };
+    assert!(check(&|name| Some(as_made(name))));
+    // The immutable global decided otherwise, stale, or not decided at all.
+    assert!(!check(&|name| Some(if name == "k.c" {
+        Ok(Value::I32(8))
+    } else {
+        as_made(name)
+    })));
+    assert!(!check(&|name| Some(if name == "k.c" {
+        Err("stale".into())
+    } else {
+        as_made(name)
+    })));
+    assert!(!check(&|name| (name != "k.c").then(|| as_made(name))));
+    // The mutable global's first value decided otherwise.
+    assert!(!check(&|name| Some(if name == "k.g" {
+        Ok(Value::I64(6))
+    } else {
+        as_made(name)
+    })));
+    // The same name with another definition is another decision.
+    let mut other = defs.clone();
+    for def in &mut other {
+        def.definition.push(b'0');
+    }
+    let outcomes: Vec<(GlobalDef, GlobalOutcome)> = other
+        .iter()
+        .map(|d| (d.clone(), as_made(d.name.as_str())))
+        .collect();
+    let decided: Vec<(&GlobalDef, &GlobalOutcome)> = outcomes.iter().map(|(d, o)| (d, o)).collect();
+    assert!(!plan.binds_as_decided(&decided));
 }

@@ -568,19 +568,40 @@ fn hinted_fresh_plan(
     let stamp = shared.dir.index_stamp();
     let fresh = shared.dir.fresh_plan(func_name, stamp, expected)?;
     let (mut validated, mut stale) = (0u64, 0u64);
-    let unchanged = fresh.global_decisions()?.iter().all(|(check, recorded)| {
-        let outcome = resolve_global(shared, check);
-        match &outcome {
-            Ok(_) => validated += 1,
-            Err(_) => stale += 1,
+    let mut decided = Vec::new();
+    let unchanged = fresh
+        .global_decisions()?
+        .into_iter()
+        .all(|(check, recorded)| {
+            let outcome = resolve_global(shared, &check);
+            match &outcome {
+                Ok(_) => validated += 1,
+                Err(_) => stale += 1,
+            }
+            let alike = match (recorded, &outcome) {
+                (Ok(then), Ok(now)) => then == now,
+                (Err(_), Err(_)) => true,
+                _ => false,
+            };
+            decided.push((check.global, outcome));
+            alike
+        });
+    // The plan must also bind what was decided: a record that holds together but binds
+    // another value (damaged, or forged with a valid checksum) is planned anew.
+    let decided: Vec<_> = decided
+        .iter()
+        .map(|(def, outcome)| (def, outcome))
+        .collect();
+    let plan = if unchanged { fresh.into_plan() } else { None }.filter(|plan| {
+        let as_decided = plan.binds_as_decided(&decided);
+        if !as_decided {
+            tracing::debug!(
+                func_name,
+                "linkcache: kept plan binds globals otherwise than decided; planned anew"
+            );
         }
-        match (recorded, &outcome) {
-            (Ok(then), Ok(now)) => then == now,
-            (Err(_), Err(_)) => true,
-            _ => false,
-        }
+        as_decided
     });
-    let plan = if unchanged { fresh.into_plan() } else { None };
     shared.count(|stats| {
         stats.globals_validated += validated;
         stats.globals_stale += stale;
