@@ -238,7 +238,7 @@ fn a_plan_binds_as_decided_only_under_the_decisions_it_was_made_with() {
     let as_made = |name: &str| -> GlobalOutcome {
         match name {
             "k.c" => Ok(Value::I32(7)),
-            _ => Ok(plan.set_globals[0].2.clone()),
+            _ => Ok(plan.set_globals[0].2),
         }
     };
     let check = |decide: &dyn Fn(&str) -> Option<GlobalOutcome>| {
