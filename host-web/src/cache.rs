@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use js_sys::{Array, Function, Map, Object, Promise, Uint8Array};
-use linkcache_core::{Bundle, BundledModule, ImportBinding, Linkage, Manifest, ModuleId, analyze};
+use linkcache_core::{Bundle, BundledModule, ImportBinding, Linkage, Manifest, ModuleId};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -211,8 +211,7 @@ impl LinkCache {
     }
 
     pub(crate) async fn add(&self, wasm: &[u8]) -> Result<ModuleId, WebError> {
-        let manifest =
-            analyze(wasm).map_err(|e| WebError::new("LinkCacheInvalidModule", e.to_string()))?;
+        let manifest = crate::analyzer::analyze(wasm).await?;
         let store = Rc::clone(&self.inner.borrow().store);
         store.commit(wasm, &manifest).await?;
         {
@@ -279,10 +278,14 @@ impl LinkCache {
                 Bundle::decode(&bytes).map_err(|e| corrupt(format!("bundle rejected: {e}")))?;
             // Checked once here; the store records that this analyzer did it.
             for (index, module) in bundle.modules.iter().enumerate() {
-                module
-                    .manifest
-                    .check_against(&module.wasm)
-                    .map_err(|e| corrupt(format!("bundled module #{index}: {e}")))?;
+                crate::analyzer::check_against(&module.manifest, &module.wasm)
+                    .await
+                    .map_err(|e| match e.name {
+                        "LinkCacheInvalidModule" => {
+                            corrupt(format!("bundled module #{index}: {}", e.message))
+                        }
+                        _ => e.to_js(),
+                    })?;
             }
             let store = Rc::clone(&this.inner.borrow().store);
             let mut ids = Vec::new();

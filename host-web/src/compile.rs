@@ -7,7 +7,7 @@
 //! and the function is returned all the same; `stats().notPersisted` counts them.
 
 use js_sys::{Array, Function, Promise, Uint8Array};
-use linkcache_core::{ModuleId, analyze};
+use linkcache_core::ModuleId;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -117,7 +117,7 @@ impl LinkCache {
                 match self.add(&module).await {
                     Ok(id) => added.push(id),
                     Err(e) if e.name == "LinkCacheQuotaExceeded" => {
-                        self.add_in_memory(&module).map_err(js_err)?;
+                        self.add_in_memory(&module).await.map_err(js_err)?;
                     }
                     Err(e) => return Err(e.to_js()),
                 }
@@ -135,9 +135,8 @@ impl LinkCache {
 
     /// Keeps a module this tab could not store (the quota is full) in memory, where this
     /// tab's plans find it after the stored candidates.
-    pub(crate) fn add_in_memory(&self, wasm: &[u8]) -> Result<ModuleId, WebError> {
-        let manifest =
-            analyze(wasm).map_err(|e| WebError::new("LinkCacheInvalidModule", e.to_string()))?;
+    pub(crate) async fn add_in_memory(&self, wasm: &[u8]) -> Result<ModuleId, WebError> {
+        let manifest = crate::analyzer::analyze(wasm).await?;
         let id = manifest.module;
         let manifest = std::sync::Arc::new(manifest);
         let mut inner = self.inner.borrow_mut();

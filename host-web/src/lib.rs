@@ -22,6 +22,8 @@
 #![cfg_attr(target_arch = "wasm32", warn(missing_docs))]
 
 #[cfg(target_arch = "wasm32")]
+mod analyzer;
+#[cfg(target_arch = "wasm32")]
 pub mod cache;
 #[cfg(target_arch = "wasm32")]
 mod changes;

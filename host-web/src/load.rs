@@ -11,7 +11,8 @@
 //!   browser's WebCrypto, off the main thread, while they compile; the compile's
 //!   promise resolves only when the digest matches. Other bytes are hashed here with
 //!   BLAKE3 (the ModuleId) once their compile has started. Only a manifest recorded by
-//!   another analyzer version is checked against its bytes as well.
+//!   another analyzer version is checked against its bytes as well, before its compile
+//!   starts (through [`crate::analyzer`], which the package may have to load first).
 //! - A compile is kept as its promise from the moment it starts: a concurrent target that
 //!   needs the same module awaits the same promise instead of compiling again.
 //! - An instance is kept with the import bindings it was made with: a plan that binds the
@@ -42,7 +43,7 @@ pub(crate) enum LoadError {
     /// A record read after the plan's transaction was split is gone (another tab removed
     /// it in between): plan again, blaming no module.
     Vanished,
-    /// IndexedDB failed: give up this target.
+    /// IndexedDB failed, or the analyzer could not be loaded: give up this target.
     Storage(WebError),
 }
 
@@ -151,7 +152,10 @@ impl LinkCache {
                     LoadError::Broken(id, "its wasm bytes are missing".into())
                 });
             };
-            let compile = self.compile_checked(plan, &id, &bytes)?;
+            if !self.decoded(&id).is_some_and(|d| d.checked) {
+                self.check_manifest(plan, &id, &bytes).await?;
+            }
+            let compile = self.compile_checked(&id, &bytes)?;
             let mut inner = self.inner.borrow_mut();
             inner.compiled.insert(id, compile);
             inner.stats.modules_compiled += 1;
@@ -163,12 +167,7 @@ impl LinkCache {
 
     /// Starts compiling `bytes`, checked as the module docs say: the promise of the
     /// module, or the reason the bytes are broken.
-    fn compile_checked(
-        &self,
-        plan: &LoadPlan,
-        id: &ModuleId,
-        bytes: &Uint8Array,
-    ) -> Result<Promise, LoadError> {
+    fn compile_checked(&self, id: &ModuleId, bytes: &Uint8Array) -> Result<Promise, LoadError> {
         let decoded = self.decoded(id);
         let checked = decoded.as_ref().is_some_and(|d| d.checked);
         let digest = decoded
@@ -179,40 +178,51 @@ impl LinkCache {
         }
         // The browser decodes on its own threads while BLAKE3 runs here.
         let compile = compile_checked(bytes, &JsValue::UNDEFINED);
-        if let Err(e) = self.check_bytes(plan, id, bytes) {
+        if let Err(e) = self.check_bytes(id, bytes) {
             discard(&compile);
             return Err(e);
         }
         Ok(compile)
     }
 
-    /// Checks stored bytes against their id, and against their manifest unless this
-    /// analyzer checked it when it was committed or imported.
-    fn check_bytes(
+    /// Checks stored bytes against their id.
+    fn check_bytes(&self, id: &ModuleId, bytes: &Uint8Array) -> Result<(), LoadError> {
+        let copy = bytes.to_vec();
+        if !id.matches(&copy) {
+            return Err(LoadError::Broken(
+                *id,
+                format!(
+                    "its wasm bytes are corrupt ({} bytes that do not hash to the module id)",
+                    copy.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a planned module's manifest against its bytes, when no analyzer of this
+    /// version has (it was committed or imported by another version), and records
+    /// that this one did. The analyzer may have to be loaded first (`crate::analyzer`).
+    async fn check_manifest(
         &self,
         plan: &LoadPlan,
         id: &ModuleId,
         bytes: &Uint8Array,
     ) -> Result<(), LoadError> {
-        let fail = |reason: String| LoadError::Broken(*id, reason);
-        let copy = bytes.to_vec();
-        if !id.matches(&copy) {
-            return Err(fail(format!(
-                "its wasm bytes are corrupt ({} bytes that do not hash to the module id)",
-                copy.len()
-            )));
-        }
-        let checked = self.decoded(id).is_some_and(|d| d.checked);
-        if !checked {
-            let planned = plan.modules.iter().find(|m| m.module == *id);
-            if let Some(planned) = planned {
-                planned.manifest.check_against(&copy).map_err(fail)?;
-                let mut inner = self.inner.borrow_mut();
-                inner.stats.manifests_checked += 1;
-                if let Some(decoded) = inner.manifests.get_mut(id) {
-                    decoded.checked = true;
-                }
+        let Some(planned) = plan.modules.iter().find(|m| m.module == *id) else {
+            return Ok(());
+        };
+        match crate::analyzer::check_against(&planned.manifest, &bytes.to_vec()).await {
+            Ok(()) => {}
+            Err(e) if e.name == "LinkCacheInvalidModule" => {
+                return Err(LoadError::Broken(*id, e.message));
             }
+            Err(e) => return Err(LoadError::Storage(e)),
+        }
+        let mut inner = self.inner.borrow_mut();
+        inner.stats.manifests_checked += 1;
+        if let Some(decoded) = inner.manifests.get_mut(id) {
+            decoded.checked = true;
         }
         Ok(())
     }

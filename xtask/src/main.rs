@@ -160,6 +160,24 @@ fn test(skip_browser: bool) -> Outcome {
             "warnings",
         ]),
     )?;
+    // The package as it ships: the analyzer a wasm file of its own (see web_pkg).
+    step(
+        "clippy (linkcache-web and its analyzer on wasm32, as the npm package builds them)",
+        &mut cargo(&[
+            "clippy",
+            "-p",
+            "linkcache-web",
+            "-p",
+            "linkcache-web-analyzer",
+            "--no-default-features",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--lib",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     // The remote tier's tests start their own redis-server, and share one S3 server
     // (moto, stopped when the step ends, failed or not); here they must not skip.
     ensure_redis()?;
@@ -242,14 +260,20 @@ fn web_pkg(release: bool, out_dir: &Path) -> Outcome {
     }
     ensure_wasm_target()?;
     ensure_wasm_bindgen_cli()?;
-    // Two wasm files: the package, and `watToWasm` (the text parser) on its own, so that
-    // a page that never parses text never loads it. The second is a small build.
+    // Three wasm files: the package; `watToWasm` (the text parser) on its own, so that
+    // a page that never parses text never loads it; and the analyzer (wasmparser's
+    // validator and the analysis), which the package loads itself on first use, so
+    // that a page that only targets never loads it (linkcache-web without its default
+    // feature `bundled-analyzer`; see host-web/src/analyzer.rs).
     let mut build = cargo(&[
         "build",
         "-p",
         "linkcache-web",
         "-p",
         "linkcache-web-wat",
+        "-p",
+        "linkcache-web-analyzer",
+        "--no-default-features",
         "--target",
         "wasm32-unknown-unknown",
         "--lib",
@@ -264,6 +288,7 @@ fn web_pkg(release: bool, out_dir: &Path) -> Outcome {
     for (crate_name, out_dir) in [
         ("linkcache_web", out_dir.to_path_buf()),
         ("linkcache_web_wat", out_dir.join("wat")),
+        ("linkcache_web_analyzer", out_dir.join("analyzer")),
     ] {
         let wasm = format!("{target_dir}/wasm32-unknown-unknown/{profile}/{crate_name}.wasm");
         let mut bindgen = Command::new("wasm-bindgen");
