@@ -22,6 +22,7 @@
 //! ([`Need::Globals`]), never the other globals of the modules they live in.
 
 mod build;
+mod compact;
 mod kept;
 mod search;
 

@@ -137,18 +137,29 @@ fn config() -> impl bincode::config::Config {
 
 /// Encodes `value` as a record of `kind`.
 pub fn encode<T: Serialize>(kind: RecordKind, value: &T) -> Vec<u8> {
-    let payload = encode_payload(value);
+    frame(kind, &encode_payload(value))
+}
+
+/// A record of `kind` around a payload its host encoded itself (the framing and checks
+/// of every record, without serde): read it back with [`unframe`].
+pub fn frame(kind: RecordKind, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&kind.magic());
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(blake3::hash(&payload).as_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(blake3::hash(payload).as_bytes());
+    out.extend_from_slice(payload);
     out
 }
 
 /// Decodes a record of `kind`, checking magic, version, length and checksum first.
 pub fn decode<T: DeserializeOwned>(kind: RecordKind, bytes: &[u8]) -> Result<T, RecordError> {
+    decode_payload(kind, unframe(kind, bytes)?)
+}
+
+/// The payload of a record of `kind` ([`frame`]), once magic, version, length and
+/// checksum are checked.
+pub fn unframe(kind: RecordKind, bytes: &[u8]) -> Result<&[u8], RecordError> {
     let truncated = |expected: u64| RecordError::Truncated {
         kind,
         expected,
@@ -187,7 +198,7 @@ pub fn decode<T: DeserializeOwned>(kind: RecordKind, bytes: &[u8]) -> Result<T, 
     if blake3::hash(payload).as_bytes() != &bytes[16..48] {
         return Err(RecordError::ChecksumMismatch { kind });
     }
-    decode_payload(kind, payload)
+    Ok(payload)
 }
 
 /// Encodes `value` as a bare payload: no header, no checksum. For a part of a record

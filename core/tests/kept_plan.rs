@@ -281,3 +281,85 @@ fn a_plan_binds_as_decided_only_under_the_decisions_it_was_made_with() {
     let decided: Vec<(&GlobalDef, &GlobalOutcome)> = outcomes.iter().map(|(d, o)| (d, o)).collect();
     assert!(!plan.binds_as_decided(&decided));
 }
+
+/// `rich_plan`'s kept form and a decision on each kind of kept global (one a planned
+/// module carries, one it does not), valid and stale.
+fn rich_kept() -> (KeptPlan, Vec<(KeptGlobal, linkcache_core::GlobalOutcome)>) {
+    let plan = rich_plan();
+    let kept = KeptPlan::keep(&plan).unwrap();
+    let carrier = plan
+        .modules
+        .iter()
+        .find(|m| m.manifest.global("k.c").is_some())
+        .unwrap();
+    let def = carrier.manifest.global("k.c").unwrap().clone();
+    let other = GlobalDef {
+        definition: b"8".to_vec(),
+        ..def.clone()
+    };
+    let globals = kept.keep_globals([
+        (carrier.module, def, Ok(linkcache_core::Value::I32(7))),
+        (carrier.module, other, Err("stale: 8 is old".to_string())),
+    ]);
+    (kept, globals)
+}
+
+#[test]
+fn a_kept_plan_comes_back_through_its_compact_form() {
+    let (kept, globals) = rich_kept();
+    assert!(matches!(globals[0].0, KeptGlobal::Planned { .. }));
+    assert!(matches!(globals[1].0, KeptGlobal::Other(..)));
+    let bytes = kept.to_compact(&globals);
+    let (back, back_globals) = KeptPlan::from_compact(&bytes).unwrap();
+    assert_eq!(format!("{back:?}"), format!("{kept:?}"));
+    assert_eq!(format!("{back_globals:?}"), format!("{globals:?}"));
+    let plan = rich_plan();
+    assert!(same(&plan, &back.into_plan().unwrap()));
+}
+
+#[test]
+fn a_damaged_compact_form_is_an_error_or_a_checked_plan_never_a_panic() {
+    let (kept, globals) = rich_kept();
+    let bytes = kept.to_compact(&globals);
+    for len in 0..bytes.len() {
+        assert!(
+            KeptPlan::from_compact(&bytes[..len]).is_err(),
+            "truncated at {len}"
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(KeptPlan::from_compact(&longer).is_err(), "a trailing byte");
+    let (mut decoded, mut rejected) = (0, 0);
+    for at in 0..bytes.len() {
+        for value in [0u8, 1, 2, 5, 0x7f, 0x80, 0xff] {
+            if bytes[at] == value {
+                continue;
+            }
+            let mut forged = bytes.clone();
+            forged[at] = value;
+            let Ok((plan, globals)) = KeptPlan::from_compact(&forged) else {
+                rejected += 1;
+                continue;
+            };
+            decoded += 1;
+            for (global, _) in &globals {
+                let _ = plan.global_check(global);
+            }
+            if let Ok(back) = plan.into_plan() {
+                for module in &back.modules {
+                    assert_eq!(module.manifest.imports.len(), module.imports.len());
+                }
+                assert!(
+                    back.bindings
+                        .iter()
+                        .any(|(f, m)| *f == back.target && *m == back.module)
+                );
+            }
+        }
+    }
+    assert!(
+        decoded > 50 && rejected > 50,
+        "{decoded} decoded, {rejected} rejected"
+    );
+}

@@ -10,14 +10,21 @@
 //! A level costs a round trip to IndexedDB, so a chain of ten modules cost ten; with
 //! the target's plan hint (what its last complete plan read, see [`crate::store`]) the
 //! whole closure and its bytes come in the second round trip.
+//!
+//! A tab that has loaded nothing yet does not even plan when the hint carries a kept
+//! plan that is still valid ([`crate::kept`]): the same first round trip (the target's
+//! candidates, its hint and the index stamp), then one for the planned modules' bytes,
+//! and no search. When the kept plan cannot be used, the planner starts from what that
+//! first round trip read (no round trip is repeated) and the embedder's decisions the
+//! kept plan's check asked for (no global is asked twice).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use js_sys::{Array, Uint8Array};
 use linkcache_core::{
-    ANALYZER_VERSION, Candidate, GlobalCheck, GlobalOutcome, LoadPlan, Manifest, Miss, ModuleId,
-    Need, Planner, Progress, ValType,
+    ANALYZER_VERSION, Candidate, GlobalCheck, GlobalOutcome, KeptPlan, LoadPlan, Manifest, Miss,
+    ModuleId, Need, Planner, Progress, ValType,
 };
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -35,6 +42,7 @@ impl LinkCache {
         snapshot: &mut Snapshot<'_>,
     ) -> Result<LoadPlan, WebError> {
         let mut planner = Planner::new(func_name);
+        let mut asked = Vec::new();
         let outcome = loop {
             let progress = planner.next(&self.inner.borrow().linkage);
             match progress {
@@ -59,12 +67,29 @@ impl LinkCache {
                 }
                 Progress::Need(Need::Globals(checks)) => {
                     for check in &checks {
-                        let outcome = self.resolve_global(check).await;
+                        let decided =
+                            crate::kept::decision(&snapshot.closure.decided, &check.global)
+                                .cloned();
+                        let outcome = match decided {
+                            Some(outcome) => outcome,
+                            None => self.resolve_global(check).await,
+                        };
+                        asked.push((check.module, check.global.clone(), outcome.clone()));
                         planner.answer_global(check, outcome);
                     }
                 }
             }
         };
+        // A plan for a tab that had loaded, found broken and asked about nothing (and
+        // still has not: those only grow) depends on nothing but what it read and the
+        // embedder's decisions: it is kept with the next hint (see `crate::kept`).
+        if let Ok(plan) = &outcome
+            && self.pristine()
+            && planner.broken().next().is_none()
+            && snapshot.closure.stamp.is_some()
+        {
+            snapshot.closure.keep = KeptPlan::keep(plan).map(|kept| (kept, asked));
+        }
         let mut inner = self.inner.borrow_mut();
         let broken_before = inner.linkage.broken_modules().count();
         inner.linkage.learn(&planner);
@@ -130,7 +155,15 @@ impl LinkCache {
             } else {
                 Vec::new()
             };
-            let batch = snapshot.read(&ask, &[], &[], &plans).await?;
+            let kept = if first {
+                snapshot.take_first(&level[0])
+            } else {
+                None
+            };
+            let batch = match kept {
+                Some(batch) => batch,
+                None => snapshot.read(&ask, &[], &[], &plans).await?,
+            };
             read.extend(ask.into_iter().zip(batch.candidates));
             if first {
                 first = false;
@@ -211,7 +244,11 @@ impl LinkCache {
             let ids = hint
                 .modules
                 .iter()
-                .filter(|id| !inner.compiled.contains_key(id) && !inner.memory.contains_key(id))
+                .filter(|id| {
+                    !inner.compiled.contains_key(id)
+                        && !inner.memory.contains_key(id)
+                        && !snapshot.has_ahead(id)
+                })
                 .copied()
                 .collect();
             (funcs, lists, ids)
@@ -302,7 +339,7 @@ impl LinkCache {
 
     /// The embedder's decision on a global definition (`resolveGlobal`, which may return
     /// a Promise), or the literal reading.
-    async fn resolve_global(&self, check: &GlobalCheck) -> GlobalOutcome {
+    pub(crate) async fn resolve_global(&self, check: &GlobalCheck) -> GlobalOutcome {
         let resolver = self.inner.borrow().resolve_global.clone();
         let outcome = match resolver {
             None => linkcache_core::literal_global(check),

@@ -12,7 +12,20 @@
 //! Rust callbacks and a channel per request (issuing a level of eight func_names that
 //! way took over a millisecond in a fresh tab). A step may also read plan hints (the
 //! `plans` store, see [`crate::store`]) and keep bytes read ahead of the plan for
-//! [`Snapshot::module_bytes`].
+//! [`Snapshot::module_bytes`]. A step may be issued and awaited later
+//! ([`Snapshot::issue`]), so that IndexedDB reads while the plan computes.
+//!
+//! The round trips of a plan, each one step:
+//! - a kept plan replayed ([`crate::kept`]): the target's candidates, its `plans` record
+//!   and the index stamp; then the planned modules' bytes (two in all);
+//! - a closure its hint predicted under the same stamp: the same first step, then the
+//!   manifests the hint lists with the bytes of the modules it chose (two in all);
+//! - otherwise: one step per level of the call graph, the first with the hint and the
+//!   stamp, then the bytes (with a hint under another stamp, the hint's func_names are
+//!   asked for in the second step and the levels it predicted cost nothing more).
+//!
+//! A first step read for a kept plan that turns out unusable is kept
+//! ([`Snapshot::keep_first`]) and answers the planner's first step.
 //!
 //! When the embedder made the plan wait on something else (a `resolveGlobal` that
 //! returned a Promise), the browser has committed the transaction by the time the next
@@ -26,7 +39,7 @@ use std::future::IntoFuture;
 
 use idb::Transaction;
 use js_sys::{Array, Promise, Uint8Array};
-use linkcache_core::ModuleId;
+use linkcache_core::{GlobalDef, GlobalOutcome, KeptPlan, ModuleId};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -119,6 +132,9 @@ pub struct Batch {
     pub plans: Vec<JsValue>,
 }
 
+/// The embedder's decision on one global definition a plan asked about.
+pub type Decision = (ModuleId, GlobalDef, GlobalOutcome);
+
 /// What the closure walk of a plan read: every func_name whose candidates it asked for
 /// and the candidates the index listed, whether it stopped at func_names bound in this
 /// tab already (then the closure it saw is not the whole closure), the index stamp, and
@@ -133,6 +149,64 @@ pub struct ClosureRead {
     pub partial: bool,
     /// The hint read for the target, if there was one.
     pub hint: Option<Hint>,
+    /// The kept plan record stored with that hint, as read (see [`crate::kept`]).
+    pub kept_record: Option<Vec<u8>>,
+    /// The plan to keep with the next hint, when this one was made for a tab that had
+    /// loaded nothing (see [`crate::kept`]), with the embedder's decision on every
+    /// global it asked about.
+    pub keep: Option<(KeptPlan, Vec<Decision>)>,
+    /// Decisions on globals a kept plan's check asked the embedder already, for the
+    /// planner should that plan not be used.
+    pub decided: Vec<(GlobalDef, GlobalOutcome)>,
+}
+
+/// The requests of one step, issued and not awaited yet ([`Snapshot::issue`]).
+pub struct Issued {
+    promise: Option<Promise>,
+    /// How many func_names, bytes, manifests and plans records were asked for.
+    shape: [usize; 4],
+}
+
+impl Issued {
+    /// Waits for every request of the step: what it read.
+    pub async fn batch(self) -> Result<Batch, WebError> {
+        let Some(promise) = self.promise else {
+            return Ok(Batch::default());
+        };
+        let [funcs, ids, manifest_ids, plans] = self.shape;
+        let results: Array = JsFuture::from(promise)
+            .await
+            .map_err(|e| read_error(&e))?
+            .unchecked_into();
+        let mut results = results.iter();
+        let mut batch = Batch::default();
+        for _ in 0..funcs {
+            let values = results.next().unwrap_or(JsValue::UNDEFINED);
+            let values = values
+                .dyn_into::<Array>()
+                .map(|a| a.to_vec())
+                .unwrap_or_default();
+            batch
+                .candidates
+                .push(values.into_iter().filter_map(listed).collect());
+        }
+        for _ in 0..ids {
+            let value = results.next().unwrap_or(JsValue::UNDEFINED);
+            batch.bytes.push(value.dyn_into::<Uint8Array>().ok());
+        }
+        for _ in 0..manifest_ids {
+            let value = results.next().unwrap_or(JsValue::UNDEFINED);
+            batch
+                .manifests
+                .push(Some(value).filter(|v| !v.is_undefined()));
+        }
+        for _ in 0..plans {
+            batch
+                .plans
+                .push(results.next().unwrap_or(JsValue::UNDEFINED));
+        }
+        Ok(batch)
+    }
 }
 
 /// The reads of one plan. See the module docs.
@@ -143,6 +217,10 @@ pub struct Snapshot<'s> {
     reads: u32,
     /// Bytes read ahead (from a plan hint), by module, in the transaction of the plan.
     ahead: HashMap<ModuleId, Option<Uint8Array>>,
+    /// The first step's answers when a kept plan's replay read them (the target's
+    /// candidates, its `plans` record and the index stamp), for the planner should the
+    /// kept plan not be used: see [`Snapshot::take_first`].
+    first: Option<(String, Batch)>,
     /// What the closure walk read (filled by the planner's host).
     pub closure: ClosureRead,
 }
@@ -156,6 +234,7 @@ impl<'s> Snapshot<'s> {
             transactions: 0,
             reads: 0,
             ahead: HashMap::new(),
+            first: None,
             closure: ClosureRead::default(),
         }
     }
@@ -197,8 +276,24 @@ impl<'s> Snapshot<'s> {
         manifest_ids: &[ModuleId],
         plans: &[JsValue],
     ) -> Result<Batch, WebError> {
-        if funcs.is_empty() && ids.is_empty() && manifest_ids.is_empty() && plans.is_empty() {
-            return Ok(Batch::default());
+        self.issue(funcs, ids, manifest_ids, plans)?.batch().await
+    }
+
+    /// The first half of [`Snapshot::read`]: issues every request of a step now (so that
+    /// IndexedDB works while the caller does), to be awaited with [`Issued::batch`].
+    pub fn issue(
+        &mut self,
+        funcs: &[String],
+        ids: &[ModuleId],
+        manifest_ids: &[ModuleId],
+        plans: &[JsValue],
+    ) -> Result<Issued, WebError> {
+        let shape = [funcs.len(), ids.len(), manifest_ids.len(), plans.len()];
+        if shape == [0; 4] {
+            return Ok(Issued {
+                promise: None,
+                shape,
+            });
         }
         let names: Array = [MANIFESTS, BY_FUNCTION, MODULES, PLANS]
             .into_iter()
@@ -224,44 +319,35 @@ impl<'s> Snapshot<'s> {
                 issue(&tx).map_err(|e| read_error(&e))?
             }
         };
-        let results: Array = JsFuture::from(promise)
-            .await
-            .map_err(|e| read_error(&e))?
-            .unchecked_into();
-        let mut results = results.iter();
-        let mut batch = Batch::default();
-        for _ in funcs {
-            let values = results.next().unwrap_or(JsValue::UNDEFINED);
-            let values = values
-                .dyn_into::<Array>()
-                .map(|a| a.to_vec())
-                .unwrap_or_default();
-            batch
-                .candidates
-                .push(values.into_iter().filter_map(listed).collect());
-        }
-        for _ in ids {
-            let value = results.next().unwrap_or(JsValue::UNDEFINED);
-            batch.bytes.push(value.dyn_into::<Uint8Array>().ok());
-        }
-        for _ in manifest_ids {
-            let value = results.next().unwrap_or(JsValue::UNDEFINED);
-            batch
-                .manifests
-                .push(Some(value).filter(|v| !v.is_undefined()));
-        }
-        for _ in plans {
-            batch
-                .plans
-                .push(results.next().unwrap_or(JsValue::UNDEFINED));
-        }
-        Ok(batch)
+        Ok(Issued {
+            promise: Some(promise),
+            shape,
+        })
     }
 
     /// The candidates of each of `funcs`, with their manifest values: every request is
     /// issued before any is awaited.
     pub async fn candidates(&mut self, funcs: &[String]) -> Result<Vec<Vec<Listed>>, WebError> {
         Ok(self.read(funcs, &[], &[], &[]).await?.candidates)
+    }
+
+    /// Keeps what the first step of `func_name`'s plan read (its candidates, then its
+    /// `plans` record and the stamp), for the planner.
+    pub fn keep_first(&mut self, func_name: &str, batch: Batch) {
+        self.first = Some((func_name.to_owned(), batch));
+    }
+
+    /// The first step kept for `func_name` by [`Snapshot::keep_first`], once.
+    pub fn take_first(&mut self, func_name: &str) -> Option<Batch> {
+        match self.first.take() {
+            Some((func, batch)) if func == func_name => Some(batch),
+            _ => None,
+        }
+    }
+
+    /// Whether bytes of `id` were read ahead already.
+    pub fn has_ahead(&self, id: &ModuleId) -> bool {
+        self.ahead.contains_key(id)
     }
 
     /// Keeps bytes read ahead of the plan for [`Snapshot::module_bytes`].

@@ -30,13 +30,24 @@ pub struct Stats {
     pub not_persisted: u64,
     /// Calls of `getOrCompile`'s compile callback.
     pub compiles: u64,
-    /// Plans made (each reads IndexedDB in one transaction unless it awaited the embedder).
+    /// Plans made or replayed (each reads IndexedDB in one transaction unless it awaited
+    /// the embedder).
     pub plans: u64,
     /// IndexedDB transactions those plans took.
     pub plan_transactions: u64,
     /// IndexedDB round trips those plans took: one per level of the call graph and one
     /// for the bytes, or two in all for a closure its plan hint predicted.
     pub plan_reads: u64,
+    /// Plans this tab kept for the next tab (made for a tab that had loaded nothing;
+    /// stored with the target's plan hint).
+    pub plans_kept: u64,
+    /// Targets loaded from a kept plan, without planning (counted in `plans` too).
+    pub plans_replayed: u64,
+    /// Kept plans found and not used, by reason: `staleIndex` (a commit, gc or clear
+    /// since), `damaged` (the record does not decode or hold together),
+    /// `globalChanged` (the embedder decided a global differently), `moduleBroken` (a
+    /// module failed its load). Each was planned anew.
+    pub plans_not_replayed: BTreeMap<String, u64>,
     /// Manifests checked against their bytes at load (recorded by another analyzer version).
     pub manifests_checked: u64,
     /// Bytes the origin uses, as the browser estimates (`navigator.storage.estimate()`).

@@ -10,11 +10,15 @@
 //!                                           when the browser has WebCrypto) }
 //!              index by_function on `functions`, multiEntry: func_name -> manifests
 //!   plans      key: func_name       value: { funcs: [func_name...], lists: [[ModuleId hex...]...],
-//!                                           modules: [ModuleId hex...], stamp }
+//!                                           modules: [ModuleId hex...], stamp,
+//!                                           kept?: Uint8Array }
 //!                                           what the last complete plan of a target read
 //!                                           (each func_name of its closure and the
 //!                                           candidates the index listed) and the modules
-//!                                           it chose, under index stamp `stamp`
+//!                                           it chose, under index stamp `stamp`; `kept`:
+//!                                           that plan itself when a tab that had loaded
+//!                                           nothing made it (an `LCKP` record, see
+//!                                           [`crate::kept`])
 //!              key: 0 (a number)    value: the index stamp, a fresh random number written
 //!                                           by every commit and every gc that evicts
 //!   used       key: ModuleId hex   value: { id, use: the origin-wide use number of its
@@ -66,7 +70,10 @@
 //! plan asks the index for the hint's func_names, all in one batch. Either way the
 //! planner decides from manifests and bytes read in the plan's own transaction; a hint
 //! never names a module that the plan then uses without reading it. A hint is written in
-//! a transaction of its own, only when it changed.
+//! a transaction of its own, only when it or its kept plan changed. A kept plan is
+//! used only under its own stamp, for a tab that has loaded nothing, after the
+//! embedder's decisions on its globals are asked again ([`crate::kept`]); its modules'
+//! bytes are read and checked like any plan's.
 //!
 //! # Upgrades
 //! The schema is declarative: opening at [`SCHEMA_VERSION`] creates missing stores and
@@ -431,6 +438,7 @@ impl IdbStore {
         &self,
         func_name: &str,
         hint: &crate::snapshot::Hint,
+        kept: Option<&[u8]>,
     ) -> Result<impl Future<Output = Result<(), WebError>> + use<>, WebError> {
         const DOING: &str = "recording a plan hint";
         let fail = |e: idb::Error| storage_error(DOING, &e);
@@ -443,6 +451,9 @@ impl IdbStore {
         set(&value, "modules", &ids(&hint.modules));
         if let Some(stamp) = hint.stamp {
             set(&value, "stamp", &JsValue::from_f64(stamp));
+        }
+        if let Some(kept) = kept {
+            set(&value, "kept", &Uint8Array::from(kept));
         }
         let tx = self.transaction(&[PLANS], TransactionMode::ReadWrite, DOING)?;
         let put = tx

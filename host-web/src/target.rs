@@ -11,6 +11,7 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::cache::{LinkCache, js_err};
 use crate::errors::WebError;
 use crate::js::{describe, now, prop, set, set_global, to_js, val_type_name};
+use crate::kept::refused;
 use crate::load::{LoadError, LoadReport};
 use crate::snapshot::{Hint, Snapshot};
 
@@ -110,10 +111,13 @@ impl LinkCache {
     }
 
     /// Stores the plan hint of `func_name` for the next tab (see [`crate::store`]) when
-    /// this plan read the whole closure and it differs from the hint it started from:
-    /// only a target whose closure is new or changed waits for this write. A failure is
-    /// ignored: a hint that is lost costs the next tab round trips, nothing more.
-    async fn record_hint(&self, func_name: &str, snapshot: &Snapshot<'_>, plan: &LoadPlan) {
+    /// this plan read the whole closure and it differs from the hint it started from,
+    /// with the plan itself when it is kept (see [`crate::kept`]) and differs from the
+    /// one stored: only a target whose closure or kept plan is new or changed waits for
+    /// this write. A failure is ignored: a hint that is lost costs the next tab round
+    /// trips, nothing more.
+    async fn record_hint(&self, func_name: &str, snapshot: &mut Snapshot<'_>, plan: &LoadPlan) {
+        let kept = self.kept_record(snapshot, plan);
         let closure = &snapshot.closure;
         if closure.partial || closure.funcs.is_empty() || plan.modules.is_empty() {
             return;
@@ -130,12 +134,13 @@ impl LinkCache {
             modules: plan.modules.iter().map(|m| m.module).collect(),
             stamp: closure.stamp,
         };
-        if closure.hint.as_ref() == Some(&hint) {
+        if closure.hint.as_ref() == Some(&hint) && kept.is_none() {
             return;
         }
         let store = Rc::clone(&self.inner.borrow().store);
-        if let Ok(write) = store.record_plan(func_name, &hint) {
-            let _ = write.await;
+        if let Ok(write) = store.record_plan(func_name, &hint, kept.as_deref()) {
+            let kept = kept.is_some() && write.await.is_ok();
+            self.inner.borrow_mut().stats.plans_kept += u64::from(kept);
         }
     }
 
@@ -170,6 +175,9 @@ impl LinkCache {
     }
 
     async fn target_loop(&self, func_name: &str) -> Result<(Function, LoadReport), WebError> {
+        // Only the first plan of a target may be a kept one: after a failure the tab
+        // knows a broken module, or the kept plan was not usable.
+        let mut may_replay = true;
         loop {
             if let Some(func) = self.bound(func_name) {
                 let module = self.inner.borrow().linkage.binding(func_name);
@@ -179,7 +187,18 @@ impl LinkCache {
             let epoch = self.inner.borrow().epoch;
             let store = Rc::clone(&self.inner.borrow().store);
             let mut snapshot = Snapshot::new(&store);
-            let planned = self.plan(func_name, &mut snapshot).await;
+            let replay = std::mem::take(&mut may_replay) && self.pristine();
+            let kept = if replay {
+                self.replay(func_name, &mut snapshot).await
+            } else {
+                Ok(None)
+            };
+            let replayed = matches!(kept, Ok(Some(_)));
+            let planned = match kept {
+                Ok(Some(plan)) => Ok(plan),
+                Ok(None) => self.plan(func_name, &mut snapshot).await,
+                Err(e) => Err(e),
+            };
             let mut report = LoadReport::default();
             let loaded = match planned {
                 Ok(plan) => self
@@ -197,6 +216,9 @@ impl LinkCache {
             let (plan, instances) = match loaded {
                 Ok(loaded) => loaded,
                 Err(LoadError::Broken(module, reason)) => {
+                    if replayed {
+                        self.refuse(refused::BROKEN);
+                    }
                     let mut inner = self.inner.borrow_mut();
                     inner.linkage.mark_broken(module, reason);
                     inner.stats.broken_skipped += 1;
@@ -212,6 +234,7 @@ impl LinkCache {
                 if inner.epoch != epoch || inner.linkage.commit(&plan).is_err() {
                     continue;
                 }
+                inner.stats.plans_replayed += u64::from(replayed);
                 for id in instances.keys() {
                     inner.pending.remove(id);
                 }
@@ -234,7 +257,7 @@ impl LinkCache {
                 }
             }
             self.touch(plan.modules.iter().map(|m| m.module));
-            self.record_hint(func_name, &snapshot, &plan).await;
+            self.record_hint(func_name, &mut snapshot, &plan).await;
             return match self.bound(func_name) {
                 Some(func) => Ok((func, report)),
                 None => Err(WebError::new(

@@ -83,6 +83,12 @@ export type TargetReport =
   | { hit: false; missCause: MissCause; function: string; detail: string | null; message: string; timeMs: number }
   | { hit: false; error: LinkCacheError; message: string; timeMs: number };
 
+/**
+ * Why a kept plan was not used: the index changed since (a commit, gc or clear), its record does not
+ * decode or hold together, `resolveGlobal` decided a global differently, or a module failed its load.
+ */
+export type PlanNotReplayedReason = "staleIndex" | "damaged" | "globalChanged" | "moduleBroken";
+
 /** What one tab or worker did since it opened the cache. */
 export interface LinkCacheStats {
   hits: number;
@@ -97,10 +103,16 @@ export interface LinkCacheStats {
   /** Modules getOrCompile ran from memory because the storage quota was full. */
   notPersisted: number;
   compiles: number;
-  /** Plans made, and the IndexedDB transactions they took (one each unless resolveGlobal awaited). */
+  /** Plans made or replayed, and the IndexedDB transactions they took (one each unless resolveGlobal awaited). */
   plans: number;
   planTransactions: number;
   planReads: number;
+  /** Plans this tab kept for the next tab (made while it had loaded nothing), stored with the target's plan hint. */
+  plansKept: number;
+  /** Targets loaded from a kept plan, without planning (counted in `plans` too). */
+  plansReplayed: number;
+  /** Kept plans found and not used, by reason; each target was planned anew. */
+  plansNotReplayed: Partial<Record<PlanNotReplayedReason, number>>;
   /** Manifests checked against their bytes at load (recorded by another analyzer version). */
   manifestsChecked: number;
   /** navigator.storage.estimate(), as of the last open, commit or refreshStats(). */

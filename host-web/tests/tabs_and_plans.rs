@@ -63,8 +63,9 @@ async fn a_fresh_tab_reads_a_closure_its_hint_predicted_in_two_round_trips() {
     assert_eq!(
         stat(&second, "planReads"),
         2.0,
-        "the target with its hint, then the rest of the closure with its bytes"
+        "the target with its hint (and the plan the first tab kept), then the bytes"
     );
+    assert_eq!(stat(&second, "plansReplayed"), 1.0);
     assert_eq!(stat(&second, "planTransactions"), 1.0);
     assert_eq!(stat(&second, "modulesCompiled"), 10.0);
     second.close();
@@ -74,6 +75,11 @@ async fn a_fresh_tab_reads_a_closure_its_hint_predicted_in_two_round_trips() {
     let third = open(&db, &JsValue::UNDEFINED).await;
     assert_eq!(call_i32(&third, "chain.f4").await, 10);
     assert_eq!(stat(&third, "planReads"), 6.0);
+    assert_eq!(
+        stat(&third, "plansReplayed"),
+        0.0,
+        "chain.f4 has no kept plan yet"
+    );
     assert_eq!(call_i32(&third, "chain.f9").await, 45);
     assert_eq!(stat(&third, "modulesCompiled"), 10.0);
 }
@@ -104,6 +110,11 @@ async fn a_hint_never_hides_a_broken_module_or_a_candidate_added_after_it() {
         prop(&err, "missCause").as_string().as_deref(),
         Some("broken"),
         "{err:?}"
+    );
+    assert_eq!(
+        prop(&prop(&second.stats(), "plansNotReplayed"), "moduleBroken").as_f64(),
+        Some(1.0),
+        "the first tab's kept plan was replayed, and its load found the damage"
     );
     second.close();
 

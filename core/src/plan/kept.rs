@@ -31,27 +31,27 @@ use crate::{FuncSig, GlobalDef, ImportKind, Manifest, ModuleId, Name, ValType, V
 /// ([`KeptPlan::into_plan`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeptPlan {
-    target: String,
+    pub(super) target: String,
     /// The position (in `modules`) of the module the target is bound to.
-    target_module: u32,
-    modules: Vec<KeptModule>,
+    pub(super) target_module: u32,
+    pub(super) modules: Vec<KeptModule>,
     /// Each strongly connected group as positions in `modules`.
-    cycles: Vec<Vec<u32>>,
+    pub(super) cycles: Vec<Vec<u32>>,
     /// Each binding as (module position, function position in that module's manifest).
-    bindings: Vec<(u32, u32)>,
-    set_globals: Vec<(Name, ValType, Value)>,
+    pub(super) bindings: Vec<(u32, u32)>,
+    pub(super) set_globals: Vec<(Name, ValType, Value)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct KeptModule {
-    manifest: Manifest,
+pub(super) struct KeptModule {
+    pub(super) manifest: Manifest,
     /// One per import of the manifest, in order.
-    imports: Vec<KeptImport>,
+    pub(super) imports: Vec<KeptImport>,
 }
 
 /// An [`ImportBinding`] without the names its import already has.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-enum KeptImport {
+pub(super) enum KeptImport {
     /// [`ImportBinding::Export`] of the module at this position.
     Export(u32),
     Trampoline,
@@ -80,12 +80,10 @@ impl KeptPlan {
     /// `plan` in kept form, when it loads every module it refers to (a plan made for a
     /// linkage that had loaded nothing always does); `None` otherwise.
     pub fn keep(plan: &LoadPlan) -> Option<KeptPlan> {
-        let positions: BTreeMap<ModuleId, u32> = plan
-            .modules
-            .iter()
-            .enumerate()
-            .map(|(at, planned)| Some((planned.module, u32::try_from(at).ok()?)))
-            .collect::<Option<_>>()?;
+        if u32::try_from(plan.modules.len()).is_err() {
+            return None;
+        }
+        let (positions, _) = positions(plan.modules.iter().map(|planned| planned.module));
         let position = |id: &ModuleId| positions.get(id).copied();
         let mut modules = Vec::with_capacity(plan.modules.len());
         for planned in &plan.modules {
@@ -160,18 +158,13 @@ impl KeptPlan {
         &self,
         globals: impl IntoIterator<Item = (ModuleId, GlobalDef, T)>,
     ) -> Vec<(KeptGlobal, T)> {
-        let positions: BTreeMap<ModuleId, usize> = self
-            .modules
-            .iter()
-            .enumerate()
-            .map(|(at, kept)| (kept.manifest.module, at))
-            .collect();
+        let (positions, _) = positions(self.modules.iter().map(|kept| kept.manifest.module));
         let planned = |module: &ModuleId, def: &GlobalDef| -> Option<KeptGlobal> {
             let at = *positions.get(module)?;
-            let manifest = &self.modules[at].manifest;
+            let manifest = &self.modules[at as usize].manifest;
             let global = global_index(manifest, &def.name)?;
             (manifest.globals[global] == *def).then_some(KeptGlobal::Planned {
-                module: u32::try_from(at).ok()?,
+                module: at,
                 global: u32::try_from(global).ok()?,
             })
         };
@@ -218,9 +211,7 @@ impl KeptPlan {
             kept.manifest.check()?;
             ids.push(kept.manifest.module);
         }
-        let mut sorted = ids.clone();
-        sorted.sort_unstable();
-        if sorted.windows(2).any(|w| w[0] == w[1]) {
+        if !positions(ids.iter().copied()).1 {
             return Err("a module is planned twice".into());
         }
         let signature = self.target_signature()?.clone();
@@ -347,4 +338,16 @@ impl KeptPlan {
             .map(|f| &f.signature)
             .ok_or_else(|| format!("the target's module does not define `{}`", self.target))
     }
+}
+
+/// The position of each module of `ids` (the last, for one that comes twice), and
+/// whether each comes once. (Built by insertion, not `collect`: a map collected from an
+/// iterator sorts it first, and the browser package pays for every sort's code.)
+fn positions(ids: impl Iterator<Item = ModuleId>) -> (BTreeMap<ModuleId, u32>, bool) {
+    let mut positions = BTreeMap::new();
+    let mut once = true;
+    for (at, id) in ids.enumerate() {
+        once &= positions.insert(id, at as u32).is_none();
+    }
+    (positions, once)
 }
