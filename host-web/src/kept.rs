@@ -43,8 +43,8 @@ use std::sync::Arc;
 use js_sys::Uint8Array;
 use linkcache_core::record::{self, RecordKind};
 use linkcache_core::{
-    ANALYZER_VERSION, GlobalBinding, GlobalCheck, GlobalDef, GlobalOutcome, ImportBinding,
-    KeptGlobal, KeptPlan, LoadPlan, ModuleId,
+    ANALYZER_VERSION, GlobalCheck, GlobalDef, GlobalOutcome, KeptGlobal, KeptPlan, LoadPlan,
+    ModuleId,
 };
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -240,7 +240,15 @@ impl LinkCache {
         if !unchanged {
             return Ok(self.refuse(refused::GLOBAL));
         }
-        if !binds_decided(&plan, &snapshot.closure.decided) {
+        // `into_plan` checks the values' types only: a record that binds another value
+        // than the one just decided is refused, never linked.
+        let decided: Vec<_> = snapshot
+            .closure
+            .decided
+            .iter()
+            .map(|(d, o)| (d, o))
+            .collect();
+        if !plan.binds_as_decided(&decided) {
             return Ok(self.refuse(refused::DAMAGED));
         }
         // The load checks the bytes as it would after a plan (see `crate::load`).
@@ -302,34 +310,6 @@ impl LinkCache {
         let encoded = kept.encode();
         (snapshot.closure.kept_record.as_deref() != Some(&encoded[..])).then_some(encoded)
     }
-}
-
-/// Whether every global value `plan` binds or sets is the embedder's decision on its
-/// definition, as just asked (`into_plan` checks the values' types only): a record
-/// that binds another value is refused, never linked.
-fn binds_decided(plan: &LoadPlan, decided: &[(GlobalDef, GlobalOutcome)]) -> bool {
-    let bound = plan.modules.iter().all(|planned| {
-        planned.imports.iter().all(|binding| match binding {
-            ImportBinding::Global {
-                name,
-                binding: GlobalBinding::Value(value),
-            } => {
-                let def = planned
-                    .manifest
-                    .globals
-                    .iter()
-                    .find(|def| def.name == *name);
-                matches!(def.and_then(|def| decision(decided, def)), Some(Ok(v)) if v == value)
-            }
-            _ => true,
-        })
-    });
-    bound
-        && plan.set_globals.iter().all(|(name, _, value)| {
-            decided
-                .iter()
-                .any(|(def, outcome)| def.name == *name && outcome.as_ref() == Ok(value))
-        })
 }
 
 /// The decision in `decided` on the definition `def` (its name and bytes, as the
