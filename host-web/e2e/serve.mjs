@@ -1,4 +1,5 @@
 // A static server for the e2e pages: `/` is page.html, `/pkg/*` the built npm package.
+import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
@@ -44,6 +45,9 @@ export async function withBrowser(body) {
   let failed = false;
   try {
     await body({ browser, url });
+    // An uncaught error in a page (a callback the package left behind, say) fails the
+    // test even when every assertion held.
+    assert.deepEqual(pageErrors, [], "uncaught errors in the pages");
   } catch (e) {
     failed = true;
     console.error(e);
@@ -54,10 +58,16 @@ export async function withBrowser(body) {
   process.exitCode = failed ? 1 : 0;
 }
 
+/** Uncaught errors of every page opened with `openPage`. */
+const pageErrors = [];
+
 // A page of `context` with the package loaded (`LinkCache`, `watToWasm` on window).
 export async function openPage(context, url) {
   const page = await context.newPage();
-  page.on("pageerror", (e) => console.error("page error:", e.message));
+  page.on("pageerror", (e) => {
+    pageErrors.push(e.message);
+    console.error("page error:", e.message, e.stack);
+  });
   await page.goto(url);
   await page.evaluate(() => window.ready);
   return page;

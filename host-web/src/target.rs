@@ -139,8 +139,10 @@ impl LinkCache {
         }
         let store = Rc::clone(&self.inner.borrow().store);
         if let Ok(write) = store.record_plan(func_name, &hint, kept.as_deref()) {
-            let kept = kept.is_some() && write.await.is_ok();
-            self.inner.borrow_mut().stats.plans_kept += u64::from(kept);
+            // Awaited whatever `kept` is: the put is issued already, and dropping its
+            // future would leave IndexedDB calling a dropped callback.
+            let written = write.await.is_ok();
+            self.inner.borrow_mut().stats.plans_kept += u64::from(kept.is_some() && written);
         }
     }
 
