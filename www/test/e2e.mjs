@@ -16,9 +16,15 @@ const browser = await chromium.launch({
 });
 const context = await browser.newContext({ viewport: { width: 1280, height: 1100 } });
 
+/** Uncaught errors of every page: any fails the run, even when every test passed. */
+const pageErrors = [];
+
 async function open() {
   const page = await context.newPage();
-  page.on("pageerror", (e) => console.error("page error:", e.message));
+  page.on("pageerror", (e) => {
+    pageErrors.push(e.message);
+    console.error("page error:", e.message);
+  });
   await page.goto(url);
   await page.waitForSelector("body[data-ready=true]");
   return page;
@@ -266,4 +272,8 @@ for (const { name, body } of tests) {
 await browser.close();
 server.close();
 console.log(`${tests.length - failures}/${tests.length} passed; screenshots in www/test-results/`);
+if (pageErrors.length) {
+  failures += 1;
+  console.log(`FAIL uncaught errors in the pages: ${pageErrors.join("; ")}`);
+}
 process.exit(failures ? 1 : 0);
