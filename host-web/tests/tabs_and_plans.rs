@@ -21,24 +21,7 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
-use common::{add_text, bytes, open, prop, sleep, stat, target, unique, wait};
-
-async fn call_i32(cache: &LinkCache, func: &str) -> i32 {
-    let f = target(cache, func).await;
-    f.call0(&JsValue::NULL).unwrap().as_f64().unwrap() as i32
-}
-
-/// `chain.fK` returns K + `chain.f(K-1)`, each in its own module; `chain.f0` returns 0.
-fn chain_module(k: u32) -> String {
-    if k == 0 {
-        return r#"(module (func (export "chain.f0") (result i32) (i32.const 0)))"#.into();
-    }
-    format!(
-        r#"(module (import "linkcache:fn" "chain.f{prev}" (func $prev (result i32)))
-             (func (export "chain.f{k}") (result i32) (i32.add (i32.const {k}) (call $prev))))"#,
-        prev = k - 1
-    )
-}
+use common::{add_text, bytes, call_i32, chain_module, open, prop, sleep, stat, unique, wait};
 
 #[wasm_bindgen_test]
 async fn a_fresh_tab_reads_a_closure_its_hint_predicted_in_two_round_trips() {

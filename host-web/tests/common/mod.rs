@@ -81,3 +81,21 @@ pub async fn sleep(ms: u32) {
     .await
     .unwrap();
 }
+
+/// Targets `func` and calls it with no arguments: its i32 result.
+pub async fn call_i32(cache: &LinkCache, func: &str) -> i32 {
+    let f = target(cache, func).await;
+    f.call0(&JsValue::NULL).unwrap().as_f64().unwrap() as i32
+}
+
+/// `chain.fK` returns K + `chain.f(K-1)`, each in its own module; `chain.f0` returns 0.
+pub fn chain_module(k: u32) -> String {
+    if k == 0 {
+        return r#"(module (func (export "chain.f0") (result i32) (i32.const 0)))"#.into();
+    }
+    format!(
+        r#"(module (import "linkcache:fn" "chain.f{prev}" (func $prev (result i32)))
+             (func (export "chain.f{k}") (result i32) (i32.add (i32.const {k}) (call $prev))))"#,
+        prev = k - 1
+    )
+}
