@@ -212,6 +212,8 @@ impl LinkCache {
         let Some(planned) = plan.modules.iter().find(|m| m.module == *id) else {
             return Ok(());
         };
+        // Corrupt bytes are reported as such, not as bytes the manifest does not describe.
+        self.check_bytes(id, bytes)?;
         match crate::analyzer::check_against(&planned.manifest, &bytes.to_vec()).await {
             Ok(()) => {}
             Err(e) if e.name == "LinkCacheInvalidModule" => {
