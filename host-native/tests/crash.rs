@@ -7,6 +7,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -44,12 +45,21 @@ fn crash_writer() {
         b"",
     )
     .unwrap();
+    // Each module whose add_module returned, one line each (one write per line, so a
+    // kill leaves whole lines): a module in the directory that no line names was being
+    // committed when the kill landed (or, in a window of one write, had just returned).
+    let mut returned = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(std::path::Path::new(&dir).join(format!("returned-{first}")))
+        .unwrap();
     for n in first.. {
         let [f, g] = modules(n);
         // Odd n: the caller first, so that a kill can leave it without its dependency.
         let order = if n % 2 == 0 { [f, g] } else { [g, f] };
         for module in order {
-            cache.add_module(&module).unwrap();
+            let id = cache.add_module(&module).unwrap();
+            returned.write_all(format!("{id}\n").as_bytes()).unwrap();
         }
     }
 }
@@ -86,10 +96,14 @@ fn a_writer_killed_at_random_points_leaves_no_torn_record() {
     let dir = tempfile::tempdir().unwrap();
     let mut checked: BTreeSet<String> = BTreeSet::new();
     let mut dangling: BTreeSet<String> = BTreeSet::new();
-    // Kills that interrupted a commit: a temporary file left, or a module committed
-    // (its manifest written) that no index entry reaches yet.
+    // Kills that interrupted a commit: a temporary file left, a module committed (its
+    // pack written) that no index entry reaches yet, or one in the directory whose
+    // add_module had not returned (killed between placing its pack and returning, the
+    // sync included).
     let mut torn_writes = 0;
     let mut unindexed = BTreeSet::new();
+    let mut unreturned = BTreeSet::new();
+    let mut returned: BTreeSet<String> = BTreeSet::new();
     for trial in 0..TRIALS {
         let first = trial * 1_000_000;
         let mut writer = child("crash_writer")
@@ -121,6 +135,17 @@ fn a_writer_killed_at_random_points_leaves_no_torn_record() {
             .min(1);
 
         let cache = Cache::open(dir.path()).unwrap();
+        let log = std::fs::read_to_string(dir.path().join(format!("returned-{first}")))
+            .unwrap_or_default();
+        returned.extend(log.lines().map(String::from));
+        unreturned.extend(
+            cache
+                .dir()
+                .modules()
+                .unwrap()
+                .into_iter()
+                .filter(|id| !returned.contains(&id.to_string())),
+        );
         let problems = cache.dir().verify(|_| {}).unwrap();
         assert!(
             problems.is_empty(),
@@ -157,16 +182,18 @@ fn a_writer_killed_at_random_points_leaves_no_torn_record() {
     eprintln!(
         "{TRIALS} kills: {} functions checked, {} callers left without their dependency, \
          {torn_writes} kills left a temporary file, {} modules were committed but never \
-         indexed, in {:.1?}",
+         indexed, {} were in the directory before their add_module returned, in {:.1?}",
         checked.len(),
         dangling.len(),
         unindexed.len(),
+        unreturned.len(),
         started.elapsed()
     );
-    // The kills did land inside commits (a temporary file left behind, or a module
-    // committed but not yet indexed), or the recovery above was never exercised.
+    // The kills did land inside commits (a temporary file left behind, a module
+    // committed but not yet indexed, or one committed whose add_module never returned),
+    // or the recovery above was never exercised.
     assert!(
-        torn_writes + unindexed.len() >= 1,
+        torn_writes + unindexed.len() + unreturned.len() >= 1,
         "no kill in {TRIALS} trials interrupted a commit (seed {seed})"
     );
     // Kills land anywhere from the first write on; across the trials some modules must
