@@ -13,7 +13,6 @@ use linkcache_core::{
     GlobalBinding, GlobalOutcome, KeptGlobal, KeptPlan, Manifest, ModuleId, Name, ValType, Value,
 };
 use linkcache_web::LinkCache;
-use linkcache_web::store::IdbStore;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -22,7 +21,10 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
-use common::{add, add_text, bytes, call_i32, chain_module, open, prop, stat, unique, wait};
+use common::{
+    add, add_text, bytes, call_i32, chain_f1_plus_100, chain_module, damage_module_bytes, open,
+    prop, stat, unique, wait,
+};
 
 /// A database holding `chain.f0` .. `chain.f{n-1}`.
 async fn chain(name: &str, n: u32) -> String {
@@ -212,12 +214,7 @@ async fn a_commit_since_the_plan_was_kept_makes_the_next_tab_plan_anew() {
     // A duplicate of chain.f1 committed later: the earliest still wins, but the index
     // changed, so the kept plan is not trusted.
     let writer = open(&db, &JsValue::UNDEFINED).await;
-    add_text(
-        &writer,
-        r#"(module (import "linkcache:fn" "chain.f0" (func $prev (result i32)))
-             (func (export "chain.f1") (result i32) (i32.add (i32.const 100) (call $prev))))"#,
-    )
-    .await;
+    add_text(&writer, &chain_f1_plus_100()).await;
     writer.close();
 
     let second = open(&db, &JsValue::UNDEFINED).await;
@@ -393,12 +390,7 @@ async fn a_module_broken_after_its_plan_was_kept_falls_back_to_a_duplicate() {
     // A duplicate of chain.f1 committed later, then a tab that keeps the plan under
     // the new stamp (the earliest, damaged next, still wins).
     let writer = open(&db, &JsValue::UNDEFINED).await;
-    add_text(
-        &writer,
-        r#"(module (import "linkcache:fn" "chain.f0" (func $prev (result i32)))
-             (func (export "chain.f1") (result i32) (i32.add (i32.const 100) (call $prev))))"#,
-    )
-    .await;
+    add_text(&writer, &chain_f1_plus_100()).await;
     writer.close();
     let keeper = open(&db, &JsValue::UNDEFINED).await;
     assert_eq!(call_i32(&keeper, "chain.f2").await, 3);
@@ -408,12 +400,7 @@ async fn a_module_broken_after_its_plan_was_kept_falls_back_to_a_duplicate() {
     // Damaged without a commit: the stamp is unchanged, so the plan is replayed, and
     // its load finds the bytes do not hash to their id.
     let middle = ModuleId::of(&bytes(&chain_module(1)));
-    let store = IdbStore::open(&db, Box::new(|| {})).await.unwrap();
-    store
-        .overwrite_module_bytes(&middle, b"\0asm garbage")
-        .await
-        .unwrap();
-    store.close();
+    damage_module_bytes(&db, &middle).await;
     let tab = open(&db, &JsValue::UNDEFINED).await;
     assert_eq!(call_i32(&tab, "chain.f2").await, 102);
     assert_eq!(not_replayed(&tab, "moduleBroken"), 1.0);

@@ -21,7 +21,10 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
-use common::{add_text, bytes, call_i32, chain_module, open, prop, sleep, stat, unique, wait};
+use common::{
+    add_text, bytes, call_i32, chain_f1_plus_100, chain_module, damage_module_bytes, open, prop,
+    sleep, stat, unique, wait,
+};
 
 #[wasm_bindgen_test]
 async fn a_fresh_tab_reads_a_closure_its_hint_predicted_in_two_round_trips() {
@@ -81,12 +84,7 @@ async fn a_hint_never_hides_a_broken_module_or_a_candidate_added_after_it() {
     // Damaged after the hint was written (no commit: the index and its stamp are
     // unchanged, so the next tab trusts the hint's candidates, and reads the bytes).
     let middle = ModuleId::of(&bytes(&chain_module(1)));
-    let store = IdbStore::open(&db, Box::new(|| {})).await.unwrap();
-    store
-        .overwrite_module_bytes(&middle, b"\0asm garbage")
-        .await
-        .unwrap();
-    store.close();
+    damage_module_bytes(&db, &middle).await;
     let second = open(&db, &JsValue::UNDEFINED).await;
     let err = wait(second.target("chain.f2".into())).await.unwrap_err();
     assert_eq!(
@@ -103,12 +101,7 @@ async fn a_hint_never_hides_a_broken_module_or_a_candidate_added_after_it() {
 
     // A duplicate of the damaged module, which the hint does not list: its commit
     // changes the index stamp, so the next tab asks the index and finds it.
-    add_text(
-        &writer,
-        r#"(module (import "linkcache:fn" "chain.f0" (func $prev (result i32)))
-             (func (export "chain.f1") (result i32) (i32.add (i32.const 100) (call $prev))))"#,
-    )
-    .await;
+    add_text(&writer, &chain_f1_plus_100()).await;
     let third = open(&db, &JsValue::UNDEFINED).await;
     assert_eq!(call_i32(&third, "chain.f2").await, 102);
     assert_eq!(stat(&third, "brokenSkipped"), 1.0);

@@ -99,3 +99,23 @@ pub fn chain_module(k: u32) -> String {
         prev = k - 1
     )
 }
+
+/// A later duplicate of `chain.f1` (see [`chain_module`]) that adds 100 instead of 1.
+pub fn chain_f1_plus_100() -> String {
+    r#"(module (import "linkcache:fn" "chain.f0" (func $prev (result i32)))
+             (func (export "chain.f1") (result i32) (i32.add (i32.const 100) (call $prev))))"#
+        .into()
+}
+
+/// Overwrites the stored bytes of `id` in database `db` with bytes that do not hash to
+/// it, without a commit (the index stamp does not move).
+pub async fn damage_module_bytes(db: &str, id: &ModuleId) {
+    let store = linkcache_web::store::IdbStore::open(db, Box::new(|| {}))
+        .await
+        .unwrap();
+    store
+        .overwrite_module_bytes(id, b"\0asm garbage")
+        .await
+        .unwrap();
+    store.close();
+}
