@@ -62,9 +62,11 @@ export function launchOptions(extraArgs = []) {
 // A function that runs `body(arg)` in a page of a fresh browser (a new process) on the
 // persistent profile `profileDir`, at `url`, and returns its result; with
 // `clearHttpCache` the HTTP cache is emptied first; with `echoConsole` the page's
-// console goes to stderr. A page error fails the session.
+// console goes to stderr; with `profile` the CPU profiles the page recorded between
+// `console.profile()` and `console.profileEnd()` (sampled every 50 µs) are returned as
+// `{ result, profiles }`. A page error fails the session.
 export function sessions({ profileDir, url, options }) {
-  return async function session(body, arg, { clearHttpCache = false, echoConsole = false } = {}) {
+  return async function session(body, arg, { clearHttpCache = false, echoConsole = false, profile = false } = {}) {
     const context = await chromium.launchPersistentContext(profileDir, options);
     try {
       const tab = context.pages()[0] ?? (await context.newPage());
@@ -76,10 +78,17 @@ export function sessions({ profileDir, url, options }) {
         await cdp.send("Network.clearBrowserCache");
         await cdp.detach();
       }
+      const profiles = [];
+      if (profile) {
+        const cdp = await context.newCDPSession(tab);
+        cdp.on("Profiler.consoleProfileFinished", (e) => profiles.push(e.profile));
+        await cdp.send("Profiler.enable");
+        await cdp.send("Profiler.setSamplingInterval", { interval: 50 });
+      }
       await tab.goto(url);
       const result = await tab.evaluate(body, arg);
       if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
-      return result;
+      return profile ? { result, profiles } : result;
     } finally {
       await context.close();
     }

@@ -16,10 +16,17 @@
 // - levels: the same, but the closure discovered level by level (one `by_function`
 //   round trip per module of the chain), as a cache without a hint must.
 // - memory: the benchmark's memory side (bytes fetched before the clock starts).
+// - warmcode: as linkcache, but the warm-up also targets the row's function in a copy
+//   of the database (so the package's code for this path is compiled and run once,
+//   while nothing of the measured database is): what cold package code costs.
 // - twice: the target a second time in the same tab after `forget()` (warm package
 //   code): what the fresh tab's first run pays for running cold code.
 // - opens, opens-reversed: `LinkCache.open`, `indexedDB.open` with and without a
 //   version, one after the other (each closed again), in two orders.
+//
+// With PROFILE=1 the linkcache mode is also CPU-profiled (DevTools' sampling profiler,
+// 50 µs) and the functions' self time, summed over the runs, is printed per row: build
+// the package with `cargo xtask web-pkg --release --marks` to keep its function names.
 import { readFile } from "node:fs/promises";
 import { launchOptions, serve, sessions } from "./harness.mjs";
 
@@ -29,26 +36,30 @@ const server = await serve({ pkgDir: spec.pkgDir, files, title: "probe" });
 // Extra Chromium flags for experiments only (the benchmark runs default flags).
 const extraArgs = process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(" ") : [];
 const runSession = sessions({ profileDir: spec.profileDir, url: server.url, options: launchOptions(extraArgs) });
-const session = (body, arg) => runSession(body, arg, { echoConsole: true });
+const profiling = !!process.env.PROFILE;
+const session = (body, arg) => runSession(body, arg, { echoConsole: true, profile: profiling && ["linkcache", "warmcode", "otherwarm"].includes(arg.mode) });
 const rows = spec.rows.map((row) => ({ ...row, closureIndex: row.closure.map((f) => files.indexOf(f)) }));
 
 async function setup({ rows, database }) {
   const { default: init, LinkCache } = await import("/pkg/linkcache_web.js");
   await init({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
-  const cache = await LinkCache.open(database, {});
-  await cache.clear();
-  await cache.addModule(new Uint8Array(await (await fetch("/wasm/0")).arrayBuffer()));
-  for (const row of rows) {
-    for (const index of row.closureIndex) {
-      await cache.addModule(new Uint8Array(await (await fetch(`/wasm/${index}`)).arrayBuffer()));
-    }
-  }
-  cache.close();
   const stub = () => new Proxy({}, { get: () => () => 0 });
-  for (const row of rows) {
-    const warm = await LinkCache.open(database, { imports: Object.fromEntries(row.stubs.map((ns) => [ns, stub()])) });
-    await warm.target(row.target);
-    warm.close();
+  // The database, and a copy for the warmcode mode's warm-up.
+  for (const db of [database, `${database}-copy`]) {
+    const cache = await LinkCache.open(db, {});
+    await cache.clear();
+    await cache.addModule(new Uint8Array(await (await fetch("/wasm/0")).arrayBuffer()));
+    for (const row of rows) {
+      for (const index of row.closureIndex) {
+        await cache.addModule(new Uint8Array(await (await fetch(`/wasm/${index}`)).arrayBuffer()));
+      }
+    }
+    cache.close();
+    for (const row of rows) {
+      const warm = await LinkCache.open(db, { imports: Object.fromEntries(row.stubs.map((ns) => [ns, stub()])) });
+      await warm.target(row.target);
+      warm.close();
+    }
   }
   return true;
 }
@@ -84,13 +95,19 @@ async function measure({ mode, row, database }) {
   // The same warm-up for every mode: the first IndexedDB access and the first wasm
   // compile of a fresh browser.
   const w = performance.now();
-  const warm = await LinkCache.open(database, {});
+  const warm = await LinkCache.open(mode === "otherwarm" ? `${database}-copy` : database, {});
   if ((await warm.target("bench.warmup"))() !== 1) throw new Error("bench.warmup");
   warm.close();
+  if (mode === "warmcode") {
+    const copy = await LinkCache.open(`${database}-copy`, { imports: Object.fromEntries(row.stubs.map((ns) => [ns, stub()])) });
+    check(call(await copy.target(row.target)));
+    copy.close();
+  }
   const warmupMs = performance.now() - w;
-  if (mode === "linkcache") {
+  if (mode === "linkcache" || mode === "warmcode" || mode === "otherwarm") {
     globalThis.__lcMarks = marks;
     const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
+    console.profile?.("linkcache");
     const t = performance.now();
     mark("start");
     const cache = await LinkCache.open(database, { imports });
@@ -100,6 +117,7 @@ async function measure({ mode, row, database }) {
     const result = call(f);
     mark("called");
     const totalMs = performance.now() - t;
+    console.profileEnd?.("linkcache");
     check(result);
     const stats = cache.stats();
     cache.close();
@@ -194,6 +212,25 @@ async function measure({ mode, row, database }) {
   return { warmupMs, totalMs, marks: marks.map(([l, m]) => [l, m - t]) };
 }
 
+// Self time per function of one CPU profile, added to `times`.
+const selfTimes = {};
+// With PHASES=1, by the step (the package's mark) each sample falls in, the profile's
+// start taken as the clock's start.
+function addSelfTimes(times, profile, marks) {
+  const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+  let at = 0;
+  profile.samples.forEach((id, i) => {
+    at += profile.timeDeltas[i] / 1000;
+    const frame = nodes.get(id).callFrame;
+    let fn = frame.functionName || `(${frame.url.split("/").pop() || "native"})`;
+    if (process.env.PHASES) {
+      const next = marks.find(([, m]) => m >= at);
+      fn = `${next ? next[0] : "after"} | ${fn}`;
+    }
+    times.set(fn, (times.get(fn) ?? 0) + profile.timeDeltas[i] / 1000);
+  });
+}
+
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN; };
 try {
   if (!spec.skipSetup) await session(setup, { rows, database: spec.database });
@@ -204,7 +241,11 @@ try {
     for (const row of rows) {
       const order = run % 2 ? [...modes].reverse() : modes;
       for (const mode of order) {
-        const r = await session(measure, { mode, row, database: spec.database });
+        let r = await session(measure, { mode, row, database: spec.database });
+        if (profiling && r.profiles) {
+          for (const profile of r.profiles) addSelfTimes((selfTimes[row.name] ??= new Map()), profile, r.result.marks);
+          r = r.result;
+        }
         ((results[row.name] ??= {})[mode] ??= []).push(r);
       }
     }
@@ -216,6 +257,12 @@ try {
       const parts = labels.map((l, i) => `${l} ${median(runs.map((r) => r.marks[i]?.[1] ?? NaN)).toFixed(2)}`);
       const totals = runs.map((r) => r.totalMs);
       console.log(`  ${mode.padEnd(10)} total ${median(totals).toFixed(2)} ms (${Math.min(...totals).toFixed(2)}–${Math.max(...totals).toFixed(2)})  warmup ${median(runs.map((r) => r.warmupMs)).toFixed(1)}  | ${parts.join(", ")}${runs[0].planTransactions !== undefined ? `  tx ${runs[0].planTransactions}, reads ${runs[0].planReads}` : ""}`);
+    }
+  }
+  for (const [name, times] of Object.entries(selfTimes)) {
+    console.log(`${name}: self time over ${spec.runs} linkcache runs (ms)`);
+    for (const [fn, ms] of [...times].sort((a, b) => b[1] - a[1]).slice(0, 400)) {
+      console.log(`${ms.toFixed(2).padStart(9)}  ${fn.slice(0, 110)}`);
     }
   }
   if (spec.json) console.log(JSON.stringify(results));

@@ -120,7 +120,22 @@ impl LinkCache {
                     }
                 })
             };
-            let store = IdbStore::open(&name, on_closed).await.map_err(js_err)?;
+            let opening = IdbStore::open(&name, on_closed);
+            // While the browser opens the database: the channel to the other tabs and
+            // the first storage estimate, each a round trip to the browser that would
+            // otherwise add to every fresh tab's first target.
+            let channel = crate::changes::channel(&name);
+            let asked = crate::quota::start_estimate();
+            let store = match opening.await {
+                Ok(store) => store,
+                Err(e) => {
+                    if let Some(channel) = channel {
+                        channel.close();
+                    }
+                    return Err(js_err(e));
+                }
+            };
+            crate::js::mark("open: database open");
             let cache = LinkCache {
                 inner: Rc::new(RefCell::new(Inner {
                     name: name.clone(),
@@ -147,14 +162,13 @@ impl LinkCache {
                     changes: Changes::default(),
                 })),
             };
-            cache.listen();
-            // The first estimate is not waited for: `navigator.storage.estimate()` asks
-            // the browser's quota manager, a round trip that would add milliseconds to
-            // every fresh tab's first target. `stats()` shows it once it arrives (unless
-            // a commit or `refreshStats()` was quicker).
+            cache.listen(channel);
+            crate::js::mark("open: listening");
+            // The first estimate is not waited for: `stats()` shows it once it arrives
+            // (unless a commit or `refreshStats()` was quicker).
             let first = cache.handle();
             wasm_bindgen_futures::spawn_local(async move {
-                if let Some((usage, quota)) = crate::quota::estimate().await {
+                if let Some((usage, quota)) = crate::quota::estimated(asked).await {
                     let mut inner = first.inner.borrow_mut();
                     if inner.stats.usage.is_none() {
                         inner.stats.usage = Some(usage);

@@ -14,7 +14,18 @@ export function new_global(type, mutable, value) {
 export function set_global(global, value) { global.value = value; }
 export function now() { return performance.now(); }
 export function instantiate_compiled(compiled, imports) {
-  return compiled.then((module) => WebAssembly.instantiate(module, imports));
+  // The instance is made as soon as the module is compiled, in the same microtask:
+  // `WebAssembly.instantiate` would resolve a task later, once per module of a plan.
+  // A browser that refuses a synchronous instance (Chromium's main-thread size limit
+  // is a RangeError) gets the asynchronous one.
+  return compiled.then((module) => {
+    try {
+      return new WebAssembly.Instance(module, imports);
+    } catch (e) {
+      if (e instanceof RangeError) return WebAssembly.instantiate(module, imports);
+      throw e;
+    }
+  });
 }
 export function to_text(x) { try { return String(x); } catch { return typeof x; } }
 export function report_error(e) { (globalThis.reportError ?? console.error)(e); }
@@ -39,6 +50,7 @@ export function compile_checked(bytes, sha256) {
   });
 }
 export function discard(promise) { promise.catch(() => {}); }
+export function mark(label) { globalThis.__lcMarks?.push([label, performance.now()]); }
 "#)]
 extern "C" {
     /// `new WebAssembly.Global({value: ty, mutable}, value)`.
@@ -47,10 +59,14 @@ extern "C" {
     /// `global.value = value`.
     #[wasm_bindgen(catch)]
     pub fn set_global(global: &JsValue, value: &JsValue) -> Result<(), JsValue>;
-    /// `compiled.then(module => WebAssembly.instantiate(module, imports))`.
+    /// `compiled.then(module => new WebAssembly.Instance(module, imports))`, made
+    /// asynchronously only where the browser refuses that (see the JS above).
     pub fn instantiate_compiled(compiled: &Promise, imports: &Object) -> Promise;
     /// `performance.now()`.
     pub fn now() -> f64;
+    /// Pushes `[label, performance.now()]` onto `globalThis.__lcMarks`, when set.
+    #[cfg(feature = "marks")]
+    pub fn mark(label: &str);
     /// `String(x)`, or its type when that throws.
     pub fn to_text(value: &JsValue) -> String;
     /// Reports an error the way an uncaught one is (`reportError`), without throwing.
@@ -171,3 +187,8 @@ pub fn bytes_of(value: &JsValue) -> Option<Vec<u8>> {
     let length = prop(value, "byteLength").as_f64()? as u32;
     Some(js_sys::Uint8Array::new_with_byte_offset_and_length(&buffer, offset, length).to_vec())
 }
+
+/// A profiling mark (feature `marks`; nothing without it): see `mark` above.
+#[cfg(not(feature = "marks"))]
+#[inline(always)]
+pub fn mark(_label: &str) {}

@@ -66,6 +66,7 @@ impl LinkCache {
         report: &mut LoadReport,
     ) -> Result<HashMap<ModuleId, Object>, LoadError> {
         self.start_compiles(plan, snapshot, report).await?;
+        crate::js::mark("load: compiles started");
         let mut fresh: HashMap<ModuleId, Object> = HashMap::new();
         for planned in &plan.modules {
             let id = planned.module;
@@ -88,7 +89,9 @@ impl LinkCache {
                 Some(instance) => instance,
                 None => {
                     report.loaded.push(id);
-                    self.start_instance(planned, &fresh)?
+                    let started = self.start_instance(planned, &fresh)?;
+                    crate::js::mark("load: instance started");
+                    started
                 }
             };
             let instance = JsFuture::from(instance).await.map_err(|e| {
@@ -104,6 +107,7 @@ impl LinkCache {
                 LoadError::Broken(id, reason)
             })?;
             fresh.insert(id, prop(&instance, "exports").unchecked_into());
+            crate::js::mark("load: instantiated");
         }
         Ok(fresh)
     }

@@ -196,6 +196,7 @@ impl LinkCache {
                 Ok(None)
             };
             let replayed = matches!(kept, Ok(Some(_)));
+            crate::js::mark("planned");
             let planned = match kept {
                 Ok(Some(plan)) => Ok(plan),
                 Ok(None) => self.plan(func_name, &mut snapshot).await,
@@ -233,9 +234,11 @@ impl LinkCache {
                 let mut inner = self.inner.borrow_mut();
                 // Another target of this tab committed first, or the tab forgot its state:
                 // plan again against what is bound now (reusing the instances made).
+                crate::js::mark("load done");
                 if inner.epoch != epoch || inner.linkage.commit(&plan).is_err() {
                     continue;
                 }
+                crate::js::mark("linkage committed");
                 inner.stats.plans_replayed += u64::from(replayed);
                 for id in instances.keys() {
                     inner.pending.remove(id);
@@ -258,8 +261,11 @@ impl LinkCache {
                     }
                 }
             }
+            crate::js::mark("committed");
             self.touch(plan.modules.iter().map(|m| m.module));
+            crate::js::mark("touched");
             self.record_hint(func_name, &mut snapshot, &plan).await;
+            crate::js::mark("hint recorded");
             return match self.bound(func_name) {
                 Some(func) => Ok((func, report)),
                 None => Err(WebError::new(

@@ -62,6 +62,10 @@ enum Task {
         /// Where to write the package (default host-web/pkg).
         #[arg(long, default_value = PKG_DIR)]
         out_dir: PathBuf,
+        /// Profiling build: the package records its steps for bench/browser/probe.mjs
+        /// (linkcache-web's feature `marks`). Never the package that ships.
+        #[arg(long)]
+        marks: bool,
     },
     /// Run the benchmarks and write a Markdown report.
     Bench {
@@ -99,7 +103,11 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Task::Demo { no_serve, reset } => demo(no_serve, reset),
         Task::Test { skip_browser } => test(skip_browser),
-        Task::WebPkg { release, out_dir } => web_pkg(release, &out_dir),
+        Task::WebPkg {
+            release,
+            out_dir,
+            marks,
+        } => web_pkg(release, marks, &out_dir),
         Task::Bench { quick, args } => bench(quick, &args),
     };
     match outcome {
@@ -222,7 +230,7 @@ fn test(skip_browser: bool) -> Outcome {
     browser_tests()?;
     // The end-to-end tests run the package that ships: the release build, through
     // wasm-opt, as the demo serves it.
-    web_pkg(true, Path::new(PKG_DIR))?;
+    web_pkg(true, false, Path::new(PKG_DIR))?;
     package_size(Path::new(PKG_DIR))?;
     npm_tests("host-web/e2e", "tabs and workers (host-web/e2e)")?;
     npm_tests("www", "page end-to-end tests (www)")
@@ -249,7 +257,7 @@ fn package_size(dir: &Path) -> Outcome {
 }
 
 /// `cargo xtask web-pkg`: the npm package of linkcache-web, in `out_dir`.
-fn web_pkg(release: bool, out_dir: &Path) -> Outcome {
+fn web_pkg(release: bool, marks: bool, out_dir: &Path) -> Outcome {
     let manifest = std::fs::read_to_string("host-web/Cargo.toml").unwrap_or_default();
     if !declares_cdylib(&manifest) {
         eprintln!(
@@ -278,6 +286,9 @@ fn web_pkg(release: bool, out_dir: &Path) -> Outcome {
         "wasm32-unknown-unknown",
         "--lib",
     ]);
+    if marks {
+        build.args(["--features", "linkcache-web/marks"]);
+    }
     // The release package is size-tuned (opt-level z, LTO, one codegen unit).
     if release {
         build.args(["--profile", "wasm-release"]);
@@ -296,7 +307,8 @@ fn web_pkg(release: bool, out_dir: &Path) -> Outcome {
             .args(["--target", "web", "--out-dir"])
             .arg(&out_dir)
             .args(["--out-name", crate_name]);
-        if release {
+        // A profiling build keeps function names for the browser's profiler.
+        if release && !marks {
             bindgen.args(["--remove-name-section", "--remove-producers-section"]);
         }
         step(
@@ -312,6 +324,7 @@ fn web_pkg(release: bool, out_dir: &Path) -> Outcome {
                 &format!("wasm-opt -Oz ({})", file.display()),
                 Command::new("host-web/tools/node_modules/.bin/wasm-opt")
                     .arg("-Oz")
+                    .args(marks.then_some("--debuginfo"))
                     .arg(&file)
                     .arg("-o")
                     .arg(&file),
@@ -370,7 +383,7 @@ fn demo(no_serve: bool, reset: bool) -> Outcome {
         eprintln!("==> web demo: skipped, www/package.json does not exist yet");
         return Ok(());
     }
-    web_pkg(true, Path::new(PKG_DIR))?;
+    web_pkg(true, false, Path::new(PKG_DIR))?;
     ensure_npm_deps("www")?;
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
     eprintln!("    serving the demo page at http://127.0.0.1:{port}/ (Ctrl-C to stop)");
