@@ -818,17 +818,29 @@ mod tests {
     fn web_pkg_writes_to_host_web_pkg_unless_told_otherwise() {
         let cli = Cli::try_parse_from(["xtask", "web-pkg", "--release"])
             .unwrap_or_else(|e| panic!("{e}"));
-        let Task::WebPkg { release, out_dir } = cli.command else {
+        let Task::WebPkg {
+            release,
+            out_dir,
+            marks,
+        } = cli.command
+        else {
             panic!("not web-pkg")
         };
         assert!(release);
+        assert!(!marks, "the shipped package records no marks");
         assert_eq!(out_dir, Path::new("host-web/pkg"));
-        let cli = Cli::try_parse_from(["xtask", "web-pkg", "--out-dir", "/tmp/pkg"])
+        let cli = Cli::try_parse_from(["xtask", "web-pkg", "--out-dir", "/tmp/pkg", "--marks"])
             .unwrap_or_else(|e| panic!("{e}"));
-        let Task::WebPkg { release, out_dir } = cli.command else {
+        let Task::WebPkg {
+            release,
+            out_dir,
+            marks,
+        } = cli.command
+        else {
             panic!("not web-pkg")
         };
         assert!(!release);
+        assert!(marks);
         assert_eq!(out_dir, Path::new("/tmp/pkg"));
     }
 
