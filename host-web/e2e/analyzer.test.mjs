@@ -68,4 +68,90 @@ await withBrowser(async ({ browser, url }) => {
   assert.match(imported.invalid.message, /invalid WebAssembly module|module ends|unexpected end/i);
   assert.deepEqual(await analyzerFetches(importer), ANALYZER, "importBundle and addModule fetch the analyzer once");
   console.log("ok: the analyzer loads on first addModule or importBundle, once per page, never for a page that only targets");
+
+  // The analyzer cannot be fetched (a deployment that left out analyzer/, say): adding is
+  // a LinkCacheError that names it, nothing is written, and once the file is there again
+  // the same page adds.
+  const offline = await openPage(context, url);
+  const blocked = (route) => route.abort("connectionrefused");
+  await offline.route("**/pkg/analyzer/**", blocked);
+  const failed = await offline.evaluate(async () => {
+    const cache = await LinkCache.open("analyzer-e2e-offline", {});
+    await cache.clear();
+    let error;
+    try {
+      await cache.addModule(watToWasm(`(module (func (export "o.f") (result i32) (i32.const 7)))`));
+    } catch (e) {
+      error = { name: e.name, message: e.message, isError: e instanceof lc.LinkCacheError,
+                isInvalid: e instanceof lc.LinkCacheInvalidModule };
+    }
+    const listed = (await cache.modules()).length;
+    cache.close();
+    return { error, listed };
+  });
+  assert.equal(failed.error?.name, "LinkCacheError", JSON.stringify(failed));
+  assert.ok(failed.error.isError && !failed.error.isInvalid, "a LinkCacheError, not an invalid module");
+  assert.match(failed.error.message, /analyzer\/linkcache_web_analyzer\.js/);
+  assert.equal(failed.listed, 0, "nothing was written");
+  await offline.unroute("**/pkg/analyzer/**", blocked);
+  const retried = await offline.evaluate(async () => {
+    const cache = await LinkCache.open("analyzer-e2e-offline", {});
+    await cache.addModule(watToWasm(`(module (func (export "o.f") (result i32) (i32.const 7)))`));
+    const value = (await cache.target("o.f"))();
+    cache.close();
+    return value;
+  });
+  assert.equal(retried, 7, "the next addModule loads the analyzer and adds");
+
+  // A manifest another analyzer version checked is checked again at load, through the
+  // analyzer the package loads then; with the analyzer unreachable the target fails
+  // with the LinkCacheError, and the module is not taken for broken.
+  const older = await openPage(context, url);
+  await older.evaluate(async () => {
+    const cache = await LinkCache.open("analyzer-e2e-older", {});
+    await cache.clear();
+    await cache.addModule(watToWasm(`(module
+      (import "linkcache:fn" "v.leaf" (func $leaf (result i32)))
+      (func (export "v.top") (result i32) (i32.add (call $leaf) (i32.const 1))))`));
+    await cache.addModule(watToWasm(`(module (func (export "v.leaf") (result i32) (i32.const 9)))`));
+    cache.close();
+    // What an earlier analyzer version would have recorded.
+    const db = await new Promise((resolve, reject) => {
+      const open = indexedDB.open("analyzer-e2e-older");
+      open.onsuccess = () => resolve(open.result);
+      open.onerror = () => reject(open.error);
+    });
+    const tx = db.transaction("manifests", "readwrite");
+    const store = tx.objectStore("manifests");
+    const all = store.getAll();
+    all.onsuccess = () => { for (const value of all.result) store.put({ ...value, analyzer: 0 }, value.id); };
+    await new Promise((resolve, reject) => { tx.oncomplete = resolve; tx.onerror = () => reject(tx.error); });
+    db.close();
+  });
+  const stale = await openPage(context, url);
+  await stale.route("**/pkg/analyzer/**", blocked);
+  const unreachable = await stale.evaluate(async () => {
+    const cache = await LinkCache.open("analyzer-e2e-older", {});
+    const report = await cache.tryTarget("v.top");
+    const stats = cache.stats();
+    cache.close();
+    return { hit: report.hit, error: report.error?.name, message: report.message,
+             broken: stats.brokenSkipped, checked: stats.manifestsChecked };
+  });
+  assert.equal(unreachable.hit, false);
+  assert.equal(unreachable.error, "LinkCacheError", JSON.stringify(unreachable));
+  assert.match(unreachable.message, /analyzer/);
+  assert.equal(unreachable.broken, 0, "a module is not broken because the analyzer did not load");
+  assert.equal(unreachable.checked, 0);
+  await stale.unroute("**/pkg/analyzer/**", blocked);
+  const checked = await stale.evaluate(async () => {
+    const cache = await LinkCache.open("analyzer-e2e-older", {});
+    const value = (await cache.target("v.top"))();
+    const stats = cache.stats();
+    cache.close();
+    return { value, checked: stats.manifestsChecked, broken: stats.brokenSkipped };
+  });
+  assert.deepEqual(checked, { value: 10, checked: 2, broken: 0 }, "both manifests checked once, through the analyzer");
+  assert.deepEqual([...new Set(await analyzerFetches(stale))], ANALYZER, "the load fetched the analyzer");
+  console.log("ok: an analyzer that does not load is a LinkCacheError, nothing written or broken; a manifest of another analyzer version is checked through it at load");
 });
