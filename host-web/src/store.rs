@@ -50,8 +50,8 @@
 //! truncation, an unknown format version) or that describes another module is a broken
 //! entry, and so are bytes whose BLAKE3 is not their key. (A large module is checked
 //! against the SHA-256 its commit recorded beside the manifest, after BLAKE3 bound the
-//! bytes to their key: the browser's WebCrypto hashes it off the main thread while
-//! `WebAssembly.compile` decodes it; see [`crate::load`].) Both become misses with cause
+//! bytes to their key: the browser's native SHA-256 is faster than this package's
+//! BLAKE3, and `WebAssembly.compile` decodes the bytes meanwhile; see [`crate::load`].) Both become misses with cause
 //! `broken` (or a fallback to a duplicate), never a wrong link. A manifest is checked
 //! against its bytes (analyzed) once, before it is committed (`addModule` analyzes,
 //! `importBundle` checks), and the value records the analyzer version that did it; a load
