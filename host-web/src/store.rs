@@ -51,8 +51,9 @@
 //! entry, and so are bytes whose BLAKE3 is not their key. (A large module is checked
 //! against the SHA-256 its commit recorded beside the manifest, after BLAKE3 bound the
 //! bytes to their key: the browser's native SHA-256 is faster than this package's
-//! BLAKE3, and `WebAssembly.compile` decodes the bytes meanwhile; see [`crate::load`].) Both become misses with cause
-//! `broken` (or a fallback to a duplicate), never a wrong link. A manifest is checked
+//! BLAKE3, and `WebAssembly.compile` decodes the bytes meanwhile; see [`crate::load`].)
+//! Both become misses with cause `broken` (or a fallback to a duplicate), never a wrong
+//! link. A manifest is checked
 //! against its bytes (analyzed) once, before it is committed (`addModule` analyzes,
 //! `importBundle` checks), and the value records the analyzer version that did it; a load
 //! re-checks only a manifest recorded by another version. Plans read through
@@ -103,10 +104,11 @@
 
 use std::cell::RefCell;
 use std::future::IntoFuture;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use futures_util::future::{Either, join_all, select};
-use idb::request::OpenDatabaseRequest;
+use idb::request::futures::OpenDatabaseRequestFuture;
 use idb::{
     Database, DatabaseEvent, Event, Factory, IndexParams, KeyPath, ObjectStoreParams, Request,
     Transaction, TransactionMode,
@@ -217,8 +219,8 @@ impl IdbStore {
     /// (the connection, should it open later, is closed at once). `on_closed` is called
     /// when another tab or worker's upgrade or deletion closes this connection.
     ///
-    /// The request is made before this returns, and the browser opens the database
-    /// while the caller does other work before awaiting the returned future.
+    /// The request is made, and its handlers set, before this returns: the browser opens
+    /// the database while the caller does other work before awaiting the future.
     pub fn open(
         name: &str,
         on_closed: Box<dyn FnOnce()>,
@@ -226,14 +228,14 @@ impl IdbStore {
         let requested = Self::request(name);
         let name = name.to_owned();
         async move {
-            let (request, blocked) = requested?;
-            Self::opened(&name, request, blocked, on_closed).await
+            let (opening, blocked) = requested?;
+            Self::opened(&name, opening, blocked, on_closed).await
         }
     }
 
-    /// Makes the open request: the request and a promise that resolves when the browser
+    /// Makes the open request: its future and a promise that resolves when the browser
     /// reports it blocked.
-    fn request(name: &str) -> Result<(OpenDatabaseRequest, Promise), WebError> {
+    fn request(name: &str) -> Result<(Pin<Box<OpenDatabaseRequestFuture>>, Promise), WebError> {
         const DOING: &str = "opening the database";
         let fail = |e: idb::Error| storage_error(DOING, &e);
         crate::js::mark("open: start");
@@ -251,20 +253,19 @@ impl IdbStore {
                 let _ = signal.call0(&JsValue::NULL);
             }
         });
-        Ok((request, blocked))
+        Ok((Box::pin(request.into_future()), blocked))
     }
 
-    /// The connection `request` opens, or why it did not.
+    /// The connection `opening` opens, or why it did not.
     async fn opened(
         name: &str,
-        request: OpenDatabaseRequest,
+        opening: Pin<Box<OpenDatabaseRequestFuture>>,
         blocked: Promise,
         on_closed: Box<dyn FnOnce()>,
     ) -> Result<IdbStore, WebError> {
         const DOING: &str = "opening the database";
         let fail = |e: idb::Error| storage_error(DOING, &e);
-        let opening = Box::pin(request.into_future());
-        crate::js::mark("open: handlers set");
+        crate::js::mark("open: awaiting the database");
         let mut db = match select(opening, JsFuture::from(blocked)).await {
             Either::Left((db, _)) => db.map_err(fail)?,
             Either::Right((_, opening)) => {
