@@ -19,6 +19,8 @@
 // - warmcode: as linkcache, but the warm-up also targets the row's function in a copy
 //   of the database (so the package's code for this path is compiled and run once,
 //   while nothing of the measured database is): what cold package code costs.
+// - otherwarm: as linkcache, but the warm-up targets `warmup` in that copy (the
+//   measured database has no write of the warm-up in flight).
 // - twice: the target a second time in the same tab after `forget()` (warm package
 //   code): what the fresh tab's first run pays for running cold code.
 // - opens, opens-reversed: `LinkCache.open`, `indexedDB.open` with and without a
@@ -40,12 +42,12 @@ const profiling = !!process.env.PROFILE;
 const session = (body, arg) => runSession(body, arg, { echoConsole: true, profile: profiling && ["linkcache", "warmcode", "otherwarm"].includes(arg.mode) });
 const rows = spec.rows.map((row) => ({ ...row, closureIndex: row.closure.map((f) => files.indexOf(f)) }));
 
-async function setup({ rows, database }) {
+async function setup({ rows, database, copy }) {
   const { default: init, LinkCache } = await import("/pkg/linkcache_web.js");
   await init({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
   const stub = () => new Proxy({}, { get: () => () => 0 });
-  // The database, and a copy for the warmcode mode's warm-up.
-  for (const db of [database, `${database}-copy`]) {
+  // The database, and a copy for the warm-up of the warmcode and otherwarm modes.
+  for (const db of copy ? [database, `${database}-copy`] : [database]) {
     const cache = await LinkCache.open(db, {});
     await cache.clear();
     await cache.addModule(new Uint8Array(await (await fetch("/wasm/0")).arrayBuffer()));
@@ -233,8 +235,9 @@ function addSelfTimes(times, profile, marks) {
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN; };
 try {
-  if (!spec.skipSetup) await session(setup, { rows, database: spec.database });
   const modes = spec.modes ?? ["linkcache", "floor", "levels", "memory"];
+  const copy = modes.includes("warmcode") || modes.includes("otherwarm");
+  if (!spec.skipSetup) await session(setup, { rows, database: spec.database, copy });
   const results = {};
   for (let run = 0; run < spec.runs; run++) {
     process.stderr.write(`    round ${run + 1}/${spec.runs}\n`);
