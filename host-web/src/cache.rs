@@ -120,21 +120,7 @@ impl LinkCache {
                     }
                 })
             };
-            let opening = IdbStore::open(&name, on_closed);
-            // While the browser opens the database: the channel to the other tabs and
-            // the first storage estimate, each a round trip to the browser that would
-            // otherwise add to every fresh tab's first target.
-            let channel = crate::changes::channel(&name);
-            let asked = crate::quota::start_estimate();
-            let store = match opening.await {
-                Ok(store) => store,
-                Err(e) => {
-                    if let Some(channel) = channel {
-                        channel.close();
-                    }
-                    return Err(js_err(e));
-                }
-            };
+            let store = IdbStore::open(&name, on_closed).await.map_err(js_err)?;
             crate::js::mark("open: database open");
             let cache = LinkCache {
                 inner: Rc::new(RefCell::new(Inner {
@@ -162,13 +148,15 @@ impl LinkCache {
                     changes: Changes::default(),
                 })),
             };
-            cache.listen(channel);
+            cache.listen();
             crate::js::mark("open: listening");
-            // The first estimate is not waited for: `stats()` shows it once it arrives
-            // (unless a commit or `refreshStats()` was quicker).
+            // The first estimate is not waited for: `navigator.storage.estimate()` asks
+            // the browser's quota manager, a round trip that would add milliseconds to
+            // every fresh tab's first target. `stats()` shows it once it arrives (unless
+            // a commit or `refreshStats()` was quicker).
             let first = cache.handle();
             wasm_bindgen_futures::spawn_local(async move {
-                if let Some((usage, quota)) = crate::quota::estimated(asked).await {
+                if let Some((usage, quota)) = crate::quota::estimate().await {
                     let mut inner = first.inner.borrow_mut();
                     if inner.stats.usage.is_none() {
                         inner.stats.usage = Some(usage);

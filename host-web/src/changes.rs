@@ -96,12 +96,9 @@ impl LinkCache {
         .into_js_value()
     }
 
-    /// Listens on `channel` (from [`channel`]): another tab's clear or eviction makes
-    /// this tab forget what it loaded, and every message goes to the `onChange`
-    /// callbacks. Messages sent before this are not seen; a cache being opened has
-    /// nothing loaded and no callback yet.
-    pub(crate) fn listen(&self, channel: Option<BroadcastChannel>) {
-        let Some(channel) = channel else {
+    pub(crate) fn listen(&self) {
+        let name = format!("linkcache:{}", self.inner.borrow().name);
+        let Ok(channel) = BroadcastChannel::new(&name) else {
             return;
         };
         let weak = Rc::downgrade(&self.inner);
@@ -168,10 +165,4 @@ impl LinkCache {
         self.inner.borrow_mut().changes.close();
         self.notify(&message("closed", &[]).into());
     }
-}
-
-/// The channel the tabs and workers of the origin that use database `name` share, or
-/// `None` where there is no `BroadcastChannel`.
-pub(crate) fn channel(name: &str) -> Option<BroadcastChannel> {
-    BroadcastChannel::new(&format!("linkcache:{name}")).ok()
 }

@@ -14,18 +14,7 @@ export function new_global(type, mutable, value) {
 export function set_global(global, value) { global.value = value; }
 export function now() { return performance.now(); }
 export function instantiate_compiled(compiled, imports) {
-  // The instance is made as soon as the module is compiled, in the same microtask:
-  // `WebAssembly.instantiate` would resolve a task later, once per module of a plan.
-  // A browser that refuses a synchronous instance (Chromium's main-thread size limit
-  // is a RangeError) gets the asynchronous one.
-  return compiled.then((module) => {
-    try {
-      return new WebAssembly.Instance(module, imports);
-    } catch (e) {
-      if (e instanceof RangeError) return WebAssembly.instantiate(module, imports);
-      throw e;
-    }
-  });
+  return compiled.then((module) => WebAssembly.instantiate(module, imports));
 }
 export function to_text(x) { try { return String(x); } catch { return typeof x; } }
 export function report_error(e) { (globalThis.reportError ?? console.error)(e); }
@@ -59,8 +48,7 @@ extern "C" {
     /// `global.value = value`.
     #[wasm_bindgen(catch)]
     pub fn set_global(global: &JsValue, value: &JsValue) -> Result<(), JsValue>;
-    /// `compiled.then(module => new WebAssembly.Instance(module, imports))`, made
-    /// asynchronously only where the browser refuses that (see the JS above).
+    /// `compiled.then(module => WebAssembly.instantiate(module, imports))`.
     pub fn instantiate_compiled(compiled: &Promise, imports: &Object) -> Promise;
     /// `performance.now()`.
     pub fn now() -> f64;

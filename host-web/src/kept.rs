@@ -14,12 +14,10 @@
 //!
 //! A later tab in the same state, targeting the same function:
 //! 1. reads the target's candidates, its `plans` record and the index stamp (the first
-//!    step of any plan, one round trip); when the record holds a kept plan under the
-//!    stamp just read (no commit, gc or clear since, see [`crate::store`]), the bytes of
-//!    the modules its hint lists are asked for in the same transaction as soon as
-//!    IndexedDB has the record ([`Snapshot::read_first`]), without waiting for this
-//!    package;
-//! 2. while IndexedDB reads them, decodes the record and turns the plan back
+//!    step of any plan, one round trip);
+//! 2. when the record's stamp is the index's (no commit, gc or clear since, see
+//!    [`crate::store`]), issues the read of the planned modules' bytes at once and,
+//!    while IndexedDB reads them, decodes the record and turns the plan back
 //!    ([`KeptPlan::into_plan`], which checks every manifest and position, so a forged
 //!    or damaged record is refused, never a wrong link);
 //! 3. asks the embedder about every global the plan depended on, as the planner would;
@@ -29,9 +27,8 @@
 //!    ([`crate::load`]), and a module found broken is marked and the target planned
 //!    again.
 //!
-//! So a warm target costs one round trip that the package awaits (the bytes chained
-//! to it in IndexedDB), no planner search and no manifest decoded but the planned ones
-//! the record carries (checked by `into_plan`). Whatever cannot be used (another stamp, a record that does not
+//! So a warm target costs two round trips, no planner search and no manifest decoded
+//! but the planned ones the record carries (checked by `into_plan`). Whatever cannot be used (another stamp, a record that does not
 //! decode or hold together, a global decided differently, a module found broken while
 //! loading) falls back to the planner, which reuses the first step's answers and the
 //! embedder's decisions, and is counted in `stats().plansNotReplayed` by reason; the
@@ -55,6 +52,7 @@ use crate::cache::{Decoded, LinkCache};
 use crate::errors::WebError;
 use crate::js::prop;
 use crate::snapshot::Snapshot;
+use crate::store::stamp_key;
 
 /// Why a kept plan was not used (the keys of `stats().plansNotReplayed`).
 pub(crate) mod refused {
@@ -170,8 +168,14 @@ impl LinkCache {
         func_name: &str,
         snapshot: &mut Snapshot<'_>,
     ) -> Result<Option<LoadPlan>, WebError> {
-        let compiled: Vec<ModuleId> = self.inner.borrow().compiled.keys().copied().collect();
-        let first = snapshot.read_first(func_name, &compiled).await?;
+        let first = snapshot
+            .read(
+                &[func_name.to_owned()],
+                &[],
+                &[],
+                &[JsValue::from_str(func_name), stamp_key()],
+            )
+            .await?;
         crate::js::mark("replay: first step read");
         let stamp = first.plans.get(1).and_then(JsValue::as_f64);
         let stored = first
@@ -193,9 +197,17 @@ impl LinkCache {
         if stamp != Some(kept.stamp) {
             return Ok(self.refuse(refused::STALE));
         }
-        // The bytes were asked for with the record (see `Snapshot::read_first`) and
-        // are read while the plan is turned back.
+        // The bytes are read while the plan is turned back.
+        let ids: Vec<ModuleId> = {
+            let inner = self.inner.borrow();
+            kept.modules
+                .iter()
+                .map(|m| m.id)
+                .filter(|id| !inner.compiled.contains_key(id))
+                .collect()
+        };
         crate::js::mark("replay: record decoded");
+        let bytes = snapshot.issue(&[], &ids, &[], &[])?;
         let checked = kept.analyzer == ANALYZER_VERSION;
         let decisions: Option<Vec<(GlobalCheck, GlobalOutcome)>> = kept
             .globals
@@ -204,6 +216,8 @@ impl LinkCache {
             .collect();
         let plan = kept.plan.into_plan();
         crate::js::mark("replay: into_plan");
+        snapshot.keep_ahead(&ids, bytes.batch().await?.bytes);
+        crate::js::mark("replay: bytes read");
         let (Some(decisions), Ok(plan)) = (decisions, plan) else {
             return Ok(self.refuse(refused::DAMAGED));
         };

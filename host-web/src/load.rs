@@ -90,9 +90,7 @@ impl LinkCache {
                 Some(instance) => instance,
                 None => {
                     report.loaded.push(id);
-                    let started = self.start_instance(planned, &fresh)?;
-                    crate::js::mark("load: instance started");
-                    started
+                    self.start_instance(planned, &fresh)?
                 }
             };
             let instance = JsFuture::from(instance).await.map_err(|e| {

@@ -226,8 +226,6 @@ impl LinkCache {
         level: &[String],
         read: &mut HashMap<String, Vec<Listed>>,
     ) -> Result<(), WebError> {
-        // Bytes a refused kept plan's first step asked for are ahead already.
-        snapshot.settle_ahead().await;
         let exact = hint.stamp.is_some() && hint.stamp == snapshot.closure.stamp;
         let (funcs, lists, ids): (Vec<String>, Vec<Vec<ModuleId>>, Vec<ModuleId>) = {
             let inner = self.inner.borrow();

@@ -14,15 +14,11 @@ fn storage_manager() -> Option<JsValue> {
     (!storage.is_undefined()).then_some(storage)
 }
 
-/// Calls `navigator.storage[method]()`: its promise, if there is such a method.
-fn start(method: &str) -> Option<Promise> {
+async fn call(method: &str) -> Option<JsValue> {
     let storage = storage_manager()?;
     let function: js_sys::Function = prop(&storage, method).dyn_into().ok()?;
-    function.call0(&storage).ok()?.dyn_into().ok()
-}
-
-async fn call(method: &str) -> Option<JsValue> {
-    JsFuture::from(start(method)?).await.ok()
+    let promise: Promise = function.call0(&storage).ok()?.dyn_into().ok()?;
+    JsFuture::from(promise).await.ok()
 }
 
 /// Asks the browser to make this origin's storage persistent; whether it did.
@@ -32,17 +28,7 @@ pub async fn request_persistence() -> bool {
 
 /// `(usage, quota)` in bytes, as the browser estimates them.
 pub async fn estimate() -> Option<(f64, f64)> {
-    estimated(start_estimate()).await
-}
-
-/// Asks the browser for its estimate now; [`estimated`] waits for it.
-pub fn start_estimate() -> Option<Promise> {
-    start("estimate")
-}
-
-/// The answer to [`start_estimate`].
-pub async fn estimated(asked: Option<Promise>) -> Option<(f64, f64)> {
-    let estimate = JsFuture::from(asked?).await.ok()?;
+    let estimate = call("estimate").await?;
     Some((
         prop(&estimate, "usage").as_f64()?,
         prop(&estimate, "quota").as_f64()?,

@@ -17,8 +17,7 @@
 //!
 //! The round trips of a plan, each one step:
 //! - a kept plan replayed ([`crate::kept`]): the target's candidates, its `plans` record
-//!   and the index stamp, with the planned modules' bytes chained to the record in
-//!   IndexedDB ([`Snapshot::read_first`]: one in all);
+//!   and the index stamp; then the planned modules' bytes (two in all);
 //! - a closure its hint predicted under the same stamp: the same first step, then the
 //!   manifests the hint lists with the bytes of the modules it chose (two in all);
 //! - otherwise: one step per level of the call graph, the first with the hint and the
@@ -48,7 +47,7 @@ use web_sys::IdbTransaction;
 
 use crate::errors::{WebError, from_dom_exception, storage_error};
 use crate::js::{describe, prop};
-use crate::store::{BY_FUNCTION, IdbStore, MANIFESTS, MODULES, PLANS, key, stamp_key};
+use crate::store::{BY_FUNCTION, IdbStore, MANIFESTS, MODULES, PLANS, key};
 
 const DOING: &str = "reading the closure of a function";
 
@@ -78,38 +77,6 @@ export function read_batch(tx, names, funcs, ids, manifestIds, plans) {
   }
   return Promise.all(requests);
 }
-
-export function read_first(tx, names, target, stampKey, skip) {
-  const [manifests, byFunction, modules, hints] = names;
-  const wait = (request) => new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
-  const candidates = wait(tx.objectStore(manifests).index(byFunction).getAll(IDBKeyRange.only(target)));
-  const plans = tx.objectStore(hints);
-  // Requests of a transaction complete in order: the stamp is known when the hint is.
-  const stampRequest = plans.get(stampKey);
-  const stamp = wait(stampRequest);
-  const hintRequest = plans.get(target);
-  let ahead = [];
-  const hint = new Promise((resolve, reject) => {
-    hintRequest.onsuccess = () => {
-      const hint = hintRequest.result;
-      if (hint?.kept && Array.isArray(hint.modules) && hint.stamp === stampRequest.result) {
-        const store = tx.objectStore(modules);
-        ahead = hint.modules.filter((id) => typeof id === "string" && !skip.includes(id));
-        ahead = ahead.map((id) => [id, wait(store.get(id))]);
-      }
-      resolve(hint);
-    };
-    hintRequest.onerror = () => reject(hintRequest.error);
-  });
-  return Promise.all([candidates, hint, stamp]).then(([candidates, hint, stamp]) => {
-    const ids = ahead.map(([id]) => id);
-    const bytes = Promise.all(ahead.map(([, read]) => read)).catch(() => null);
-    return [[candidates, hint, stamp], ids, bytes];
-  });
-}
 "#)]
 extern "C" {
     /// Issues, in `tx`, a `by_function` lookup per func_name of `funcs`, a read of the
@@ -124,24 +91,6 @@ extern "C" {
         ids: &Array,
         manifest_ids: &Array,
         plans: &Array,
-    ) -> Result<Promise, JsValue>;
-
-    /// The first step of a kept plan's replay ([`Snapshot::read_first`]): in `tx`, the
-    /// `by_function` lookup of `target`, the index stamp (`plans` key `stamp_key`) and
-    /// the target's `plans` record; when that record holds a kept plan under the stamp
-    /// just read, the bytes of the modules its hint lists (but those of `skip`) are
-    /// asked for at once, in the record's success event. Resolves, once the three
-    /// first answers are in, to `[[candidates, record, stamp], ids, bytes]`: `ids` the
-    /// modules asked for ahead, `bytes` a promise of their values in that order (of
-    /// `null` should a read fail: they are read again then). Throws at once when `tx`
-    /// is no longer active.
-    #[wasm_bindgen(catch)]
-    fn read_first(
-        tx: &IdbTransaction,
-        names: &Array,
-        target: &str,
-        stamp_key: &JsValue,
-        skip: &Array,
     ) -> Result<Promise, JsValue>;
 }
 
@@ -224,18 +173,11 @@ impl Issued {
         let Some(promise) = self.promise else {
             return Ok(Batch::default());
         };
+        let [funcs, ids, manifest_ids, plans] = self.shape;
         let results: Array = JsFuture::from(promise)
             .await
             .map_err(|e| read_error(&e))?
             .unchecked_into();
-        Ok(Batch::of(&results, self.shape))
-    }
-}
-
-impl Batch {
-    /// The answers of a step of `shape` (see [`Issued`]), in the order `read_batch`
-    /// resolves to.
-    fn of(results: &Array, [funcs, ids, manifest_ids, plans]: [usize; 4]) -> Batch {
         let mut results = results.iter();
         let mut batch = Batch::default();
         for _ in 0..funcs {
@@ -263,7 +205,7 @@ impl Batch {
                 .plans
                 .push(results.next().unwrap_or(JsValue::UNDEFINED));
         }
-        batch
+        Ok(batch)
     }
 }
 
@@ -275,9 +217,6 @@ pub struct Snapshot<'s> {
     reads: u32,
     /// Bytes read ahead (from a plan hint), by module, in the transaction of the plan.
     ahead: HashMap<ModuleId, Option<Uint8Array>>,
-    /// Bytes asked for ahead by [`Snapshot::read_first`] and not in `ahead` yet: the
-    /// modules, and the promise of their values.
-    asked_ahead: Option<(Vec<ModuleId>, Promise)>,
     /// The first step's answers when a kept plan's replay read them (the target's
     /// candidates, its `plans` record and the index stamp), for the planner should the
     /// kept plan not be used: see [`Snapshot::take_first`].
@@ -295,7 +234,6 @@ impl<'s> Snapshot<'s> {
             transactions: 0,
             reads: 0,
             ahead: HashMap::new(),
-            asked_ahead: None,
             first: None,
             closure: ClosureRead::default(),
         }
@@ -387,69 +325,6 @@ impl<'s> Snapshot<'s> {
         })
     }
 
-    /// The first step of a kept plan's replay: the candidates of `func_name`, then its
-    /// `plans` record and the index stamp (as [`Snapshot::read`] with those requests
-    /// would answer). When the record holds a kept plan under that stamp, the bytes of
-    /// the modules its hint lists (but `skip`) are asked for in the same round trip, as
-    /// soon as IndexedDB has the record; they arrive while the caller decodes it, and
-    /// [`Snapshot::settle_ahead`] (which [`Snapshot::module_bytes`] calls) keeps them.
-    pub async fn read_first(
-        &mut self,
-        func_name: &str,
-        skip: &[ModuleId],
-    ) -> Result<Batch, WebError> {
-        let names: Array = [MANIFESTS, BY_FUNCTION, MODULES, PLANS]
-            .into_iter()
-            .map(JsValue::from_str)
-            .collect();
-        let skip: Array = skip.iter().map(key).collect();
-        let issue = |tx: &IdbTransaction| read_first(tx, &names, func_name, &stamp_key(), &skip);
-        let issued = match &self.tx {
-            Some(tx) => issue(tx).ok(),
-            None => None,
-        };
-        let promise = match issued {
-            Some(promise) => promise,
-            None => {
-                let tx = self.renew()?;
-                issue(&tx).map_err(|e| read_error(&e))?
-            }
-        };
-        self.reads += 1;
-        let answer: Array = JsFuture::from(promise)
-            .await
-            .map_err(|e| read_error(&e))?
-            .unchecked_into();
-        let first: Array = answer.get(0).unchecked_into();
-        let ids: Vec<ModuleId> = Array::from(&answer.get(1))
-            .iter()
-            .filter_map(|id| id.as_string()?.parse().ok())
-            .collect();
-        // An id that does not parse was never asked for by a plan of this package: the
-        // values would not line up, so none is kept (they are read again if needed).
-        if ids.len() == Array::from(&answer.get(1)).length() as usize && !ids.is_empty() {
-            self.asked_ahead = Some((ids, answer.get(2).unchecked_into()));
-        }
-        Ok(Batch::of(&first, [1, 0, 0, 2]))
-    }
-
-    /// Keeps the bytes [`Snapshot::read_first`] asked for ahead, once they arrive; a
-    /// read that failed keeps nothing (the bytes are read again when needed).
-    pub async fn settle_ahead(&mut self) {
-        let Some((ids, promise)) = self.asked_ahead.take() else {
-            return;
-        };
-        let Ok(values) = JsFuture::from(promise).await else {
-            return;
-        };
-        let Ok(values) = values.dyn_into::<Array>() else {
-            return;
-        };
-        for (id, value) in ids.into_iter().zip(values.iter()) {
-            self.ahead.insert(id, value.dyn_into::<Uint8Array>().ok());
-        }
-    }
-
     /// The candidates of each of `funcs`, with their manifest values: every request is
     /// issued before any is awaited.
     pub async fn candidates(&mut self, funcs: &[String]) -> Result<Vec<Vec<Listed>>, WebError> {
@@ -507,7 +382,6 @@ impl<'s> Snapshot<'s> {
         &mut self,
         ids: &[ModuleId],
     ) -> Result<Vec<Option<Uint8Array>>, WebError> {
-        self.settle_ahead().await;
         let missing: Vec<ModuleId> = ids
             .iter()
             .filter(|id| !self.ahead.contains_key(id))

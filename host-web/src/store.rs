@@ -104,11 +104,9 @@
 
 use std::cell::RefCell;
 use std::future::IntoFuture;
-use std::pin::Pin;
 use std::rc::Rc;
 
 use futures_util::future::{Either, join_all, select};
-use idb::request::futures::OpenDatabaseRequestFuture;
 use idb::{
     Database, DatabaseEvent, Event, Factory, IndexParams, KeyPath, ObjectStoreParams, Request,
     Transaction, TransactionMode,
@@ -218,30 +216,11 @@ impl IdbStore {
     /// the upgrade, fails with `LinkCacheUpgradeBlocked` at the browser's `blocked` event
     /// (the connection, should it open later, is closed at once). `on_closed` is called
     /// when another tab or worker's upgrade or deletion closes this connection.
-    ///
-    /// The request is made, and its handlers set, before this returns: the browser opens
-    /// the database while the caller does other work before awaiting the future.
-    pub fn open(
-        name: &str,
-        on_closed: Box<dyn FnOnce()>,
-    ) -> impl Future<Output = Result<IdbStore, WebError>> + use<> {
-        let requested = Self::request(name);
-        let name = name.to_owned();
-        async move {
-            let (opening, blocked) = requested?;
-            Self::opened(&name, opening, blocked, on_closed).await
-        }
-    }
-
-    /// Makes the open request: its future and a promise that resolves when the browser
-    /// reports it blocked.
-    fn request(name: &str) -> Result<(Pin<Box<OpenDatabaseRequestFuture>>, Promise), WebError> {
+    pub async fn open(name: &str, on_closed: Box<dyn FnOnce()>) -> Result<IdbStore, WebError> {
         const DOING: &str = "opening the database";
         let fail = |e: idb::Error| storage_error(DOING, &e);
-        crate::js::mark("open: start");
         let factory = Factory::new().map_err(fail)?;
         let mut request = factory.open(name, Some(SCHEMA_VERSION)).map_err(fail)?;
-        crate::js::mark("open: requested");
         request.on_upgrade_needed(|event| {
             // An error here aborts the upgrade, and the open fails with it.
             let _ = upgrade(&event);
@@ -253,19 +232,7 @@ impl IdbStore {
                 let _ = signal.call0(&JsValue::NULL);
             }
         });
-        Ok((Box::pin(request.into_future()), blocked))
-    }
-
-    /// The connection `opening` opens, or why it did not.
-    async fn opened(
-        name: &str,
-        opening: Pin<Box<OpenDatabaseRequestFuture>>,
-        blocked: Promise,
-        on_closed: Box<dyn FnOnce()>,
-    ) -> Result<IdbStore, WebError> {
-        const DOING: &str = "opening the database";
-        let fail = |e: idb::Error| storage_error(DOING, &e);
-        crate::js::mark("open: awaiting the database");
+        let opening = Box::pin(request.into_future());
         let mut db = match select(opening, JsFuture::from(blocked)).await {
             Either::Left((db, _)) => db.map_err(fail)?,
             Either::Right((_, opening)) => {

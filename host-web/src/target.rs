@@ -234,11 +234,9 @@ impl LinkCache {
                 let mut inner = self.inner.borrow_mut();
                 // Another target of this tab committed first, or the tab forgot its state:
                 // plan again against what is bound now (reusing the instances made).
-                crate::js::mark("load done");
                 if inner.epoch != epoch || inner.linkage.commit(&plan).is_err() {
                     continue;
                 }
-                crate::js::mark("linkage committed");
                 inner.stats.plans_replayed += u64::from(replayed);
                 for id in instances.keys() {
                     inner.pending.remove(id);
@@ -263,7 +261,6 @@ impl LinkCache {
             }
             crate::js::mark("committed");
             self.touch(plan.modules.iter().map(|m| m.module));
-            crate::js::mark("touched");
             self.record_hint(func_name, &mut snapshot, &plan).await;
             crate::js::mark("hint recorded");
             return match self.bound(func_name) {
