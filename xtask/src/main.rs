@@ -9,7 +9,8 @@
 //!   budget) and the end-to-end page tests on it (`--skip-browser` skips the browser
 //!   steps).
 //! - `web-pkg`: builds the npm package of `linkcache-web` into `host-web/pkg` (or
-//!   `--out-dir`); `--release` is the package that ships: size-tuned, through wasm-opt.
+//!   `--out-dir`); `--release` is the package that ships: size-tuned, through wasm-opt;
+//!   `--marks` a profiling build that records its steps (bench/browser/probe.mjs).
 //! - `bench`: the benchmark suite (`--quick` for small sizes).
 //!
 //! Every command installs what it needs when it is missing (the wasm32 target,
