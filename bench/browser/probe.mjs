@@ -26,9 +26,11 @@
 // - opens, opens-reversed: `LinkCache.open`, `indexedDB.open` with and without a
 //   version, one after the other (each closed again), in two orders.
 //
-// With PROFILE=1 the linkcache mode is also CPU-profiled (DevTools' sampling profiler,
-// 50 µs) and the functions' self time, summed over the runs, is printed per row: build
-// the package with `cargo xtask web-pkg --release --marks` to keep its function names.
+// With PROFILE=1 the linkcache, warmcode and otherwarm modes are also CPU-profiled
+// (DevTools' sampling profiler, 50 µs) and the functions' self time, summed over the runs,
+// is printed per row; such a run's timings include the profiler's start, so read them
+// from a run without it. Build the package with `cargo xtask web-pkg --release --marks`
+// to keep its function names.
 import { readFile } from "node:fs/promises";
 import { launchOptions, serve, sessions } from "./harness.mjs";
 
@@ -216,19 +218,11 @@ async function measure({ mode, row, database }) {
 
 // Self time per function of one CPU profile, added to `times`.
 const selfTimes = {};
-// With PHASES=1, by the step (the package's mark) each sample falls in, the profile's
-// start taken as the clock's start.
-function addSelfTimes(times, profile, marks) {
+function addSelfTimes(times, profile) {
   const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
-  let at = 0;
   profile.samples.forEach((id, i) => {
-    at += profile.timeDeltas[i] / 1000;
     const frame = nodes.get(id).callFrame;
-    let fn = frame.functionName || `(${frame.url.split("/").pop() || "native"})`;
-    if (process.env.PHASES) {
-      const next = marks.find(([, m]) => m >= at);
-      fn = `${next ? next[0] : "after"} | ${fn}`;
-    }
+    const fn = frame.functionName || `(${frame.url.split("/").pop() || "native"})`;
     times.set(fn, (times.get(fn) ?? 0) + profile.timeDeltas[i] / 1000);
   });
 }
@@ -246,7 +240,7 @@ try {
       for (const mode of order) {
         let r = await session(measure, { mode, row, database: spec.database });
         if (profiling && r.profiles) {
-          for (const profile of r.profiles) addSelfTimes((selfTimes[row.name] ??= new Map()), profile, r.result.marks);
+          for (const profile of r.profiles) addSelfTimes((selfTimes[row.name] ??= new Map()), profile);
           r = r.result;
         }
         ((results[row.name] ??= {})[mode] ??= []).push(r);
@@ -263,8 +257,8 @@ try {
     }
   }
   for (const [name, times] of Object.entries(selfTimes)) {
-    console.log(`${name}: self time over ${spec.runs} linkcache runs (ms)`);
-    for (const [fn, ms] of [...times].sort((a, b) => b[1] - a[1]).slice(0, 400)) {
+    console.log(`${name}: self time over ${spec.runs} profiled runs (ms)`);
+    for (const [fn, ms] of [...times].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
       console.log(`${ms.toFixed(2).padStart(9)}  ${fn.slice(0, 110)}`);
     }
   }
