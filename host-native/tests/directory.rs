@@ -904,6 +904,53 @@ fn a_commits_compaction_merges_segments_into_the_recent_table_while_it_is_small_
 }
 
 #[test]
+fn remove_all_removes_the_modules_named_whole_and_keeps_the_others() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let cache = Cache::open(root).unwrap();
+    let batch: Vec<Vec<u8>> = (0..5)
+        .map(|m| {
+            wasm(&format!(
+                r#"(module (func (export "r.f{m}") (result i64) (i64.const {m})))"#
+            ))
+        })
+        .collect();
+    let ids = cache.add_modules(&batch).unwrap();
+    let single = cache
+        .add_module(&wasm(
+            r#"(module (func (export "r.single") (result i64) (i64.const 9)))"#,
+        ))
+        .unwrap();
+    // Three of the batch and the single module, with one that is not here and a repeat.
+    let absent = ModuleId::of(b"not a module here");
+    cache
+        .dir()
+        .remove_all(&[ids[0], ids[2], single, absent, ids[4], ids[0]])
+        .unwrap();
+    let mut left = cache.dir().modules().unwrap();
+    left.sort();
+    let mut expected = vec![ids[1], ids[3]];
+    expected.sort();
+    assert_eq!(left, expected);
+    assert_eq!(fs::metadata(pack_file(root, &ids[1])).unwrap().nlink(), 2);
+    assert!(!pack_file(root, &single).exists());
+    let fresh = Cache::open(root).unwrap();
+    for m in [1, 3] {
+        let f = fresh.target::<(), i64>(&format!("r.f{m}")).unwrap();
+        assert_eq!(f.call(&fresh, ()).unwrap(), m);
+    }
+    for gone in ["r.f0", "r.f2", "r.f4", "r.single"] {
+        let err = fresh.target::<(), i64>(gone).unwrap_err();
+        assert_eq!(err.miss().unwrap().cause(), "unknown", "{gone}: {err}");
+    }
+    assert!(fresh.dir().verify(|_| {}).unwrap().is_empty());
+    // Nothing to remove is no error either.
+    fresh.dir().remove_all(&[]).unwrap();
+    assert_eq!(fresh.dir().modules().unwrap().len(), 2);
+}
+
+#[test]
 fn gc_evicts_modules_of_a_batch_one_by_one_and_frees_their_shared_pack_with_the_last() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();

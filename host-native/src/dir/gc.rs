@@ -135,11 +135,25 @@ impl DirStore {
     }
 
     /// Removes a module whole (index entries, manifest, bytes, artifacts, use marker),
-    /// in the reverse of the commit order, while no commit runs.
+    /// in the reverse of the commit order, while no commit runs. To remove many, use
+    /// [`DirStore::remove_all`]: each call rewrites the index's main table.
     pub fn remove(&self, id: &ModuleId) -> Result<(), Error> {
+        self.remove_all(std::slice::from_ref(id))
+    }
+
+    /// Removes every module of `ids` whole, as [`DirStore::remove`] does one, under one
+    /// hold of the exclusive lock and with one rewrite of the index's main table for all
+    /// of them (the index first, so that no entry names a module whose files are gone).
+    /// A module that is not here is no error.
+    pub fn remove_all(&self, ids: &[ModuleId]) -> Result<(), Error> {
         self.require_writable()?;
         let _lock = self.lock_exclusive()?;
-        let removed = self.remove_module(id);
+        let removing: BTreeSet<ModuleId> = ids.iter().copied().collect();
+        let removed = self.compact_index(&removing).and_then(|_| {
+            removing
+                .iter()
+                .try_for_each(|id| self.remove_module_files(id))
+        });
         self.index_changed()?;
         removed
     }
@@ -150,11 +164,6 @@ impl DirStore {
     fn index_changed(&self) -> Result<u64, Error> {
         self.bump_index_stamp()?;
         self.remove_plan_hints()
-    }
-
-    fn remove_module(&self, id: &ModuleId) -> Result<(), Error> {
-        self.compact_index(&BTreeSet::from([*id]))?;
-        self.remove_module_files(id)
     }
 
     /// Removes a module's pack, artifacts and use marker (its index entries are gone).
