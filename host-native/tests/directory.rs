@@ -658,6 +658,11 @@ fn a_read_only_cache_directory_serves_calls_with_and_without_artifacts_and_refus
     assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
     assert!(err.to_string().contains("read-only"), "{err}");
     assert!(matches!(cache.gc(0, |_| {}), Err(Error::ReadOnly { .. })));
+    let listed = cache.dir().modules().unwrap();
+    assert!(matches!(
+        cache.dir().remove_all(&listed),
+        Err(Error::ReadOnly { .. })
+    ));
     drop(cache);
 
     // The CLI: a call works with no artifact directory for its engine, an add says why not.
@@ -903,20 +908,24 @@ fn a_commits_compaction_merges_segments_into_the_recent_table_while_it_is_small_
     assert!(fresh.dir().verify(|_| {}).unwrap().is_empty());
 }
 
+/// `count` one-function modules: `{prefix}.f{m}` returns `m`.
+fn constants(prefix: &str, count: i64) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|m| {
+            wasm(&format!(
+                r#"(module (func (export "{prefix}.f{m}") (result i64) (i64.const {m})))"#
+            ))
+        })
+        .collect()
+}
+
 #[test]
 fn remove_all_removes_the_modules_named_whole_and_keeps_the_others() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let cache = Cache::open(root).unwrap();
-    let batch: Vec<Vec<u8>> = (0..5)
-        .map(|m| {
-            wasm(&format!(
-                r#"(module (func (export "r.f{m}") (result i64) (i64.const {m})))"#
-            ))
-        })
-        .collect();
-    let ids = cache.add_modules(&batch).unwrap();
+    let ids = cache.add_modules(&constants("r", 5)).unwrap();
     let single = cache
         .add_module(&wasm(
             r#"(module (func (export "r.single") (result i64) (i64.const 9)))"#,
@@ -956,14 +965,7 @@ fn gc_evicts_modules_of_a_batch_one_by_one_and_frees_their_shared_pack_with_the_
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let cache = Cache::open(root).unwrap();
-    let batch: Vec<Vec<u8>> = (0..4)
-        .map(|m| {
-            wasm(&format!(
-                r#"(module (func (export "b.f{m}") (result i64) (i64.const {m})))"#
-            ))
-        })
-        .collect();
-    let ids = cache.add_modules(&batch).unwrap();
+    let ids = cache.add_modules(&constants("b", 4)).unwrap();
     assert_eq!(fs::metadata(pack_file(root, &ids[0])).unwrap().nlink(), 4);
     // Two of them evicted: the other two still load, from the same file.
     for id in &ids[..2] {

@@ -14,23 +14,27 @@ const analyzerFetches = (page) =>
       .sort(),
   );
 const ANALYZER = ["/pkg/analyzer/linkcache_web_analyzer.js", "/pkg/analyzer/linkcache_web_analyzer_bg.wasm"];
+/** Two modules in WebAssembly text: `${prefix}.top` returns `${prefix}.leaf`'s `leaf` + 1. */
+const pair = (prefix, leaf) => [
+  `(module
+      (import "linkcache:fn" "${prefix}.leaf" (func $leaf (result i32)))
+      (func (export "${prefix}.top") (result i32) (i32.add (call $leaf) (i32.const 1))))`,
+  `(module (func (export "${prefix}.leaf") (result i32) (i32.const ${leaf})))`,
+];
 
 await withBrowser(async ({ browser, url }) => {
   const context = await browser.newContext();
 
   // A page that adds two modules fetches the analyzer once.
   const writer = await openPage(context, url);
-  const bundle = await writer.evaluate(async () => {
+  const bundle = await writer.evaluate(async (texts) => {
     const cache = await LinkCache.open("analyzer-e2e", {});
     await cache.clear();
-    await cache.addModule(watToWasm(`(module
-      (import "linkcache:fn" "a.leaf" (func $leaf (result i32)))
-      (func (export "a.top") (result i32) (i32.add (call $leaf) (i32.const 1))))`));
-    await cache.addModule(watToWasm(`(module (func (export "a.leaf") (result i32) (i32.const 41)))`));
+    for (const text of texts) await cache.addModule(watToWasm(text));
     const bytes = await cache.exportBundle();
     cache.close();
     return Array.from(bytes);
-  });
+  }, pair("a", 41));
   assert.deepEqual(await analyzerFetches(writer), ANALYZER, "two addModule fetch the analyzer once");
 
   // A fresh page that only targets never fetches it.
@@ -107,13 +111,10 @@ await withBrowser(async ({ browser, url }) => {
   // analyzer the package loads then; with the analyzer unreachable the target fails
   // with the LinkCacheError, and the module is not taken for broken.
   const older = await openPage(context, url);
-  await older.evaluate(async () => {
+  await older.evaluate(async (texts) => {
     const cache = await LinkCache.open("analyzer-e2e-older", {});
     await cache.clear();
-    await cache.addModule(watToWasm(`(module
-      (import "linkcache:fn" "v.leaf" (func $leaf (result i32)))
-      (func (export "v.top") (result i32) (i32.add (call $leaf) (i32.const 1))))`));
-    await cache.addModule(watToWasm(`(module (func (export "v.leaf") (result i32) (i32.const 9)))`));
+    for (const text of texts) await cache.addModule(watToWasm(text));
     cache.close();
     // What an earlier analyzer version would have recorded.
     const db = await new Promise((resolve, reject) => {
@@ -127,7 +128,7 @@ await withBrowser(async ({ browser, url }) => {
     all.onsuccess = () => { for (const value of all.result) store.put({ ...value, analyzer: 0 }, value.id); };
     await new Promise((resolve, reject) => { tx.oncomplete = resolve; tx.onerror = () => reject(tx.error); });
     db.close();
-  });
+  }, pair("v", 9));
   const stale = await openPage(context, url);
   await stale.route("**/pkg/analyzer/**", blocked);
   const unreachable = await stale.evaluate(async () => {

@@ -87,6 +87,22 @@ const WASM_PACK_VERSION: &str = "0.15.1";
 /// end-to-end tests load it from there).
 const PKG_DIR: &str = "host-web/pkg";
 
+/// The crates of the npm package and how `cargo xtask web-pkg` builds them (see
+/// `web_pkg`): linkcache-web without its bundled analyzer, the text parser and the
+/// analyzer, each a wasm file of its own.
+const PACKAGE_CRATES: &[&str] = &[
+    "-p",
+    "linkcache-web",
+    "-p",
+    "linkcache-web-wat",
+    "-p",
+    "linkcache-web-analyzer",
+    "--no-default-features",
+    "--target",
+    "wasm32-unknown-unknown",
+    "--lib",
+];
+
 /// The size budget of the package's wasm (issue 11: at most 1 MB; a fresh tab downloads
 /// and compiles all of it).
 const PKG_WASM_BUDGET: u64 = 1_000_000;
@@ -171,21 +187,10 @@ fn test(skip_browser: bool) -> Outcome {
     )?;
     // The package as it ships: the analyzer a wasm file of its own (see web_pkg).
     step(
-        "clippy (linkcache-web and its analyzer on wasm32, as the npm package builds them)",
-        &mut cargo(&[
-            "clippy",
-            "-p",
-            "linkcache-web",
-            "-p",
-            "linkcache-web-analyzer",
-            "--no-default-features",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--lib",
-            "--",
-            "-D",
-            "warnings",
-        ]),
+        "clippy (linkcache-web, its text parser and its analyzer on wasm32, as the npm package builds them)",
+        cargo(&["clippy"])
+            .args(PACKAGE_CRATES)
+            .args(["--", "-D", "warnings"]),
     )?;
     // The remote tier's tests start their own redis-server, and share one S3 server
     // (moto, stopped when the step ends, failed or not); here they must not skip.
@@ -274,19 +279,8 @@ fn web_pkg(release: bool, marks: bool, out_dir: &Path) -> Outcome {
     // validator and the analysis), which the package loads itself on first use, so
     // that a page that only targets never loads it (linkcache-web without its default
     // feature `bundled-analyzer`; see host-web/src/analyzer.rs).
-    let mut build = cargo(&[
-        "build",
-        "-p",
-        "linkcache-web",
-        "-p",
-        "linkcache-web-wat",
-        "-p",
-        "linkcache-web-analyzer",
-        "--no-default-features",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--lib",
-    ]);
+    let mut build = cargo(&["build"]);
+    build.args(PACKAGE_CRATES);
     if marks {
         build.args(["--features", "linkcache-web/marks"]);
     }
