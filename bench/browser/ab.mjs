@@ -8,7 +8,9 @@
 // probe.mjs once per package (modes linkcache and memory, one run each, each package on
 // its own browser profile), the order rotating by round. Prints, per row: each
 // package's linkcache total and memory (medians, min–max), linkcache ÷ memory, and its
-// linkcache total ÷ A's, paired by round.
+// linkcache total ÷ A's, paired by round; then the same for the warm-up before the
+// clock (a fresh tab's first `LinkCache.open` and target, of another function: what
+// a page pays for the package's code running for the first time).
 import { execFile } from "node:child_process";
 import { readFile, writeFile, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -38,8 +40,10 @@ const probe = new URL("./probe.mjs", import.meta.url).pathname;
 // results[side][row] = [{ linkcache, memory, reads }] by round
 const results = Object.fromEntries(names.map((side) => [side, {}]));
 for (let round = 0; round < rounds; round++) {
+  // Each package goes first in as many rounds as the others: the second browser of a
+  // round starts while the first one's processes are still closing.
   const order = [...names.slice(round % names.length), ...names.slice(0, round % names.length)];
-  for (const side of round % 2 ? order.reverse() : order) {
+  for (const side of order) {
     const { stdout } = await run("node", [probe, specs[side]], { maxBuffer: 64 << 20 });
     const json = JSON.parse(stdout.trim().split("\n").pop());
     for (const [row, byMode] of Object.entries(json)) {
@@ -47,6 +51,7 @@ for (let round = 0; round < rounds; round++) {
         linkcache: byMode.linkcache[0].totalMs,
         memory: byMode.memory[0].totalMs,
         reads: byMode.linkcache[0].planReads,
+        warmup: byMode.linkcache[0].warmupMs,
       });
     }
   }
@@ -63,5 +68,7 @@ for (const row of Object.keys(results.A)) {
     const paired = side === "A" ? "" : `, ÷ A paired by round ${show(results.A[row].map((a, i) => r[i].linkcache / a.linkcache))}`;
     console.log(`  ${side}: linkcache ${show(r.map((x) => x.linkcache))} ms, memory ${show(r.map((x) => x.memory))} ms, ` +
       `linkcache ÷ memory ${show(r.map((x) => x.linkcache / x.memory))}, planReads ${[...new Set(r.map((x) => x.reads))].join("/")}${paired}`);
+    const warmPaired = side === "A" ? "" : `, ÷ A paired by round ${show(results.A[row].map((a, i) => r[i].warmup / a.warmup))}`;
+    console.log(`     warm-up (the tab's first open + target, of another function) ${show(r.map((x) => x.warmup))} ms${warmPaired}`);
   }
 }
