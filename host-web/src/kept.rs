@@ -48,6 +48,7 @@ use linkcache_core::{
 };
 use wasm_bindgen::{JsCast, JsValue};
 
+use crate::apart::apart;
 use crate::cache::{Decoded, LinkCache};
 use crate::errors::WebError;
 use crate::js::prop;
@@ -232,7 +233,7 @@ impl LinkCache {
         }
         let mut unchanged = true;
         for (check, then) in &decisions {
-            let now = self.resolve_global(check).await;
+            let now = apart(self.resolve_global(check)).await;
             unchanged &= match (then, &now) {
                 (Ok(then), Ok(now)) => then == now,
                 (Err(_), Err(_)) => true,

@@ -24,6 +24,8 @@
 #[cfg(target_arch = "wasm32")]
 mod analyzer;
 #[cfg(target_arch = "wasm32")]
+mod apart;
+#[cfg(target_arch = "wasm32")]
 pub mod cache;
 #[cfg(target_arch = "wasm32")]
 mod changes;

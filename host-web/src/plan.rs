@@ -28,6 +28,7 @@ use linkcache_core::{
 };
 use wasm_bindgen::{JsCast, JsValue};
 
+use crate::apart::apart;
 use crate::cache::{Decoded, LinkCache};
 use crate::errors::WebError;
 use crate::js::{describe, from_js, prop, settle, to_text, val_type_name};
@@ -49,12 +50,12 @@ impl LinkCache {
                 Progress::Ready(plan) => break Ok(plan),
                 Progress::Miss(miss) => break Err(miss),
                 Progress::Need(Need::Candidates(func)) => {
-                    self.answer_closure(snapshot, &mut planner, func).await?;
+                    apart(self.answer_closure(snapshot, &mut planner, func)).await?;
                 }
                 Progress::Need(Need::Manifest(module)) => {
                     let decoded = match self.decoded(&module) {
                         Some(decoded) => decoded,
-                        None => match snapshot.manifest(&module).await? {
+                        None => match apart(snapshot.manifest(&module)).await? {
                             Some(value) => self.decode(&module, &value),
                             None => Decoded {
                                 manifest: Err("its manifest is missing".into()),
@@ -72,7 +73,7 @@ impl LinkCache {
                                 .cloned();
                         let outcome = match decided {
                             Some(outcome) => outcome,
-                            None => self.resolve_global(check).await,
+                            None => apart(self.resolve_global(check)).await,
                         };
                         asked.push((check.module, check.global.clone(), outcome.clone()));
                         planner.answer_global(check, outcome);

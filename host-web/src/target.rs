@@ -8,6 +8,7 @@ use linkcache_core::{LoadPlan, ModuleId, ValType};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::apart::apart;
 use crate::cache::{LinkCache, js_err};
 use crate::errors::WebError;
 use crate::js::{describe, now, prop, set, set_global, to_js, val_type_name};
@@ -191,7 +192,7 @@ impl LinkCache {
             let mut snapshot = Snapshot::new(&store);
             let replay = std::mem::take(&mut may_replay) && self.pristine();
             let kept = if replay {
-                self.replay(func_name, &mut snapshot).await
+                apart(self.replay(func_name, &mut snapshot)).await
             } else {
                 Ok(None)
             };
@@ -199,13 +200,12 @@ impl LinkCache {
             crate::js::mark("planned");
             let planned = match kept {
                 Ok(Some(plan)) => Ok(plan),
-                Ok(None) => self.plan(func_name, &mut snapshot).await,
+                Ok(None) => apart(self.plan(func_name, &mut snapshot)).await,
                 Err(e) => Err(e),
             };
             let mut report = LoadReport::default();
             let loaded = match planned {
-                Ok(plan) => self
-                    .load(&plan, &mut snapshot, &mut report)
+                Ok(plan) => apart(self.load(&plan, &mut snapshot, &mut report))
                     .await
                     .map(|instances| (plan, instances)),
                 Err(e) => Err(LoadError::Storage(e)),
@@ -261,7 +261,7 @@ impl LinkCache {
             }
             crate::js::mark("committed");
             self.touch(plan.modules.iter().map(|m| m.module));
-            self.record_hint(func_name, &mut snapshot, &plan).await;
+            apart(self.record_hint(func_name, &mut snapshot, &plan)).await;
             crate::js::mark("hint recorded");
             return match self.bound(func_name) {
                 Some(func) => Ok((func, report)),
