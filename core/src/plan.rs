@@ -15,7 +15,7 @@
 //! import each other are linked with trampolines). Among usable duplicates the order is
 //! DESIGN.md's: the binding already made in this process; a candidate in a module already
 //! loaded; one in a module already chosen for this plan; the earliest committed, ties
-//! broken by [`ModuleId`]. `search.rs` computes this in polynomial time without
+//! broken by [`ModuleId`]. `search/` computes this in polynomial time without
 //! recursion; `build.rs` turns the choice into a plan.
 //!
 //! Only the globals the chosen functions use go to the embedder for validation
