@@ -15,7 +15,9 @@ use core::ops::Deref;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-/// A name in a manifest: a `str` stored inline when short. See the [module docs](self).
+/// A name in a manifest: a `str` kept inline when it is at most 24 bytes long, so that
+/// decoding a manifest allocates per list, not per name. It reads as a `&str` and
+/// serializes exactly as a `String` does.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Name(CompactString);

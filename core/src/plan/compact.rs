@@ -208,8 +208,10 @@ impl<'a> Reader<'a> {
 }
 
 impl KeptPlan {
-    /// This plan and the decisions `globals` (from [`KeptPlan::keep_globals`]) in the
-    /// compact form of the [module docs](self), for a host to store.
+    /// This plan and the decisions `globals` (from [`KeptPlan::keep_globals`]) as compact
+    /// bytes for a host to store (manifest payloads, LEB128 numbers, tags and
+    /// length-prefixed strings; the layout is in `core/src/plan/compact.rs`), read back
+    /// by [`KeptPlan::from_compact`].
     pub fn to_compact(&self, globals: &[(KeptGlobal, GlobalOutcome)]) -> Vec<u8> {
         let mut w = Writer(Vec::new());
         w.bytes(self.target.as_bytes());
