@@ -1,10 +1,10 @@
 //! [`LinkCache`], the JavaScript API: open a cache, add modules, target functions.
 //!
 //! This file holds the tab's state and the small entry points; the work is elsewhere:
-//! [`crate::plan`] plans a target against IndexedDB in one transaction,
-//! [`crate::load`] compiles and instantiates (sharing work in flight),
-//! [`crate::target`] drives both and reports, [`crate::compile`] is `getOrCompile`,
-//! [`crate::info`] describes the cache, [`crate::changes`] talks to other tabs.
+//! `crate::plan` plans a target against IndexedDB in one transaction,
+//! `crate::load` compiles and instantiates (sharing work in flight),
+//! `crate::target` drives both and reports, `crate::compile` is `getOrCompile`,
+//! `crate::info` describes the cache, `crate::changes` talks to other tabs.
 //!
 //! Concurrency: every tab and worker of an origin shares the database. Within a tab,
 //! targets may run concurrently: each plans against the tab's [`Linkage`], and a plan

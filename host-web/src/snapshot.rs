@@ -8,7 +8,7 @@
 //! snapshot, in which no other tab's `clear()` or commit can land half-way.
 //!
 //! A step's requests are issued and collected by one small JavaScript function
-//! ([`read_batch`]): one call into JavaScript and one promise per step, instead of two
+//! (`read_batch`): one call into JavaScript and one promise per step, instead of two
 //! Rust callbacks and a channel per request (issuing a level of eight func_names that
 //! way took over a millisecond in a fresh tab). A step may also read plan hints (the
 //! `plans` store, see [`crate::store`]) and keep bytes read ahead of the plan for
@@ -16,7 +16,7 @@
 //! ([`Snapshot::issue`]), so that IndexedDB reads while the plan computes.
 //!
 //! The round trips of a plan, each one step:
-//! - a kept plan replayed ([`crate::kept`]): the target's candidates, its `plans` record
+//! - a kept plan replayed (`crate::kept`): the target's candidates, its `plans` record
 //!   and the index stamp; then the planned modules' bytes (two in all);
 //! - a closure its hint predicted under the same stamp: the same first step, then the
 //!   manifests the hint lists with the bytes of the modules it chose (two in all);
@@ -149,10 +149,10 @@ pub struct ClosureRead {
     pub partial: bool,
     /// The hint read for the target, if there was one.
     pub hint: Option<Hint>,
-    /// The kept plan record stored with that hint, as read (see [`crate::kept`]).
+    /// The kept plan record stored with that hint, as read (see `crate::kept`).
     pub kept_record: Option<Vec<u8>>,
     /// The plan to keep with the next hint, when this one was made for a tab that had
-    /// loaded nothing (see [`crate::kept`]), with the embedder's decision on every
+    /// loaded nothing (see `crate::kept`), with the embedder's decision on every
     /// global it asked about.
     pub keep: Option<(KeptPlan, Vec<Decision>)>,
     /// Decisions on globals a kept plan's check asked the embedder already, for the

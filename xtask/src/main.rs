@@ -192,6 +192,33 @@ fn test(skip_browser: bool) -> Outcome {
             .args(PACKAGE_CRATES)
             .args(["--", "-D", "warnings"]),
     )?;
+    // The API docs: every intra-doc link resolves (the native host's with every feature,
+    // as docs.rs builds them; the browser host's for wasm32).
+    step(
+        "docs",
+        cargo(&[
+            "doc",
+            "--no-deps",
+            "-p",
+            "linkcache-core",
+            "-p",
+            "linkcache-native",
+            "--all-features",
+        ])
+        .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    step(
+        "docs (linkcache-web on wasm32)",
+        cargo(&[
+            "doc",
+            "--no-deps",
+            "-p",
+            "linkcache-web",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
     // The remote tier's tests start their own redis-server, and share one S3 server
     // (moto, stopped when the step ends, failed or not); here they must not skip.
     ensure_redis()?;

@@ -51,7 +51,7 @@
 //! entry, and so are bytes whose BLAKE3 is not their key. (A large module is checked
 //! against the SHA-256 its commit recorded beside the manifest, after BLAKE3 bound the
 //! bytes to their key: the browser's native SHA-256 is faster than this package's
-//! BLAKE3, and `WebAssembly.compile` decodes the bytes meanwhile; see [`crate::load`].)
+//! BLAKE3, and `WebAssembly.compile` decodes the bytes meanwhile; see `crate::load`.)
 //! Both become misses with cause `broken` (or a fallback to a duplicate), never a wrong
 //! link. A manifest is checked
 //! against its bytes (analyzed) once, before it is committed (`addModule` analyzes,
@@ -73,7 +73,7 @@
 //! never names a module that the plan then uses without reading it. A hint is written in
 //! a transaction of its own, only when it or its kept plan changed. A kept plan is
 //! used only under its own stamp, for a tab that has loaded nothing, after the
-//! embedder's decisions on its globals are asked again ([`crate::kept`]); its modules'
+//! embedder's decisions on its globals are asked again (`crate::kept`); its modules'
 //! bytes are read and checked like any plan's.
 //!
 //! # Upgrades

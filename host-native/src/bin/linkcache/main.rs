@@ -46,6 +46,8 @@ struct Cli {
     dir: Option<PathBuf>,
     /// A remote tier shared by many machines: redis://host:port[/db][?prefix=..&mode=read-only&trust=native],
     /// or `off` [default: $LINKCACHE_REMOTE]
+    // The comment above is clap's help text, whose brackets are not rustdoc links.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, global = true, value_name = "URL")]
     remote: Option<String>,
     #[command(subcommand)]
