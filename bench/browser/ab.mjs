@@ -10,7 +10,8 @@
 // package's linkcache total and memory (medians, min–max), linkcache ÷ memory, and its
 // linkcache total ÷ A's, paired by round; then the same for the warm-up before the
 // clock (a fresh tab's first `LinkCache.open` and target, of another function: what
-// a page pays for the package's code running for the first time).
+// a page pays for the package's code running for the first time). Every round's numbers
+// go to results.json in the run's temporary directory (its path is printed).
 import { execFile } from "node:child_process";
 import { readFile, writeFile, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -58,9 +59,12 @@ for (let round = 0; round < rounds; round++) {
   const load = (await readFile("/proc/loadavg", "utf8").catch(() => "")).split(" ").slice(0, 3).join(" ");
   process.stderr.write(`  round ${round + 1}/${rounds} (load ${load})\n`);
 }
+// Every round's numbers, for pairings other than against A.
+const raw = join(work, "results.json");
+await writeFile(raw, JSON.stringify({ sides, results }, null, 1));
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const show = (xs, digits = 2) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
-console.log(`${names.map((side) => `${side}: ${sides[side]}`).join("\n")}\n${rounds} rounds`);
+console.log(`${names.map((side) => `${side}: ${sides[side]}`).join("\n")}\n${rounds} rounds (each round's numbers: ${raw})`);
 for (const row of Object.keys(results.A)) {
   console.log(row);
   for (const side of names) {
