@@ -15,7 +15,10 @@
 //   made in order, a call.
 // - levels: the same, but the closure discovered level by level (one `by_function`
 //   round trip per module of the chain), as a cache without a hint must.
-// - memory: the benchmark's memory side (bytes fetched before the clock starts).
+// - memory: the benchmark's memory side (bytes fetched before the clock starts): each
+//   module compiled, then instantiated, one after the other.
+// - memory-concurrent: the same with every compile started at once (as linkcache and
+//   the floor compile).
 // - warmcode: as linkcache, but the warm-up also targets the row's function in a copy
 //   of the database (so the package's code for this path is compiled and run once,
 //   while nothing of the measured database is): what cold package code costs.
@@ -163,12 +166,14 @@ async function measure({ mode, row, database }) {
     cache.close();
     return { warmupMs, totalMs, firstMs, marks: marks.map(([l, m]) => [l, m - t]) };
   }
-  if (mode === "memory") {
+  if (mode === "memory" || mode === "memory-concurrent") {
     const all = await bytesOf();
     const t = performance.now();
     const { fns, imports } = link();
-    for (const bytes of all) {
-      const module = await WebAssembly.compile(bytes);
+    // memory-concurrent: every compile started at once, as linkcache and the floor do.
+    const started = mode === "memory-concurrent" ? all.map((bytes) => WebAssembly.compile(bytes)) : null;
+    for (const [i, bytes] of all.entries()) {
+      const module = await (started ? started[i] : WebAssembly.compile(bytes));
       const instance = await WebAssembly.instantiate(module, imports);
       for (const [name, value] of Object.entries(instance.exports)) if (typeof value === "function") fns[name] = value;
     }

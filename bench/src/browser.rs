@@ -290,7 +290,7 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
             "first call",
             "linkcache total (min–max)",
             "compile + instantiate from memory (+ call) (min–max)",
-            "of which `WebAssembly.compile`",
+            "of which compiling (every `WebAssembly.compile` at once)",
             "linkcache ÷ memory",
         ],
     );
@@ -348,8 +348,9 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
          browser process on one persistent profile, one row per process. linkcache-web side: \
          `LinkCache.open`, `target()`, one call (IndexedDB filled by an earlier session; \
          the package compiles the closure from its stored bytes). Memory side: the same \
-         bytes, fetched before the clock starts, compiled with `WebAssembly.compile`, \
-         instantiated and linked by hand, one call. The sides alternate. Timings are \
+         bytes, fetched before the clock starts, every `WebAssembly.compile` started at \
+         once (as linkcache-web compiles a plan), instantiated in order and linked by hand, \
+         one call. The sides alternate. Timings are \
          `performance.now()` in a cross-origin-isolated page. The last two rows: loading \
          the release package itself ({} KB of wasm, built as `cargo xtask web-pkg \
          --release` builds it), paid once per fresh tab, in a browser process of its own, \
