@@ -27,6 +27,13 @@ fn non_wasm_bytes_are_not_wasm() {
         Err(AnalysisError::NotWasm { .. })
     ));
     assert!(matches!(analyze(b""), Err(AnalysisError::NotWasm { .. })));
+    // The magic alone, cut before its version: said to be too short, not "not wasm".
+    match analyze(b"\0asm\x01") {
+        Err(AnalysisError::NotWasm { reason }) => {
+            assert!(reason.contains("5 bytes: too short"), "{reason}")
+        }
+        other => panic!("expected NotWasm, got {other:?}"),
+    }
     // A component's header.
     assert!(matches!(
         analyze(b"\0asm\x0d\0\x01\0"),
