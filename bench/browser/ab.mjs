@@ -64,15 +64,22 @@ const raw = join(work, "results.json");
 await writeFile(raw, JSON.stringify({ sides, results }, null, 1));
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const show = (xs, digits = 2) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
+// The paired ratio, and in how many rounds the side was the faster: with ties broken
+// evenly, k of n rounds is a sign test (14 or more of 24 is still p > 0.3; 18 of 24 is
+// p ≈ 0.02), which the medians alone do not show.
+const pairedVsA = (row, r, key) => {
+  const ratios = results.A[row].map((a, i) => r[i][key] / a[key]);
+  return `${show(ratios)}, faster in ${ratios.filter((x) => x < 1).length} of ${ratios.length} rounds`;
+};
 console.log(`${names.map((side) => `${side}: ${sides[side]}`).join("\n")}\n${rounds} rounds (each round's numbers: ${raw})`);
 for (const row of Object.keys(results.A)) {
   console.log(row);
   for (const side of names) {
     const r = results[side][row];
-    const paired = side === "A" ? "" : `, ÷ A paired by round ${show(results.A[row].map((a, i) => r[i].linkcache / a.linkcache))}`;
+    const paired = side === "A" ? "" : `, ÷ A paired by round ${pairedVsA(row, r, "linkcache")}`;
     console.log(`  ${side}: linkcache ${show(r.map((x) => x.linkcache))} ms, memory ${show(r.map((x) => x.memory))} ms, ` +
       `linkcache ÷ memory ${show(r.map((x) => x.linkcache / x.memory))}, planReads ${[...new Set(r.map((x) => x.reads))].join("/")}${paired}`);
-    const warmPaired = side === "A" ? "" : `, ÷ A paired by round ${show(results.A[row].map((a, i) => r[i].warmup / a.warmup))}`;
+    const warmPaired = side === "A" ? "" : `, ÷ A paired by round ${pairedVsA(row, r, "warmup")}`;
     console.log(`     warm-up (the tab's first open + target, of another function) ${show(r.map((x) => x.warmup))} ms${warmPaired}`);
   }
 }
