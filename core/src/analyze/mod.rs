@@ -236,16 +236,16 @@ fn check_header(wasm: &[u8]) -> Result<(), AnalysisError> {
     let not_wasm = |reason: &str| AnalysisError::NotWasm {
         reason: reason.into(),
     };
-    if wasm.len() >= 4 && &wasm[0..4] == b"\0asm" && wasm.len() < 8 {
+    if !wasm.starts_with(b"\0asm") {
+        return Err(not_wasm(
+            "the bytes do not start with the wasm magic `\\0asm`",
+        ));
+    }
+    if wasm.len() < 8 {
         return Err(not_wasm(&format!(
             "{} bytes: too short for a wasm header (the magic `\\0asm` and a 4-byte version)",
             wasm.len()
         )));
-    }
-    if wasm.len() < 8 || &wasm[0..4] != b"\0asm" {
-        return Err(not_wasm(
-            "the bytes do not start with the wasm magic `\\0asm`",
-        ));
     }
     if wasm[4..8] != [1, 0, 0, 0] {
         return Err(not_wasm(
