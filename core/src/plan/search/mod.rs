@@ -50,7 +50,7 @@ use super::{GlobalCheck, Miss, Need, Planner};
 
 /// Why a candidate is not usable.
 #[derive(Clone, Debug)]
-pub(super) enum Rejection {
+enum Rejection {
     /// The entry itself is broken (unreadable manifest, function not defined).
     Broken(String),
     /// A miss the caller can act on.
