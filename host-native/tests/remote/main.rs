@@ -45,6 +45,7 @@ fn call_root(cache: &Cache, variant: usize) {
 
 /// Runs as a child process ("a machine"): `ROLE` says what it does, `DIR` is its
 /// directory, `REMOTE` the shared remote. It prints its stats as one JSON line.
+/// It stays at the crate root: the children run `--ignored --exact remote_child`.
 #[test]
 #[ignore = "a child process of the remote tests"]
 fn remote_child() {
