@@ -29,7 +29,7 @@
 // - opens, opens-reversed: `LinkCache.open`, `indexedDB.open` with and without a
 //   version, one after the other (each closed again), in two orders.
 //
-// With PROFILE=1 the linkcache, warmcode and otherwarm modes are also CPU-profiled
+// With PROFILE=1 the linkcache, warmcode, otherwarm and twice modes are also CPU-profiled
 // (DevTools' sampling profiler, 50 µs) and the functions' self time, summed over the runs,
 // is printed per row; such a run's timings include the profiler's start, so read them
 // from a run without it. Build the package with `cargo xtask web-pkg --release --marks`
@@ -44,7 +44,7 @@ const server = await serve({ pkgDir: spec.pkgDir, files, title: "probe" });
 const extraArgs = process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(" ") : [];
 const runSession = sessions({ profileDir: spec.profileDir, url: server.url, options: launchOptions(extraArgs) });
 const profiling = !!process.env.PROFILE;
-const session = (body, arg) => runSession(body, arg, { echoConsole: true, profile: profiling && ["linkcache", "warmcode", "otherwarm"].includes(arg.mode) });
+const session = (body, arg) => runSession(body, arg, { echoConsole: true, profile: profiling && ["linkcache", "warmcode", "otherwarm", "twice"].includes(arg.mode) });
 const rows = spec.rows.map((row) => ({ ...row, closureIndex: row.closure.map((f) => files.indexOf(f)) }));
 
 async function setup({ rows, database, copy }) {
@@ -156,12 +156,14 @@ async function measure({ mode, row, database }) {
     const firstMs = performance.now() - first;
     cache.forget();
     globalThis.__lcMarks = marks;
+    console.profile?.("linkcache");
     const t = performance.now();
     mark("start");
     const f = await cache.target(row.target);
     mark("targeted");
     const result = call(f);
     const totalMs = performance.now() - t;
+    console.profileEnd?.("linkcache");
     check(result);
     cache.close();
     return { warmupMs, totalMs, firstMs, marks: marks.map(([l, m]) => [l, m - t]) };
