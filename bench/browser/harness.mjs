@@ -2,7 +2,7 @@
 // a loopback server for the package and the modules, and Debian's Chromium launched
 // through playwright-core (no browser download).
 import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -64,9 +64,11 @@ export function launchOptions(extraArgs = []) {
 // `clearHttpCache` the HTTP cache is emptied first; with `echoConsole` the page's
 // console goes to stderr; with `profile` the CPU profiles the page recorded between
 // `console.profile()` and `console.profileEnd()` (sampled every 50 µs) are returned as
-// `{ result, profiles }`. A page error fails the session.
+// `{ result, profiles }`; with `trace` (a file name) a Chrome trace of the session (the
+// categories of `TRACE_CATEGORIES`) is written there, as JSON trace events. A page error
+// fails the session.
 export function sessions({ profileDir, url, options }) {
-  return async function session(body, arg, { clearHttpCache = false, echoConsole = false, profile = false } = {}) {
+  return async function session(body, arg, { clearHttpCache = false, echoConsole = false, profile = false, trace = null } = {}) {
     const context = await chromium.launchPersistentContext(profileDir, options);
     try {
       const tab = context.pages()[0] ?? (await context.newPage());
@@ -85,12 +87,38 @@ export function sessions({ profileDir, url, options }) {
         await cdp.send("Profiler.enable");
         await cdp.send("Profiler.setSamplingInterval", { interval: 50 });
       }
+      const tracing = trace ? await startTrace(context, tab) : null;
       await tab.goto(url);
       const result = await tab.evaluate(body, arg);
+      if (tracing) await writeFile(trace, JSON.stringify(await tracing()));
       if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
       return profile ? { result, profiles } : result;
     } finally {
       await context.close();
     }
+  };
+}
+
+// What a trace records: V8's wasm compile jobs (their background steps and the
+// main-thread tasks that finish them), lazy compilation, the main thread's tasks and
+// function calls, IndexedDB, garbage collection, and the page's `performance.mark`s.
+export const TRACE_CATEGORIES = [
+  "v8.wasm", "disabled-by-default-v8.wasm.detailed", "devtools.timeline", "toplevel", "v8",
+  "v8.execute", "disabled-by-default-v8.gc", "IndexedDB", "blink.user_timing",
+].join(",");
+
+// Starts tracing the browser through the DevTools protocol; returns a function that
+// stops it and resolves to the trace events.
+async function startTrace(context, tab) {
+  const cdp = await context.newCDPSession(tab);
+  const events = [];
+  cdp.on("Tracing.dataCollected", (e) => events.push(...e.value));
+  const complete = new Promise((resolve) => cdp.on("Tracing.tracingComplete", resolve));
+  await cdp.send("Tracing.start", { categories: TRACE_CATEGORIES, transferMode: "ReportEvents" });
+  return async () => {
+    await cdp.send("Tracing.end");
+    await complete;
+    await cdp.detach();
+    return events;
   };
 }

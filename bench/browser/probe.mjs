@@ -29,6 +29,11 @@
 // - opens, opens-reversed: `LinkCache.open`, `indexedDB.open` with and without a
 //   version, one after the other (each closed again), in two orders.
 //
+// With TRACE=PREFIX every measured session writes a Chrome trace to
+// PREFIX-<row>-<mode>-<run>.json (the marks become `performance.mark`s in it);
+// `node trace-summary.mjs 'PREFIX-*.json'` counts what each target did on the page's main
+// thread. Tracing slows the page: read timings from a run without it.
+//
 // With PROFILE=1 the linkcache, warmcode, otherwarm and twice modes are also CPU-profiled
 // (DevTools' sampling profiler, 50 µs) and the functions' self time, summed over the runs,
 // is printed per row; such a run's timings include the profiler's start, so read them
@@ -44,7 +49,8 @@ const server = await serve({ pkgDir: spec.pkgDir, files, title: "probe" });
 const extraArgs = process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(" ") : [];
 const runSession = sessions({ profileDir: spec.profileDir, url: server.url, options: launchOptions(extraArgs) });
 const profiling = !!process.env.PROFILE;
-const session = (body, arg) => runSession(body, arg, { echoConsole: true, profile: profiling && ["linkcache", "warmcode", "otherwarm", "twice"].includes(arg.mode) });
+const tracePrefix = process.env.TRACE;
+const session = (body, arg, trace = null) => runSession(body, arg, { echoConsole: true, profile: profiling && ["linkcache", "warmcode", "otherwarm", "twice"].includes(arg.mode), trace });
 const rows = spec.rows.map((row) => ({ ...row, closureIndex: row.closure.map((f) => files.indexOf(f)) }));
 
 async function setup({ rows, database, copy }) {
@@ -72,7 +78,7 @@ async function setup({ rows, database, copy }) {
 }
 
 // Every mode runs in one page function so that the code is one string for playwright.
-async function measure({ mode, row, database }) {
+async function measure({ mode, row, database, traced }) {
   const stub = () => new Proxy({}, { get: () => () => 0 });
   const { default: init, LinkCache, moduleId } = await import("/pkg/linkcache_web.js");
   await init({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
@@ -98,7 +104,11 @@ async function measure({ mode, row, database }) {
   };
   const req = (r) => new Promise((resolve, reject) => { r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });
   const marks = [];
-  const mark = (label) => marks.push([label, performance.now()]);
+  // Traced, the marks are `performance.mark`s too (the trace's user timing).
+  const mark = (label) => {
+    marks.push([label, performance.now()]);
+    if (traced) performance.mark(label);
+  };
   // The same warm-up for every mode: the first IndexedDB access and the first wasm
   // compile of a fresh browser.
   const w = performance.now();
@@ -112,7 +122,7 @@ async function measure({ mode, row, database }) {
   }
   const warmupMs = performance.now() - w;
   if (mode === "linkcache" || mode === "warmcode" || mode === "otherwarm") {
-    globalThis.__lcMarks = marks;
+    globalThis.__lcMarks = { push: ([label]) => mark(label) };
     const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
     console.profile?.("linkcache");
     const t = performance.now();
@@ -155,7 +165,7 @@ async function measure({ mode, row, database }) {
     await cache.target(row.target);
     const firstMs = performance.now() - first;
     cache.forget();
-    globalThis.__lcMarks = marks;
+    globalThis.__lcMarks = { push: ([label]) => mark(label) };
     console.profile?.("linkcache");
     const t = performance.now();
     mark("start");
@@ -181,6 +191,7 @@ async function measure({ mode, row, database }) {
     }
     mark("loaded");
     const result = call(fns[row.target]);
+    mark("called");
     const totalMs = performance.now() - t;
     check(result);
     return { warmupMs, totalMs, marks: marks.map(([l, m]) => [l, m - t]) };
@@ -217,6 +228,7 @@ async function measure({ mode, row, database }) {
   }
   mark("loaded");
   const result = call(fns[row.target]);
+  mark("called");
   const totalMs = performance.now() - t;
   check(result);
   db.close();
@@ -245,7 +257,8 @@ try {
     for (const row of rows) {
       const order = run % 2 ? [...modes].reverse() : modes;
       for (const mode of order) {
-        let r = await session(measure, { mode, row, database: spec.database });
+        const trace = tracePrefix ? `${tracePrefix}-${row.name.replace(/[^a-z0-9]+/gi, "_")}-${mode}-${run + 1}.json` : null;
+        let r = await session(measure, { mode, row, database: spec.database, traced: !!trace }, trace);
         if (profiling && r.profiles) {
           for (const profile of r.profiles) addSelfTimes((selfTimes[row.name] ??= new Map()), profile);
           r = r.result;
