@@ -13,8 +13,18 @@ export function new_global(type, mutable, value) {
 }
 export function set_global(global, value) { global.value = value; }
 export function now() { return performance.now(); }
-export function instantiate_compiled(compiled, imports) {
-  return compiled.then((module) => WebAssembly.instantiate(module, imports));
+export function settle_all(promises) {
+  return Promise.all(promises.map((p) => p.then((value) => ({ ok: true, value }), (error) => ({ ok: false, error }))));
+}
+export function instantiate_now(module, imports) {
+  try {
+    return new WebAssembly.Instance(module, imports);
+  } catch (e) {
+    // Browsers that refuse large modules on the main thread (older Chromium) say so
+    // with a RangeError before instantiating anything: the asynchronous way then.
+    if (e instanceof RangeError && /main thread/i.test(e.message)) return WebAssembly.instantiate(module, imports);
+    throw e;
+  }
 }
 export function to_text(x) { try { return String(x); } catch { return typeof x; } }
 export function report_error(e) { (globalThis.reportError ?? console.error)(e); }
@@ -48,8 +58,13 @@ extern "C" {
     /// `global.value = value`.
     #[wasm_bindgen(catch)]
     pub fn set_global(global: &JsValue, value: &JsValue) -> Result<(), JsValue>;
-    /// `compiled.then(module => WebAssembly.instantiate(module, imports))`.
-    pub fn instantiate_compiled(compiled: &Promise, imports: &Object) -> Promise;
+    /// A promise of `[{ok: true, value} | {ok: false, error}]`, one per promise of
+    /// `promises` in order, once all have settled.
+    pub fn settle_all(promises: &js_sys::Array) -> Promise;
+    /// `new WebAssembly.Instance(module, imports)`: the instance, at once; or, where the
+    /// browser refuses that on the main thread, a Promise of it (`WebAssembly.instantiate`).
+    #[wasm_bindgen(catch)]
+    pub fn instantiate_now(module: &JsValue, imports: &Object) -> Result<JsValue, JsValue>;
     /// `performance.now()`.
     pub fn now() -> f64;
     /// Pushes `[label, performance.now()]` onto `globalThis.__lcMarks`, when set.

@@ -139,6 +139,62 @@ async fn a_ten_module_closure_is_planned_in_one_transaction_and_compiled_from_on
     );
 }
 
+/// `WebAssembly.Instance` replaced, while it lives, by a constructor that refuses as older
+/// Chromium refuses large modules on the main thread, counting its calls in
+/// `globalThis.__refusedInstances`.
+struct RefusingInstance {
+    original: JsValue,
+}
+
+impl RefusingInstance {
+    fn install() -> RefusingInstance {
+        let wasm = Reflect::get(&js_sys::global(), &"WebAssembly".into()).unwrap();
+        let original = Reflect::get(&wasm, &"Instance".into()).unwrap();
+        let refuse = Function::new_no_args(
+            "globalThis.__refusedInstances = (globalThis.__refusedInstances ?? 0) + 1; \
+             throw new RangeError('WebAssembly.Instance is disallowed on the main thread, \
+             if the buffer size is larger than 4KB. Use WebAssembly.instantiate.');",
+        );
+        Reflect::set(&js_sys::global(), &"__refusedInstances".into(), &0.into()).unwrap();
+        Reflect::set(&wasm, &"Instance".into(), &refuse).unwrap();
+        RefusingInstance { original }
+    }
+
+    fn refused(&self) -> f64 {
+        Reflect::get(&js_sys::global(), &"__refusedInstances".into())
+            .unwrap()
+            .as_f64()
+            .unwrap()
+    }
+}
+
+impl Drop for RefusingInstance {
+    fn drop(&mut self) {
+        let wasm = Reflect::get(&js_sys::global(), &"WebAssembly".into()).unwrap();
+        Reflect::set(&wasm, &"Instance".into(), &self.original).unwrap();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_browser_that_refuses_instances_on_the_main_thread_gets_them_asynchronously() {
+    let db = unique("no-sync-instance");
+    let writer = open(&db, &JsValue::UNDEFINED).await;
+    for k in 0..3 {
+        add_text(&writer, &chain_module(k)).await;
+    }
+    writer.close();
+
+    let refusing = RefusingInstance::install();
+    let tab = open(&db, &JsValue::UNDEFINED).await;
+    let result = call_i32(&tab, "chain.f2").await;
+    let refused = refusing.refused();
+    drop(refusing);
+    assert_eq!(result, 3);
+    assert_eq!(refused, 3.0, "each module was tried at once first");
+    assert_eq!(stat(&tab, "modulesLoaded"), 3.0);
+    assert_eq!(stat(&tab, "brokenSkipped"), 0.0, "a refusal is not a broken module");
+}
+
 #[wasm_bindgen_test]
 async fn a_manifest_without_this_analyzers_version_is_checked_once_at_load() {
     let db = unique("analyzer");
