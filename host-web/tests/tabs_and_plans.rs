@@ -1,5 +1,6 @@
 //! linkcache-web's own overhead and its behaviour across tabs, in a real headless
-//! Chromium: one transaction per plan, no re-analysis at load, work in flight shared by
+//! Chromium: one transaction per plan, no re-analysis at load, instances made where a
+//! browser refuses them on the main thread, work in flight shared by
 //! concurrent targets, another tab's `clear()` and upgrade, and the JS face (unsubscribe,
 //! throwing callbacks, buffers, async `resolveGlobal`, a `tryTarget` that never rejects).
 //! Two `LinkCache`s on one database in one page stand for two tabs: they share IndexedDB
