@@ -121,7 +121,10 @@ impl LinkCache {
                         None => self.settle_one(id).await?,
                     };
                     report.loaded.push(id);
-                    match self.instantiate(planned, &fresh, module)?.dyn_into::<Promise>() {
+                    match self
+                        .instantiate(planned, &fresh, module)?
+                        .dyn_into::<Promise>()
+                    {
                         // Instantiated the asynchronous way (see `instantiate`).
                         Ok(promise) => JsFuture::from(promise)
                             .await

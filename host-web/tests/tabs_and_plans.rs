@@ -193,7 +193,11 @@ async fn a_browser_that_refuses_instances_on_the_main_thread_gets_them_asynchron
     assert_eq!(result, 3);
     assert_eq!(refused, 3.0, "each module was tried at once first");
     assert_eq!(stat(&tab, "modulesLoaded"), 3.0);
-    assert_eq!(stat(&tab, "brokenSkipped"), 0.0, "a refusal is not a broken module");
+    assert_eq!(
+        stat(&tab, "brokenSkipped"),
+        0.0,
+        "a refusal is not a broken module"
+    );
 }
 
 #[wasm_bindgen_test]
