@@ -10,7 +10,8 @@
 //! A step's requests are issued and collected by one small JavaScript function
 //! (`read_batch`): one call into JavaScript and one promise per step, instead of two
 //! Rust callbacks and a channel per request (issuing a level of eight func_names that
-//! way took over a millisecond in a fresh tab). A step may also read plan hints (the
+//! way took over a millisecond in a fresh tab), and one success handler per step: the
+//! last request's (IndexedDB answers a transaction's requests in order). A step may also read plan hints (the
 //! `plans` store, see [`crate::store`]) and keep bytes read ahead of the plan for
 //! [`Snapshot::module_bytes`]. A step may be issued and awaited later
 //! ([`Snapshot::issue`]), so that IndexedDB reads while the plan computes.
@@ -54,28 +55,31 @@ const DOING: &str = "reading the closure of a function";
 #[wasm_bindgen(inline_js = r#"
 export function read_batch(tx, names, funcs, ids, manifestIds, plans) {
   const [manifests, byFunction, modules, hints] = names;
-  const wait = (request) => new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
   const requests = [];
   if (funcs.length) {
     const index = tx.objectStore(manifests).index(byFunction);
-    for (const f of funcs) requests.push(wait(index.getAll(IDBKeyRange.only(f))));
+    for (const f of funcs) requests.push(index.getAll(IDBKeyRange.only(f)));
   }
   if (ids.length) {
     const store = tx.objectStore(modules);
-    for (const id of ids) requests.push(wait(store.get(id)));
+    for (const id of ids) requests.push(store.get(id));
   }
   if (manifestIds.length) {
     const store = tx.objectStore(manifests);
-    for (const id of manifestIds) requests.push(wait(store.get(id)));
+    for (const id of manifestIds) requests.push(store.get(id));
   }
   if (plans.length) {
     const store = tx.objectStore(hints);
-    for (const k of plans) requests.push(wait(store.get(k)));
+    for (const k of plans) requests.push(store.get(k));
   }
-  return Promise.all(requests);
+  // A transaction runs its requests in the order they were made and fires their events in
+  // that order, so the last one's success means that every one before it succeeded: one
+  // success handler for the step (an error handler on each, which runs only on failure).
+  return new Promise((resolve, reject) => {
+    const fail = (event) => reject(event.target.error);
+    for (const request of requests) request.onerror = fail;
+    requests[requests.length - 1].onsuccess = () => resolve(requests.map((request) => request.result));
+  });
 }
 "#)]
 extern "C" {
