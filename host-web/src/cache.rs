@@ -73,6 +73,10 @@ pub(crate) struct Inner {
     pub epoch: u64,
     /// When this tab last recorded a use of each module (`Date.now()`), for gc.
     pub touched: HashMap<ModuleId, f64>,
+    /// Uses `touch` queued and not written yet (see [`LinkCache::flush_uses`]).
+    pub uses_due: Vec<ModuleId>,
+    /// A task that writes `uses_due` is scheduled.
+    pub uses_flush: bool,
     /// The func_name whose compile callback is running synchronously right now.
     pub compiling: Option<String>,
     pub changes: Changes,
@@ -144,6 +148,8 @@ impl LinkCache {
                     stats: Stats::default(),
                     epoch: 0,
                     touched: HashMap::new(),
+                    uses_due: Vec::new(),
+                    uses_flush: false,
                     compiling: None,
                     changes: Changes::default(),
                 })),

@@ -41,6 +41,8 @@ impl LinkCache {
                 .ok_or_else(|| {
                     js_sys::TypeError::new("gc takes { maxBytes }, a number of bytes (0 or more)")
                 })?;
+            // This tab's queued uses count: their write goes before the gc's.
+            this.flush_uses();
             let store = std::rc::Rc::clone(&this.inner.borrow().store);
             let report = store.gc(max_bytes).await.map_err(js_err)?;
             if !report.evicted.is_empty() {
@@ -83,7 +85,10 @@ impl LinkCache {
     }
 
     /// Records a use of the stored modules among `ids` that this tab has not recorded
-    /// lately, without waiting for the write.
+    /// lately. The write waits for the next task, so that it runs after the target that
+    /// made the use has returned to its caller, not on its path (it cost the target about
+    /// a millisecond of the main thread, session 26); a gc or a listing in this tab
+    /// writes the uses still queued first ([`LinkCache::flush_uses`]).
     pub(crate) fn touch(&self, ids: impl IntoIterator<Item = ModuleId>) {
         let now = js_sys::Date::now();
         let due: Vec<ModuleId> = {
@@ -102,6 +107,32 @@ impl LinkCache {
                     !fresh
                 })
                 .collect()
+        };
+        if due.is_empty() {
+            return;
+        }
+        let schedule = {
+            let mut inner = self.inner.borrow_mut();
+            inner.uses_due.extend(due);
+            !std::mem::replace(&mut inner.uses_flush, true)
+        };
+        if schedule {
+            let this = self.handle();
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = wasm_bindgen_futures::JsFuture::from(crate::js::next_task()).await;
+                this.flush_uses();
+            });
+        }
+    }
+
+    /// Writes the uses `touch` queued, now: the write's transaction is created before
+    /// this returns, so a gc or a read of the use records started later by this tab sees
+    /// them. The write itself is not waited for.
+    pub(crate) fn flush_uses(&self) {
+        let due = {
+            let mut inner = self.inner.borrow_mut();
+            inner.uses_flush = false;
+            std::mem::take(&mut inner.uses_due)
         };
         if due.is_empty() {
             return;

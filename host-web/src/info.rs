@@ -74,6 +74,8 @@ impl LinkCache {
 impl LinkCache {
     /// Every module of the store, described for `modules()` and `graph()`.
     async fn module_infos(&self) -> Result<Vec<ModuleInfo>, WebError> {
+        // This tab's queued uses show in `usedAt`: their write goes before this read.
+        self.flush_uses();
         let store = Rc::clone(&self.inner.borrow().store);
         let all = store.all().await?;
         let inner = self.inner.borrow();

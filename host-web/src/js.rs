@@ -13,6 +13,7 @@ export function new_global(type, mutable, value) {
 }
 export function set_global(global, value) { global.value = value; }
 export function now() { return performance.now(); }
+export function next_task() { return new Promise((resolve) => setTimeout(resolve, 0)); }
 export function settle_all(promises) {
   return Promise.all(promises.map((p) => p.then((value) => ({ ok: true, value }), (error) => ({ ok: false, error }))));
 }
@@ -67,6 +68,8 @@ extern "C" {
     pub fn instantiate_now(module: &JsValue, imports: &Object) -> Result<JsValue, JsValue>;
     /// `performance.now()`.
     pub fn now() -> f64;
+    /// A promise resolved in a task of its own (`setTimeout(resolve, 0)`).
+    pub fn next_task() -> Promise;
     /// Pushes `[label, performance.now()]` onto `globalThis.__lcMarks`, when set.
     #[cfg(feature = "marks")]
     pub fn mark(label: &str);

@@ -1,7 +1,8 @@
 //! The JS face's error classes and `gc`, in a real headless Chromium: every rejection is
 //! an instance of its `LinkCacheError` subclass, with the miss in its own fields and the
 //! underlying error in `Error.cause`; `gc({ maxBytes })` evicts the least recently used
-//! modules whole and tells the other tabs. Two `LinkCache`s on one database in one page
+//! modules whole, tells the other tabs, and counts a use made just before it. Two
+//! `LinkCache`s on one database in one page
 //! stand for two tabs, as in tabs_and_plans.rs.
 
 #![cfg(target_arch = "wasm32")]
@@ -251,4 +252,40 @@ async fn gc_evicts_least_recently_used_modules_whole_and_tells_other_tabs() {
 
     let bad = wait(a.gc(Object::new().into())).await.unwrap_err();
     assert!(bad.is_instance_of::<js_sys::TypeError>(), "{bad:?}");
+}
+
+#[wasm_bindgen_test]
+async fn a_gc_right_after_a_target_counts_the_targets_use() {
+    let db = unique("gc-after-target");
+    let writer = open(&db, &JsValue::UNDEFINED).await;
+    let (ma, mb) = (add_text(&writer, A).await, add_text(&writer, B).await);
+    let (_, _, total) = gc(&writer, f64::MAX).await;
+    writer.close();
+    // A fresh tab keeps its plan of gc.a; then another uses b, so a is the least recently
+    // used. (Listing the modules writes a tab's queued uses before it reads.)
+    for func in ["gc.a", "gc.b"] {
+        let tab = open(&db, &JsValue::UNDEFINED).await;
+        target(&tab, func).await;
+        wait(tab.modules()).await.unwrap();
+        tab.close();
+    }
+
+    // A fresh tab replays gc.a's kept plan (it writes nothing, so it returns before its
+    // use is written, a task later) and starts a gc before any task could run: the gc
+    // writes the queued use first, and evicts b.
+    let tab = open(&db, &JsValue::UNDEFINED).await;
+    let fa = target(&tab, "gc.a").await;
+    let (evicted, _, _) = gc(&tab, total - 1.0).await;
+    assert_eq!(prop(&tab.stats(), "plansReplayed").as_f64(), Some(1.0));
+    assert_eq!(
+        evicted,
+        [mb.to_string()],
+        "b is now the least recently used"
+    );
+    let listed: Vec<String> = Array::from(&wait(tab.modules()).await.unwrap())
+        .iter()
+        .map(|m| prop(&m, "id").as_string().unwrap())
+        .collect();
+    assert_eq!(listed, [ma.to_string()]);
+    assert_eq!(fa.call0(&JsValue::NULL).unwrap().as_f64(), Some(1.0));
 }

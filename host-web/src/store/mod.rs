@@ -90,7 +90,8 @@
 //! # Use times and gc
 //! A commit records a use of its module, and so does a tab that binds a module (at most
 //! once in ten minutes per module and tab, in a small read-write transaction of its own
-//! that the target does not wait for; a failure to record is ignored, the record is
+//! that the target does not wait for, a task after the target, or before this tab's next
+//! gc or listing if that comes first; a failure to record is ignored, the record is
 //! advisory). Uses are numbered by a counter in `meta`, so every tab agrees on their
 //! order even within a millisecond. [`IdbStore::gc`] evicts the least recently used
 //! modules whole, in one read-write transaction (bytes, manifest, its `by_function`
