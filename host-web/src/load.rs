@@ -6,8 +6,9 @@
 //!   Waiting for each compile and each `WebAssembly.instantiate` made every module a task
 //!   of its own and a poll of the target's future: a 10-module closure's instances came
 //!   over 5–9 ms in a fresh tab, while the compiles had finished on the browser's threads
-//!   within about 1 ms of their start (session 26's trace; BENCHMARKS.md).
-//!
+//!   within about 1 ms of their start. Now they come within 1–2 ms, with 9 fewer calls
+//!   into JavaScript; the target's time moved less than this machine's spread (session
+//!   26; BENCHMARKS.md).
 //! - The bytes of every planned module this tab has not compiled are read in one batch,
 //!   in the plan's own transaction ([`Snapshot::module_bytes`]), and handed to
 //!   `WebAssembly.compile` at once, so the browser compiles them all in parallel. They
