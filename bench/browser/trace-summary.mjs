@@ -6,8 +6,9 @@
 // Per trace (its window: from the first to the last of the page's marks): the window's
 // length, the main thread's busy time in it (its tasks, clipped to the window), how many
 // tasks ran, how many times the event loop called into JavaScript (`FunctionCall`: a
-// promise reaction, an IndexedDB event, a wasm-bindgen closure), the package's lazily
-// compiled functions (`wasm.CompileLazy`) and their time, the compile jobs finished on the
+// promise reaction, an IndexedDB event, a wasm-bindgen closure), the lazily compiled
+// functions (`wasm.CompileLazy`: the package's, and the closure's own at the call), their
+// bodies' size and their time, the compile jobs finished on the
 // main thread (`wasm.FinishAsyncCompile`) and how far apart the first and last were,
 // IndexedDB requests issued, and garbage collection on the main thread. Then the
 // medians per row and mode. Counts are work, not time: they do not swing with the
@@ -56,6 +57,7 @@ function summarize(events) {
   const tasks = main.filter((e) => e.name === "ThreadControllerImpl::RunTask");
   const clipped = (e) => Math.max(0, Math.min(e.ts + e.dur, to) - Math.max(e.ts, from));
   const lazy = main.filter((e) => e.name === "wasm.CompileLazy" && inWindow(e));
+  const baseline = main.filter((e) => e.name === "wasm.CompileBaseline" && inWindow(e));
   const finished = main.filter((e) => e.name === "wasm.FinishAsyncCompile" && inWindow(e)).map((e) => e.ts);
   const gc = main.filter((e) => /^V8\.GC|^MinorGC$|^MajorGC$/.test(e.name) && inWindow(e));
   return {
@@ -65,6 +67,7 @@ function summarize(events) {
     calls: main.filter((e) => e.name === "FunctionCall" && inWindow(e)).length,
     lazyCompiles: lazy.length,
     lazyMs: lazy.reduce((sum, e) => sum + e.dur, 0) / 1000,
+    lazyKb: baseline.reduce((sum, e) => sum + (e.args?.bodySize ?? 0), 0) / 1000,
     compilesFinished: finished.length,
     finishSpreadMs: finished.length ? (Math.max(...finished) - Math.min(...finished)) / 1000 : 0,
     idbRequests: main.filter((e) => /RequestSetup$/.test(e.name) && inWindow(e)).length,
@@ -75,7 +78,7 @@ function summarize(events) {
 function show(s) {
   const ms = (x) => x.toFixed(2);
   return `window ${ms(s.windowMs)} ms, main busy ${ms(s.busyMs)} ms, ${s.tasks} tasks, ${s.calls} calls into JS, ` +
-    `${s.lazyCompiles} lazy compiles (${ms(s.lazyMs)} ms), ${s.compilesFinished} compiles finished over ${ms(s.finishSpreadMs)} ms, ` +
+    `${s.lazyCompiles} lazy compiles (${s.lazyKb.toFixed(1)} KB, ${ms(s.lazyMs)} ms), ${s.compilesFinished} compiles finished over ${ms(s.finishSpreadMs)} ms, ` +
     `${s.idbRequests} IndexedDB requests, GC ${ms(s.gcMs)} ms`;
 }
 
