@@ -10,10 +10,10 @@
 //! A step's requests are issued and collected by one small JavaScript function
 //! (`read_batch`): one call into JavaScript and one promise per step, instead of two
 //! Rust callbacks and a channel per request (issuing a level of eight func_names that
-//! way took over a millisecond in a fresh tab), and one success handler per step: the
-//! last request's (IndexedDB answers a transaction's requests in order). A step may also read plan hints (the
-//! `plans` store, see [`crate::store`]) and keep bytes read ahead of the plan for
-//! [`Snapshot::module_bytes`]. A step may be issued and awaited later
+//! way took over a millisecond in a fresh tab), and one success handler per step, the
+//! last request's (IndexedDB answers a transaction's requests in order). A step may also
+//! read plan hints (the `plans` store, see [`crate::store`]) and keep bytes read ahead of
+//! the plan for [`Snapshot::module_bytes`]. A step may be issued and awaited later
 //! ([`Snapshot::issue`]), so that IndexedDB reads while the plan computes.
 //!
 //! The round trips of a plan, each one step:
