@@ -20,9 +20,10 @@
 //!   call, on the main thread, but its native SHA-256 is two to five times faster than
 //!   this package's BLAKE3: 0.5–2 ms against 1.2–6.6 ms for sql.js's 688 KB, session
 //!   23); the compile's promise resolves only when the digest matches. Other bytes are
-//!   hashed here with BLAKE3 (the ModuleId) once their compile has started. Only a manifest recorded by
-//!   another analyzer version is checked against its bytes as well, before its compile
-//!   starts (through [`crate::analyzer`], which the package may have to load first).
+//!   hashed here with BLAKE3 (the ModuleId) once their compile has started. Only a
+//!   manifest recorded by another analyzer version is checked against its bytes as well,
+//!   before its compile starts (through [`crate::analyzer`], which the package may have
+//!   to load first).
 //! - A compile is kept as its promise from the moment it starts: a concurrent target that
 //!   needs the same module awaits the same promise instead of compiling again.
 //! - An instance is kept with the import bindings it was made with: a plan that binds the
