@@ -73,10 +73,9 @@ pub(crate) struct Inner {
     pub epoch: u64,
     /// When this tab last recorded a use of each module (`Date.now()`), for gc.
     pub touched: HashMap<ModuleId, f64>,
-    /// Uses `touch` queued and not written yet (see [`LinkCache::flush_uses`]).
+    /// Uses `touch` queued and not written yet (see [`LinkCache::flush_uses`]); while
+    /// there are any, a task that writes them is scheduled.
     pub uses_due: Vec<ModuleId>,
-    /// A task that writes `uses_due` is scheduled.
-    pub uses_flush: bool,
     /// The func_name whose compile callback is running synchronously right now.
     pub compiling: Option<String>,
     pub changes: Changes,
@@ -149,7 +148,6 @@ impl LinkCache {
                     epoch: 0,
                     touched: HashMap::new(),
                     uses_due: Vec::new(),
-                    uses_flush: false,
                     compiling: None,
                     changes: Changes::default(),
                 })),

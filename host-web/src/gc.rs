@@ -113,8 +113,9 @@ impl LinkCache {
         }
         let schedule = {
             let mut inner = self.inner.borrow_mut();
+            let idle = inner.uses_due.is_empty();
             inner.uses_due.extend(due);
-            !std::mem::replace(&mut inner.uses_flush, true)
+            idle
         };
         if schedule {
             let this = self.handle();
@@ -129,11 +130,7 @@ impl LinkCache {
     /// this returns, so a gc or a read of the use records started later by this tab sees
     /// them. The write itself is not waited for.
     pub(crate) fn flush_uses(&self) {
-        let due = {
-            let mut inner = self.inner.borrow_mut();
-            inner.uses_flush = false;
-            std::mem::take(&mut inner.uses_due)
-        };
+        let due = std::mem::take(&mut self.inner.borrow_mut().uses_due);
         if due.is_empty() {
             return;
         }

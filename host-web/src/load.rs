@@ -116,11 +116,11 @@ impl LinkCache {
                     .await
                     .map_err(|e| self.broken(id, &e))?,
                 None => {
-                    let module = match modules.remove(&id) {
-                        Some(settled) => settled,
-                        // Not needed when the compiles settled (another target of this
-                        // tab was making its instance then): its own compile.
-                        None => self.settle_one(id).await?,
+                    // No compile when the compiles settled: another target of this tab
+                    // found it broken and forgot it, or the tab forgot its state. Plan
+                    // again.
+                    let Some(module) = modules.remove(&id) else {
+                        return Err(LoadError::Vanished);
                     };
                     report.loaded.push(id);
                     match self
@@ -141,30 +141,21 @@ impl LinkCache {
         Ok(fresh)
     }
 
-    /// Waits for the compile of every planned module this load will instantiate, all at
-    /// once: one wake-up for the whole plan (a wake-up per module cost a task and a
-    /// poll of this future each, and the instances came one per task; session 26's
-    /// trace). Each module's outcome, by module.
+    /// Waits for the compile of every planned module this tab holds, all at once: one
+    /// wake-up for the whole plan (a wake-up per module cost a task and a poll of this
+    /// future each, and the instances came one per task; session 26's trace). The
+    /// compiles of modules whose instance the load will reuse are settled already, or
+    /// about to be for the target that makes it. Each module's outcome, by module.
     async fn settle_compiles(&self, plan: &LoadPlan) -> HashMap<ModuleId, Settled> {
         let (ids, promises): (Vec<ModuleId>, Array) = {
             let inner = self.inner.borrow();
-            let mut ids = Vec::new();
-            let promises = Array::new();
-            for planned in &plan.modules {
-                let id = planned.module;
-                let shared = inner
-                    .pending
-                    .get(&id)
-                    .is_some_and(|instance| instance.imports == planned.imports);
-                if inner.instances.contains_key(&id) || shared {
-                    continue;
-                }
-                if let Some(compile) = inner.compiled.get(&id) {
-                    ids.push(id);
-                    promises.push(compile);
-                }
-            }
-            (ids, promises)
+            plan.modules
+                .iter()
+                .filter_map(|planned| {
+                    let compile = inner.compiled.get(&planned.module)?;
+                    Some((planned.module, JsValue::from(compile)))
+                })
+                .unzip()
         };
         if ids.is_empty() {
             return HashMap::new();
@@ -178,17 +169,6 @@ impl LinkCache {
             .zip(settled.iter())
             .map(|(id, outcome)| (id, settled_outcome(&outcome)))
             .collect()
-    }
-
-    /// The outcome of the compile of `id` alone (a module the plan's batch did not wait
-    /// for).
-    async fn settle_one(&self, id: ModuleId) -> Result<Settled, LoadError> {
-        let compile = self.inner.borrow().compiled.get(&id).cloned();
-        // Forgotten meanwhile (the tab's state was reset): plan again.
-        let Some(compile) = compile else {
-            return Err(LoadError::Vanished);
-        };
-        Ok(JsFuture::from(compile).await)
     }
 
     /// `id` cannot be loaded because of `error` (its compile's or its instance's):

@@ -201,6 +201,40 @@ async fn a_browser_that_refuses_instances_on_the_main_thread_gets_them_asynchron
 }
 
 #[wasm_bindgen_test]
+async fn a_module_whose_instance_traps_is_broken_and_its_later_duplicate_loads() {
+    let db = unique("trapping-start");
+    let writer = open(&db, &JsValue::UNDEFINED).await;
+    add_text(
+        &writer,
+        r#"(module (func $start unreachable) (start $start)
+             (func (export "trap.f") (result i32) (i32.const 1)))"#,
+    )
+    .await;
+    writer.close();
+
+    let tab = open(&db, &JsValue::UNDEFINED).await;
+    let report = wait(tab.try_target("trap.f".into())).await.unwrap();
+    assert_eq!(
+        prop(&report, "missCause").as_string().as_deref(),
+        Some("broken")
+    );
+    let message = prop(&report, "message").as_string().unwrap();
+    assert!(
+        message.contains("compiling or instantiating it failed"),
+        "{message}"
+    );
+    assert_eq!(stat(&tab, "brokenSkipped"), 1.0);
+
+    // A later duplicate that instantiates is the one the tab binds.
+    add_text(
+        &tab,
+        r#"(module (func (export "trap.f") (result i32) (i32.const 2)))"#,
+    )
+    .await;
+    assert_eq!(call_i32(&tab, "trap.f").await, 2);
+}
+
+#[wasm_bindgen_test]
 async fn a_manifest_without_this_analyzers_version_is_checked_once_at_load() {
     let db = unique("analyzer");
     let writer = open(&db, &JsValue::UNDEFINED).await;
