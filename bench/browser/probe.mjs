@@ -26,6 +26,9 @@
 //   measured database has no write of the warm-up in flight).
 // - twice: the target a second time in the same tab after `forget()` (warm package
 //   code): what the fresh tab's first run pays for running cold code.
+// - repeat, floor-repeat: linkcache's target (after `forget()`) and the floor, each
+//   `row.repeats` (40) times in one tab: the quartiles of a warm target, far steadier
+//   than one fresh tab's (read the package's own work per target from them).
 // - opens, opens-reversed: `LinkCache.open`, `indexedDB.open` with and without a
 //   version, one after the other (each closed again), in two orders.
 //
@@ -34,9 +37,9 @@
 // `node trace-summary.mjs 'PREFIX-*.json'` counts what each target did on the page's main
 // thread. Tracing slows the page: read timings from a run without it.
 //
-// With PROFILE=1 the linkcache, warmcode, otherwarm and twice modes are also CPU-profiled
-// (DevTools' sampling profiler, 50 µs) and the functions' self time, summed over the runs,
-// is printed per row; such a run's timings include the profiler's start, so read them
+// With PROFILE=1 the linkcache, warmcode, otherwarm, twice and repeat modes are also
+// CPU-profiled (DevTools' sampling profiler, 50 µs) and the functions' self time, summed
+// over the runs, is printed per row; such a run's timings include the profiler's start, so read them
 // from a run without it. Build the package with `cargo xtask web-pkg --release --marks`
 // to keep its function names.
 import { readFile } from "node:fs/promises";
@@ -50,7 +53,7 @@ const extraArgs = process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(" 
 const runSession = sessions({ profileDir: spec.profileDir, url: server.url, options: launchOptions(extraArgs) });
 const profiling = !!process.env.PROFILE;
 const tracePrefix = process.env.TRACE;
-const session = (body, arg, trace = null) => runSession(body, arg, { echoConsole: true, profile: profiling && ["linkcache", "warmcode", "otherwarm", "twice"].includes(arg.mode), trace });
+const session = (body, arg, trace = null) => runSession(body, arg, { echoConsole: true, profile: profiling && ["linkcache", "warmcode", "otherwarm", "twice", "repeat"].includes(arg.mode), trace });
 const rows = spec.rows.map((row) => ({ ...row, closureIndex: row.closure.map((f) => files.indexOf(f)) }));
 
 async function setup({ rows, database, copy }) {
@@ -178,9 +181,56 @@ async function measure({ mode, row, database, traced }) {
     cache.close();
     return { warmupMs, totalMs, firstMs, marks: marks.map(([l, m]) => [l, m - t]) };
   }
+  if (mode === "repeat" || mode === "floor-repeat") {
+    // The target again and again in one tab (linkcache: `forget()` before each; floor:
+    // the floor's transaction, compiles and instances on the open database): the
+    // median of `repeats` warm targets, once the fresh browser's own start-up work has
+    // settled. Each still reads and compiles; V8 may reuse a module compiled from the
+    // same bytes, on both sides alike. What it measures is the package's own work per
+    // target, with far less spread than a fresh tab's single target.
+    const repeats = row.repeats ?? 40;
+    const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
+    const ids = (await bytesOf()).map((b) => moduleId(b));
+    const cache = await LinkCache.open(database, { imports });
+    const db = await req(indexedDB.open(database));
+    const once = mode === "repeat"
+      ? async () => {
+          cache.forget();
+          return call(await cache.target(row.target));
+        }
+      : async () => {
+          const tx = db.transaction(["modules", "manifests"], "readonly");
+          const lookup = req(tx.objectStore("manifests").index("by_function").getAll(IDBKeyRange.only(row.target)));
+          const got = ids.map((id) => req(tx.objectStore("modules").get(id)));
+          await lookup;
+          const compiled = (await Promise.all(got)).map((bytes) => WebAssembly.compile(bytes));
+          const { fns, imports } = link();
+          for (const module of compiled) {
+            const instance = await WebAssembly.instantiate(await module, imports);
+            for (const [name, value] of Object.entries(instance.exports)) if (typeof value === "function") fns[name] = value;
+          }
+          return call(fns[row.target]);
+        };
+    check(await once());
+    const times = [];
+    console.profile?.("linkcache");
+    for (let i = 0; i < repeats; i++) {
+      const t = performance.now();
+      const result = await once();
+      times.push(performance.now() - t);
+      check(result);
+    }
+    console.profileEnd?.("linkcache");
+    cache.close();
+    db.close();
+    times.sort((a, b) => a - b);
+    const at = (q) => times[Math.min(times.length - 1, Math.floor(q * times.length))];
+    return { warmupMs, totalMs: at(0.5), marks: [["min", times[0]], ["q1", at(0.25)], ["median", at(0.5)], ["q3", at(0.75)]] };
+  }
   if (mode === "memory" || mode === "memory-concurrent") {
     const all = await bytesOf();
     const t = performance.now();
+    mark("start");
     const { fns, imports } = link();
     // memory-concurrent: every compile started at once, as linkcache and the floor do.
     const started = mode === "memory-concurrent" ? all.map((bytes) => WebAssembly.compile(bytes)) : null;
@@ -199,6 +249,7 @@ async function measure({ mode, row, database, traced }) {
   // floor and levels: raw IndexedDB on the package's database.
   const ids = (await bytesOf()).map((b) => moduleId(b));
   const t = performance.now();
+  mark("start");
   const db = await req(indexedDB.open(database));
   mark("opened");
   const tx = db.transaction(["modules", "manifests"], "readonly");
