@@ -37,7 +37,7 @@
 // `node trace-summary.mjs 'PREFIX-*.json'` counts what each target did on the page's main
 // thread. Tracing slows the page: read timings from a run without it.
 //
-// With PROFILE=1 the linkcache, warmcode, otherwarm, twice and repeat modes are also
+// With PROFILE=1 the linkcache, warmcode, otherwarm, twice, repeat and floor-repeat modes are also
 // CPU-profiled (DevTools' sampling profiler, 50 µs) and the functions' self time, summed
 // over the runs, is printed per row; such a run's timings include the profiler's start, so read them
 // from a run without it. Build the package with `cargo xtask web-pkg --release --marks`
@@ -53,7 +53,7 @@ const extraArgs = process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(" 
 const runSession = sessions({ profileDir: spec.profileDir, url: server.url, options: launchOptions(extraArgs) });
 const profiling = !!process.env.PROFILE;
 const tracePrefix = process.env.TRACE;
-const session = (body, arg, trace = null) => runSession(body, arg, { echoConsole: true, profile: profiling && ["linkcache", "warmcode", "otherwarm", "twice", "repeat"].includes(arg.mode), trace });
+const session = (body, arg, trace = null) => runSession(body, arg, { echoConsole: true, profile: profiling && ["linkcache", "warmcode", "otherwarm", "twice", "repeat", "floor-repeat"].includes(arg.mode), trace });
 const rows = spec.rows.map((row) => ({ ...row, closureIndex: row.closure.map((f) => files.indexOf(f)) }));
 
 async function setup({ rows, database, copy }) {

@@ -4,11 +4,13 @@
 //   node trace-summary.mjs 'PREFIX-*.json'
 //
 // Per trace (its window: from the first to the last of the page's marks): the window's
-// length, the main thread's busy time in it (its tasks, clipped to the window), how many
+// length, the main thread's busy time in it (its tasks, clipped to the window; and its CPU
+// time, the tasks' thread time: on a loaded machine the main thread is descheduled for
+// much of a busy task, so the CPU time is the steadier figure), how many
 // tasks ran, how many times the event loop called into JavaScript (`FunctionCall`: a
 // promise reaction, an IndexedDB event, a wasm-bindgen closure), the lazily compiled
 // functions (`wasm.CompileLazy`: the package's, and the closure's own at the call), their
-// bodies' size and their time, the compile jobs finished on the
+// bodies' size and their time (and CPU time), the compile jobs finished on the
 // main thread (`wasm.FinishAsyncCompile`) and how far apart the first and last were,
 // IndexedDB requests issued, and garbage collection on the main thread. Then the
 // medians per row and mode. Counts are work, not time: they do not swing with the
@@ -63,10 +65,13 @@ function summarize(events) {
   return {
     windowMs: (to - from) / 1000,
     busyMs: tasks.reduce((sum, e) => sum + clipped(e), 0) / 1000,
+    // CPU time: a task's thread time, in the share of it the window holds.
+    busyCpuMs: tasks.reduce((sum, e) => sum + (e.dur ? ((e.tdur ?? 0) * clipped(e)) / e.dur : 0), 0) / 1000,
     tasks: tasks.filter(inWindow).length,
     calls: main.filter((e) => e.name === "FunctionCall" && inWindow(e)).length,
     lazyCompiles: lazy.length,
     lazyMs: lazy.reduce((sum, e) => sum + e.dur, 0) / 1000,
+    lazyCpuMs: lazy.reduce((sum, e) => sum + (e.tdur ?? 0), 0) / 1000,
     lazyKb: baseline.reduce((sum, e) => sum + (e.args?.bodySize ?? 0), 0) / 1000,
     compilesFinished: finished.length,
     finishSpreadMs: finished.length ? (Math.max(...finished) - Math.min(...finished)) / 1000 : 0,
@@ -77,8 +82,8 @@ function summarize(events) {
 
 function show(s) {
   const ms = (x) => x.toFixed(2);
-  return `window ${ms(s.windowMs)} ms, main busy ${ms(s.busyMs)} ms, ${s.tasks} tasks, ${s.calls} calls into JS, ` +
-    `${s.lazyCompiles} lazy compiles (${s.lazyKb.toFixed(1)} KB, ${ms(s.lazyMs)} ms), ${s.compilesFinished} compiles finished over ${ms(s.finishSpreadMs)} ms, ` +
+  return `window ${ms(s.windowMs)} ms, main busy ${ms(s.busyMs)} ms (CPU ${ms(s.busyCpuMs)}), ${s.tasks} tasks, ${s.calls} calls into JS, ` +
+    `${s.lazyCompiles} lazy compiles (${s.lazyKb.toFixed(1)} KB, ${ms(s.lazyMs)} ms, CPU ${ms(s.lazyCpuMs)}), ${s.compilesFinished} compiles finished over ${ms(s.finishSpreadMs)} ms, ` +
     `${s.idbRequests} IndexedDB requests, GC ${ms(s.gcMs)} ms`;
 }
 
