@@ -162,7 +162,13 @@ impl LinkCache {
 
     /// Another tab's upgrade or deletion closed the connection: tell this tab.
     pub(crate) fn announce_closed(&self) {
-        self.inner.borrow_mut().changes.close();
+        {
+            let mut inner = self.inner.borrow_mut();
+            // The connection is gone: the uses queued for it cannot be written (as on
+            // `close()`).
+            inner.uses_due.clear();
+            inner.changes.close();
+        }
         self.notify(&message("closed", &[]).into());
     }
 }

@@ -1,7 +1,9 @@
 //! The JS face's error classes and `gc`, in a real headless Chromium: every rejection is
 //! an instance of its `LinkCacheError` subclass, with the miss in its own fields and the
 //! underlying error in `Error.cause`; `gc({ maxBytes })` evicts the least recently used
-//! modules whole, tells the other tabs, and counts a use made just before it. Two
+//! modules whole, tells the other tabs, and counts a use made just before it; a tab
+//! closed right after a target drops the use it queued instead of writing it to the
+//! closed connection. Two
 //! `LinkCache`s on one database in one page
 //! stand for two tabs, as in tabs_and_plans.rs.
 
@@ -288,4 +290,84 @@ async fn a_gc_right_after_a_target_counts_the_targets_use() {
         .collect();
     assert_eq!(listed, [ma.to_string()]);
     assert_eq!(fa.call0(&JsValue::NULL).unwrap().as_f64(), Some(1.0));
+}
+
+/// Counts, while installed, the `IDBDatabase.transaction` calls on database `db` that
+/// throw `InvalidStateError` (the connection is closed).
+struct ClosedTransactions {
+    original: JsValue,
+}
+
+impl ClosedTransactions {
+    fn install(db: &str) -> ClosedTransactions {
+        let proto = Reflect::get(
+            &Reflect::get(&js_sys::global(), &"IDBDatabase".into()).unwrap(),
+            &"prototype".into(),
+        )
+        .unwrap();
+        let original = Reflect::get(&proto, &"transaction".into()).unwrap();
+        let counting = Function::new_with_args(
+            "original, db",
+            "globalThis.__closedTransactions = 0; \
+             return function (...args) { \
+               try { return original.apply(this, args); } \
+               catch (e) { \
+                 if (this.name === db && e.name === 'InvalidStateError') globalThis.__closedTransactions += 1; \
+                 throw e; \
+               } \
+             };",
+        )
+        .call2(&JsValue::NULL, &original, &db.into())
+        .unwrap();
+        Reflect::set(&proto, &"transaction".into(), &counting).unwrap();
+        ClosedTransactions { original }
+    }
+
+    fn count(&self) -> f64 {
+        Reflect::get(&js_sys::global(), &"__closedTransactions".into())
+            .unwrap()
+            .as_f64()
+            .unwrap()
+    }
+}
+
+impl Drop for ClosedTransactions {
+    fn drop(&mut self) {
+        let proto = Reflect::get(
+            &Reflect::get(&js_sys::global(), &"IDBDatabase".into()).unwrap(),
+            &"prototype".into(),
+        )
+        .unwrap();
+        Reflect::set(&proto, &"transaction".into(), &self.original).unwrap();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn closing_right_after_a_target_leaves_no_write_for_the_closed_connection() {
+    let db = unique("close-after-target");
+    let writer = open(&db, &JsValue::UNDEFINED).await;
+    add_text(&writer, A).await;
+    writer.close();
+    // A first tab keeps the plan of gc.a (its target waits for that write).
+    let first = open(&db, &JsValue::UNDEFINED).await;
+    target(&first, "gc.a").await;
+    sleep(10).await;
+    first.close();
+
+    // A fresh tab replays the kept plan: it writes nothing on the target's path, so the
+    // target returns with its use queued for the next task, and the tab closes first.
+    let spy = ClosedTransactions::install(&db);
+    let tab = open(&db, &JsValue::UNDEFINED).await;
+    let fa = target(&tab, "gc.a").await;
+    tab.close();
+    sleep(0).await;
+    sleep(10).await;
+    let thrown = spy.count();
+    drop(spy);
+    assert_eq!(prop(&tab.stats(), "plansReplayed").as_f64(), Some(1.0));
+    assert_eq!(
+        thrown, 0.0,
+        "the queued use was dropped with the connection, not written to it after close()"
+    );
+    assert_eq!(call_i32(&fa), 1, "the returned function keeps working");
 }
