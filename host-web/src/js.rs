@@ -8,8 +8,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"
+const VAL_TYPES = ["i32", "i64", "f32", "f64", "v128", "anyfunc", "externref"];
 export function new_global(type, mutable, value) {
-  return new WebAssembly.Global({ value: type, mutable }, value);
+  return new WebAssembly.Global({ value: VAL_TYPES[type], mutable }, value);
 }
 export function set_global(global, value) { global.value = value; }
 export function now() { return performance.now(); }
@@ -53,9 +54,10 @@ export function discard(promise) { promise.catch(() => {}); }
 export function mark(label) { globalThis.__lcMarks?.push([label, performance.now()]); }
 "#)]
 extern "C" {
-    /// `new WebAssembly.Global({value: ty, mutable}, value)`.
-    #[wasm_bindgen(catch)]
-    pub fn new_global(ty: &str, mutable: bool, value: &JsValue) -> Result<JsValue, JsValue>;
+    /// `new WebAssembly.Global({value, mutable}, value)` of the type `val_type_code`
+    /// numbers.
+    #[wasm_bindgen(catch, js_name = new_global)]
+    fn new_global_of(ty: u8, mutable: bool, value: &JsValue) -> Result<JsValue, JsValue>;
     /// `global.value = value`.
     #[wasm_bindgen(catch)]
     pub fn set_global(global: &JsValue, value: &JsValue) -> Result<(), JsValue>;
@@ -95,6 +97,25 @@ extern "C" {
 /// when hashing failed); `None` without WebCrypto.
 pub fn sha256(bytes: &js_sys::Uint8Array) -> Option<Promise> {
     sha256_promise(bytes).dyn_into::<Promise>().ok()
+}
+
+/// `new WebAssembly.Global({value: ty, mutable}, value)`; the type passes as a number,
+/// not as a string for JavaScript to decode for every global a load makes.
+pub fn new_global(ty: ValType, mutable: bool, value: &JsValue) -> Result<JsValue, JsValue> {
+    new_global_of(val_type_code(ty), mutable, value)
+}
+
+/// `ty`'s index in the inline JS's `VAL_TYPES` (the names `val_type_name` gives).
+fn val_type_code(ty: ValType) -> u8 {
+    match ty {
+        ValType::I32 => 0,
+        ValType::I64 => 1,
+        ValType::F32 => 2,
+        ValType::F64 => 3,
+        ValType::V128 => 4,
+        ValType::FuncRef => 5,
+        ValType::ExternRef => 6,
+    }
 }
 
 /// The WebAssembly JS API's name of a value type.

@@ -331,7 +331,7 @@ impl LinkCache {
         }
         let module = module.map_err(|e| self.broken(id, &e))?;
         let imports = self
-            .import_object(planned, fresh)
+            .import_object(planned, &module, fresh)
             .map_err(|reason| LoadError::Broken(id, reason))?;
         self.inner.borrow_mut().stats.modules_loaded += 1;
         let made = instantiate_now(&module, &imports).map_err(|e| self.broken(id, &e))?;

@@ -888,3 +888,86 @@ async fn resolve_global_answers_values_or_stale_and_a_wrong_answer_is_stale() {
         "{err:?}"
     );
 }
+
+/// A module whose manifest, as stored, lists other imports than the module has: a forged
+/// record that claims this analyzer's check.
+#[wasm_bindgen_test]
+async fn a_manifest_whose_imports_are_not_its_modules_is_a_broken_miss() {
+    const OTHER: &str = r#"(module
+        (func (export "imp.one") (result i32) (i32.const 1))
+        (func (export "imp.two") (result i32) (i32.const 2)))"#;
+    const USER: &str = r#"(module
+        (import "linkcache:fn" "imp.one" (func $f (result i32)))
+        (func (export "imp.top") (result i32) (call $f)))"#;
+    let db = unique("forged-imports");
+    let writer = open(&db, &JsValue::UNDEFINED).await;
+    wait(writer.add_module(wasm(OTHER).into())).await.unwrap();
+    let user: ModuleId = wait(writer.add_module(wasm(USER).into()))
+        .await
+        .unwrap()
+        .as_string()
+        .unwrap()
+        .parse()
+        .unwrap();
+    writer.close();
+    // The manifest of a module that imports imp.two instead (same length, same exports),
+    // stored as the user's.
+    let mut forged =
+        linkcache_core::analyze(&wat::parse_str(USER.replace("imp.one", "imp.two")).unwrap())
+            .unwrap();
+    forged.module = user;
+    let store = IdbStore::open(&db, Box::new(|| {})).await.unwrap();
+    store
+        .overwrite_manifest_record(&user, &forged.encode())
+        .await
+        .unwrap();
+    store.close();
+
+    let tab = open(&db, &JsValue::UNDEFINED).await;
+    let err = wait(tab.target("imp.top".into())).await.unwrap_err();
+    assert_eq!(
+        prop(&err, "missCause").as_string().as_deref(),
+        Some("broken"),
+        "linked by the module's own names it would return 1: {err:?}"
+    );
+    assert!(
+        prop(&err, "message")
+            .as_string()
+            .unwrap()
+            .contains("does not have the imports its manifest lists"),
+        "{err:?}"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn an_embedder_import_not_given_is_a_broken_miss_that_names_it() {
+    const USER: &str = r#"(module
+        (import "env" "tick" (func $tick (result i32)))
+        (func (export "env.user") (result i32) (call $tick)))"#;
+    let db = unique("embedder-import");
+    let without = open(&db, &JsValue::UNDEFINED).await;
+    wait(without.add_module(wasm(USER).into())).await.unwrap();
+    let err = wait(without.target("env.user".into())).await.unwrap_err();
+    assert_eq!(
+        prop(&err, "missCause").as_string().as_deref(),
+        Some("broken"),
+        "{err:?}"
+    );
+    assert!(
+        prop(&err, "message")
+            .as_string()
+            .unwrap()
+            .contains("it imports `env` `tick`, which the embedder's imports do not define"),
+        "{err:?}"
+    );
+
+    let options = Function::new_no_args("return { imports: { env: { tick: () => 7 } } }")
+        .call0(&JsValue::NULL)
+        .unwrap();
+    let with = open(&db, &options).await;
+    let f: Function = wait(with.target("env.user".into()))
+        .await
+        .expect("hit")
+        .unchecked_into();
+    assert_eq!(f.call0(&JsValue::NULL).unwrap().as_f64(), Some(7.0));
+}
