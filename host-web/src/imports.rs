@@ -64,12 +64,13 @@ impl LinkCache {
     /// the exports of the plan's earlier modules.
     ///
     /// One call into JavaScript builds it, from the manifest's import names in one
-    /// string (checked there against the names the compiled module lists; a planned
-    /// manifest lists the imports in the module's order). Built from here, a call per import and property, the
-    /// import objects of a 10-module closure with 152 imports took about 450 calls, each
-    /// passing a string that JavaScript decodes: in a fresh tab's CPU profile, strings
-    /// and calls into JavaScript cost about 1 ms more per target than this (session 27,
-    /// BENCHMARKS.md).
+    /// string, checked there against the names the compiled module lists (a planned
+    /// manifest lists the imports in the module's order): a manifest that does not
+    /// describe its module is a broken module, never a link by the module's own names.
+    /// Built from here, a call per import and per property, the import objects of a
+    /// 10-module closure with 152 imports took about 450 calls, each passing a string
+    /// for JavaScript to decode: about 2.6 ms more of a fresh tab's target, in its CPU
+    /// profile (session 27, BENCHMARKS.md).
     pub(crate) fn import_object(
         &self,
         planned: &PlannedModule,
