@@ -126,7 +126,8 @@ fn re_adding_the_same_bytes_repairs_each_kind_of_damaged_file_in_this_process_an
             assert_eq!((stats.artifacts_rejected, stats.modules_compiled), (1, 1));
         }
         // (A damaged index record or slot was left out by a compaction after the re-add.)
-        assert!(fresh.dir().verify(|_| {}).unwrap().is_empty(), "{kind:?}");
+        let problems = fresh.dir().verify(|_| {}).unwrap();
+        assert!(problems.is_empty(), "{kind:?}: {problems:?}");
     }
 }
 
