@@ -121,7 +121,11 @@ impl LinkCache {
             let this = self.handle();
             wasm_bindgen_futures::spawn_local(async move {
                 let _ = wasm_bindgen_futures::JsFuture::from(crate::js::next_task()).await;
-                this.flush_uses();
+                // Written already by a gc or a listing, or dropped by `close()`: nothing
+                // to do (and `flush_uses` is not even compiled for a tab that closed).
+                if !this.inner.borrow().uses_due.is_empty() {
+                    this.flush_uses();
+                }
             });
         }
     }
