@@ -7,7 +7,7 @@ use linkcache_native::Error;
 use linkcache_native::core::Miss;
 
 use crate::support;
-use crate::support::remote::{BlackHole, start_redis};
+use crate::support::remote::{BlackHole, s3_credentials, start_redis};
 use crate::{open, remote};
 
 #[test]
@@ -73,14 +73,13 @@ fn a_killed_server_makes_misses_and_is_used_again_once_back() {
 fn an_address_that_never_answers_costs_one_deadline_then_is_skipped() {
     let hole = BlackHole::bind();
     let options = "timeout_ms=200&cooldown_ms=60000";
-    for url in [
-        format!("redis://127.0.0.1:{}?{options}", hole.port),
-        format!(
+    never_answers(&format!("redis://127.0.0.1:{}?{options}", hole.port));
+    // Unsigned, the S3 client fails before it connects: an error, not a deadline.
+    if s3_credentials() {
+        never_answers(&format!(
             "s3://never/lc?endpoint=http://127.0.0.1:{}&region=us-east-1&{options}",
             hole.port
-        ),
-    ] {
-        never_answers(&url);
+        ));
     }
 }
 
