@@ -37,11 +37,11 @@
 // `node trace-summary.mjs 'PREFIX-*.json'` counts what each target did on the page's main
 // thread. Tracing slows the page: read timings from a run without it.
 //
-// With PROFILE=1 the linkcache, warmcode, otherwarm, twice, repeat and floor-repeat modes are also
-// CPU-profiled (DevTools' sampling profiler, 50 µs) and the functions' self time, summed
-// over the runs, is printed per row; such a run's timings include the profiler's start, so read them
-// from a run without it. Build the package with `cargo xtask web-pkg --release --marks`
-// to keep its function names.
+// With PROFILE=1 the linkcache, warmcode, otherwarm, twice, repeat and floor-repeat
+// modes are also CPU-profiled (DevTools' sampling profiler, 50 µs) and the functions'
+// self time, summed over the runs, is printed per row; such a run's timings include the
+// profiler's start, so read them from a run without it. Build the package with
+// `cargo xtask web-pkg --release --marks` to keep its function names.
 import { readFile } from "node:fs/promises";
 import { launchOptions, serve, sessions } from "./harness.mjs";
 
