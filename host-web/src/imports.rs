@@ -38,15 +38,15 @@ extern "C" {
     /// import (kind 1: an instance's exports), or the embedder's import of that namespace
     /// and name (kind 2). Or the index of an embedder's import that is not there, or -1
     /// when the module's imports are not `names` (each namespace and name, in order, all
-    /// joined by NUL).
-    #[wasm_bindgen(js_name = import_object)]
+    /// joined by NUL). Throws what the embedder's imports throw (a getter, a Proxy).
+    #[wasm_bindgen(catch, js_name = import_object)]
     fn build_import_object(
         module: &JsValue,
         names: &str,
         kinds: &Uint8Array,
         values: &Array,
         embedder: &JsValue,
-    ) -> JsValue;
+    ) -> Result<JsValue, JsValue>;
 }
 
 /// How `build_import_object` takes an import's value from `values`.
@@ -151,7 +151,8 @@ impl LinkCache {
             &Uint8Array::from(&kinds[..]),
             &values,
             &inner.imports,
-        );
+        )
+        .map_err(|e| format!("reading the embedder's imports threw: {}", describe(&e)))?;
         match built.as_f64() {
             None => Ok(built.into()),
             Some(missing) if missing >= 0.0 => {

@@ -971,3 +971,43 @@ async fn an_embedder_import_not_given_is_a_broken_miss_that_names_it() {
         .unchecked_into();
     assert_eq!(f.call0(&JsValue::NULL).unwrap().as_f64(), Some(7.0));
 }
+
+#[wasm_bindgen_test]
+async fn embedder_imports_that_throw_are_a_broken_miss_and_the_cache_keeps_working() {
+    const USER: &str = r#"(module
+        (import "env" "tick" (func $tick (result i32)))
+        (func (export "throwing.user") (result i32) (call $tick)))"#;
+    const PLAIN: &str = r#"(module (func (export "throwing.plain") (result i32) (i32.const 5)))"#;
+    let db = unique("throwing-imports");
+    let writer = open(&db, &JsValue::UNDEFINED).await;
+    wait(writer.add_module(wasm(USER).into())).await.unwrap();
+    wait(writer.add_module(wasm(PLAIN).into())).await.unwrap();
+    writer.close();
+
+    let options = Function::new_no_args(
+        "return { imports: { env: new Proxy({}, { get() { throw new Error('no env here'); } }) } }",
+    )
+    .call0(&JsValue::NULL)
+    .unwrap();
+    let tab = open(&db, &options).await;
+    let err = wait(tab.target("throwing.user".into())).await.unwrap_err();
+    assert_eq!(
+        prop(&err, "missCause").as_string().as_deref(),
+        Some("broken"),
+        "{err:?}"
+    );
+    assert!(
+        prop(&err, "message")
+            .as_string()
+            .unwrap()
+            .contains("reading the embedder's imports threw: no env here"),
+        "{err:?}"
+    );
+    // The same tab still targets, lists and reports.
+    let f: Function = wait(tab.target("throwing.plain".into()))
+        .await
+        .expect("hit")
+        .unchecked_into();
+    assert_eq!(f.call0(&JsValue::NULL).unwrap().as_f64(), Some(5.0));
+    assert_eq!(Array::from(&wait(tab.modules()).await.unwrap()).length(), 2);
+}
