@@ -8,9 +8,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"
-const VAL_TYPES = ["i32", "i64", "f32", "f64", "v128", "anyfunc", "externref"];
 export function new_global(type, mutable, value) {
-  return new WebAssembly.Global({ value: VAL_TYPES[type], mutable }, value);
+  return new WebAssembly.Global({ value: type, mutable }, value);
 }
 export function set_global(global, value) { global.value = value; }
 export function now() { return performance.now(); }
@@ -54,10 +53,9 @@ export function discard(promise) { promise.catch(() => {}); }
 export function mark(label) { globalThis.__lcMarks?.push([label, performance.now()]); }
 "#)]
 extern "C" {
-    /// `new WebAssembly.Global({value, mutable}, value)` of the type `val_type_code`
-    /// numbers.
+    /// `new WebAssembly.Global({value: ty, mutable}, value)`.
     #[wasm_bindgen(catch, js_name = new_global)]
-    fn new_global_of(ty: u8, mutable: bool, value: &JsValue) -> Result<JsValue, JsValue>;
+    fn new_global_named(ty: &JsValue, mutable: bool, value: &JsValue) -> Result<JsValue, JsValue>;
     /// `global.value = value`.
     #[wasm_bindgen(catch)]
     pub fn set_global(global: &JsValue, value: &JsValue) -> Result<(), JsValue>;
@@ -99,23 +97,36 @@ pub fn sha256(bytes: &js_sys::Uint8Array) -> Option<Promise> {
     sha256_promise(bytes).dyn_into::<Promise>().ok()
 }
 
-/// `new WebAssembly.Global({value: ty, mutable}, value)`; the type passes as a number,
-/// not as a string for JavaScript to decode for every global a load makes.
+/// `new WebAssembly.Global({value: ty, mutable}, value)`, with the type's name made once
+/// per tab ([`val_type_js`]), not decoded again for every global a load makes.
 pub fn new_global(ty: ValType, mutable: bool, value: &JsValue) -> Result<JsValue, JsValue> {
-    new_global_of(val_type_code(ty), mutable, value)
+    new_global_named(&val_type_js(ty), mutable, value)
 }
 
-/// `ty`'s index in the inline JS's `VAL_TYPES` (the names `val_type_name` gives).
-fn val_type_code(ty: ValType) -> u8 {
-    match ty {
-        ValType::I32 => 0,
-        ValType::I64 => 1,
-        ValType::F32 => 2,
-        ValType::F64 => 3,
-        ValType::V128 => 4,
-        ValType::FuncRef => 5,
-        ValType::ExternRef => 6,
-    }
+/// Every value type, in the order of [`VAL_TYPE_NAMES`].
+const VAL_TYPES: [ValType; 7] = [
+    ValType::I32,
+    ValType::I64,
+    ValType::F32,
+    ValType::F64,
+    ValType::V128,
+    ValType::FuncRef,
+    ValType::ExternRef,
+];
+
+thread_local! {
+    /// [`val_type_name`] of each of [`VAL_TYPES`], as JS strings.
+    static VAL_TYPE_NAMES: Vec<JsValue> =
+        VAL_TYPES.iter().map(|ty| JsValue::from_str(val_type_name(*ty))).collect();
+}
+
+/// [`val_type_name`] as a JS string, made once per tab.
+pub fn val_type_js(ty: ValType) -> JsValue {
+    let index = VAL_TYPES
+        .iter()
+        .position(|t| *t == ty)
+        .expect("every type is listed");
+    VAL_TYPE_NAMES.with(|names| names[index].clone())
 }
 
 /// The WebAssembly JS API's name of a value type.

@@ -256,6 +256,17 @@ const MATH: &str = r#"(module
   (import "linkcache:fn" "util.sq" (func $sq (param i64) (result i64)))
   (func (export "math.quad") (param i64) (result i64) (call $sq (call $sq (local.get 0)))))"#;
 
+/// Asserts that `err` is a miss of a broken module whose message contains `needle`.
+fn assert_broken_miss(err: &JsValue, needle: &str) {
+    assert_eq!(
+        prop(err, "missCause").as_string().as_deref(),
+        Some("broken"),
+        "{err:?}"
+    );
+    let message = prop(err, "message").as_string().unwrap();
+    assert!(message.contains(needle), "{message}");
+}
+
 fn wasm(text: &str) -> Uint8Array {
     Uint8Array::from(wat::parse_str(text).unwrap().as_slice())
 }
@@ -372,17 +383,7 @@ async fn a_corrupt_manifest_record_is_a_broken_miss_and_a_duplicate_replaces_it(
         .await
         .unwrap();
     let err = wait(cache.target("util.sq".into())).await.unwrap_err();
-    assert_eq!(
-        prop(&err, "missCause").as_string().as_deref(),
-        Some("broken")
-    );
-    assert!(
-        prop(&err, "message")
-            .as_string()
-            .unwrap()
-            .contains("corrupt"),
-        "{err:?}"
-    );
+    assert_broken_miss(&err, "corrupt");
 
     // A duplicate with intact records is chosen in a new tab.
     let dup = wat::parse_str(UTIL)
@@ -760,13 +761,7 @@ async fn large_stored_bytes_that_differ_from_their_commit_are_a_broken_miss() {
     store.close();
     let tab = open(&db, &JsValue::UNDEFINED).await;
     let err = wait(tab.target("big.f".into())).await.unwrap_err();
-    assert_eq!(
-        prop(&err, "missCause").as_string().as_deref(),
-        Some("broken"),
-        "{err:?}"
-    );
-    let message = prop(&err, "message").as_string().unwrap();
-    assert!(message.contains("SHA-256"), "{message}");
+    assert_broken_miss(&err, "SHA-256");
 
     // Re-adding the right bytes repairs the module.
     let repaired = open(&db, &JsValue::UNDEFINED).await;
@@ -925,18 +920,8 @@ async fn a_manifest_whose_imports_are_not_its_modules_is_a_broken_miss() {
 
     let tab = open(&db, &JsValue::UNDEFINED).await;
     let err = wait(tab.target("imp.top".into())).await.unwrap_err();
-    assert_eq!(
-        prop(&err, "missCause").as_string().as_deref(),
-        Some("broken"),
-        "linked by the module's own names it would return 1: {err:?}"
-    );
-    assert!(
-        prop(&err, "message")
-            .as_string()
-            .unwrap()
-            .contains("does not have the imports its manifest lists"),
-        "{err:?}"
-    );
+    // Linked by the module's own names, it would return 1.
+    assert_broken_miss(&err, "does not have the imports its manifest lists");
 }
 
 #[wasm_bindgen_test]
@@ -948,17 +933,9 @@ async fn an_embedder_import_not_given_is_a_broken_miss_that_names_it() {
     let without = open(&db, &JsValue::UNDEFINED).await;
     wait(without.add_module(wasm(USER).into())).await.unwrap();
     let err = wait(without.target("env.user".into())).await.unwrap_err();
-    assert_eq!(
-        prop(&err, "missCause").as_string().as_deref(),
-        Some("broken"),
-        "{err:?}"
-    );
-    assert!(
-        prop(&err, "message")
-            .as_string()
-            .unwrap()
-            .contains("it imports `env` `tick`, which the embedder's imports do not define"),
-        "{err:?}"
+    assert_broken_miss(
+        &err,
+        "it imports `env` `tick`, which the embedder's imports do not define",
     );
 
     let options = Function::new_no_args("return { imports: { env: { tick: () => 7 } } }")
@@ -991,18 +968,7 @@ async fn embedder_imports_that_throw_are_a_broken_miss_and_the_cache_keeps_worki
     .unwrap();
     let tab = open(&db, &options).await;
     let err = wait(tab.target("throwing.user".into())).await.unwrap_err();
-    assert_eq!(
-        prop(&err, "missCause").as_string().as_deref(),
-        Some("broken"),
-        "{err:?}"
-    );
-    assert!(
-        prop(&err, "message")
-            .as_string()
-            .unwrap()
-            .contains("reading the embedder's imports threw: no env here"),
-        "{err:?}"
-    );
+    assert_broken_miss(&err, "reading the embedder's imports threw: no env here");
     // The same tab still targets, lists and reports.
     let f: Function = wait(tab.target("throwing.plain".into()))
         .await

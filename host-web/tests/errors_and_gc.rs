@@ -26,7 +26,7 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
-use common::{add_text, open, prop, sleep, target, unique, wait};
+use common::{Patched, add_text, global_number, open, prop, sleep, target, unique, wait};
 
 fn call_i32(f: &Function) -> i32 {
     f.call0(&JsValue::NULL).unwrap().as_f64().unwrap() as i32
@@ -292,54 +292,26 @@ async fn a_gc_right_after_a_target_counts_the_targets_use() {
     assert_eq!(fa.call0(&JsValue::NULL).unwrap().as_f64(), Some(1.0));
 }
 
-/// Counts, while installed, the `IDBDatabase.transaction` calls on database `db` that
-/// throw `InvalidStateError` (the connection is closed).
-struct ClosedTransactions {
-    original: JsValue,
-}
-
-impl ClosedTransactions {
-    fn install(db: &str) -> ClosedTransactions {
-        let proto = Reflect::get(
-            &Reflect::get(&js_sys::global(), &"IDBDatabase".into()).unwrap(),
-            &"prototype".into(),
-        )
-        .unwrap();
-        let original = Reflect::get(&proto, &"transaction".into()).unwrap();
-        let counting = Function::new_with_args(
-            "original, db",
-            "globalThis.__closedTransactions = 0; \
-             return function (...args) { \
-               try { return original.apply(this, args); } \
-               catch (e) { \
-                 if (this.name === db && e.name === 'InvalidStateError') globalThis.__closedTransactions += 1; \
+/// Counts in `globalThis.__closedTransactions`, while it lives, the
+/// `IDBDatabase.transaction` calls on database `db` that throw `InvalidStateError` (the
+/// connection is closed).
+fn counting_closed_transactions(db: &str) -> Patched {
+    Reflect::set(&js_sys::global(), &"__closedTransactions".into(), &0.into()).unwrap();
+    let proto = prop(&prop(&js_sys::global(), "IDBDatabase"), "prototype");
+    Patched::install(
+        &proto,
+        "transaction",
+        &format!(
+            "return function (...args) {{ \
+               try {{ return original.apply(this, args); }} \
+               catch (e) {{ \
+                 if (this.name === {db:?} && e.name === 'InvalidStateError') \
+                   globalThis.__closedTransactions += 1; \
                  throw e; \
-               } \
-             };",
-        )
-        .call2(&JsValue::NULL, &original, &db.into())
-        .unwrap();
-        Reflect::set(&proto, &"transaction".into(), &counting).unwrap();
-        ClosedTransactions { original }
-    }
-
-    fn count(&self) -> f64 {
-        Reflect::get(&js_sys::global(), &"__closedTransactions".into())
-            .unwrap()
-            .as_f64()
-            .unwrap()
-    }
-}
-
-impl Drop for ClosedTransactions {
-    fn drop(&mut self) {
-        let proto = Reflect::get(
-            &Reflect::get(&js_sys::global(), &"IDBDatabase".into()).unwrap(),
-            &"prototype".into(),
-        )
-        .unwrap();
-        Reflect::set(&proto, &"transaction".into(), &self.original).unwrap();
-    }
+               }} \
+             }};"
+        ),
+    )
 }
 
 #[wasm_bindgen_test]
@@ -356,13 +328,13 @@ async fn closing_right_after_a_target_leaves_no_write_for_the_closed_connection(
 
     // A fresh tab replays the kept plan: it writes nothing on the target's path, so the
     // target returns with its use queued for the next task, and the tab closes first.
-    let spy = ClosedTransactions::install(&db);
+    let spy = counting_closed_transactions(&db);
     let tab = open(&db, &JsValue::UNDEFINED).await;
     let fa = target(&tab, "gc.a").await;
     tab.close();
     sleep(0).await;
     sleep(10).await;
-    let thrown = spy.count();
+    let thrown = global_number("__closedTransactions");
     drop(spy);
     assert_eq!(prop(&tab.stats(), "plansReplayed").as_f64(), Some(1.0));
     assert_eq!(

@@ -23,8 +23,8 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
 use common::{
-    add_text, bytes, call_i32, chain_f1_plus_100, chain_module, damage_module_bytes, open, prop,
-    sleep, stat, unique, wait,
+    Patched, add_text, bytes, call_i32, chain_f1_plus_100, chain_module, damage_module_bytes,
+    global_number, open, prop, sleep, stat, unique, wait,
 };
 
 #[wasm_bindgen_test]
@@ -143,37 +143,18 @@ async fn a_ten_module_closure_is_planned_in_one_transaction_and_compiled_from_on
 /// `WebAssembly.Instance` replaced, while it lives, by a constructor that refuses as older
 /// Chromium refuses large modules on the main thread, counting its calls in
 /// `globalThis.__refusedInstances`.
-struct RefusingInstance {
-    original: JsValue,
-}
-
-impl RefusingInstance {
-    fn install() -> RefusingInstance {
-        let wasm = Reflect::get(&js_sys::global(), &"WebAssembly".into()).unwrap();
-        let original = Reflect::get(&wasm, &"Instance".into()).unwrap();
-        let refuse = Function::new_no_args(
-            "globalThis.__refusedInstances = (globalThis.__refusedInstances ?? 0) + 1; \
-             throw new RangeError('WebAssembly.Instance is disallowed on the main thread, \
-             if the buffer size is larger than 4KB. Use WebAssembly.instantiate.');",
-        );
-        Reflect::set(&js_sys::global(), &"__refusedInstances".into(), &0.into()).unwrap();
-        Reflect::set(&wasm, &"Instance".into(), &refuse).unwrap();
-        RefusingInstance { original }
-    }
-
-    fn refused(&self) -> f64 {
-        Reflect::get(&js_sys::global(), &"__refusedInstances".into())
-            .unwrap()
-            .as_f64()
-            .unwrap()
-    }
-}
-
-impl Drop for RefusingInstance {
-    fn drop(&mut self) {
-        let wasm = Reflect::get(&js_sys::global(), &"WebAssembly".into()).unwrap();
-        Reflect::set(&wasm, &"Instance".into(), &self.original).unwrap();
-    }
+fn refusing_instances() -> Patched {
+    Reflect::set(&js_sys::global(), &"__refusedInstances".into(), &0.into()).unwrap();
+    let wasm = prop(&js_sys::global(), "WebAssembly");
+    Patched::install(
+        &wasm,
+        "Instance",
+        "return function () { \
+           globalThis.__refusedInstances += 1; \
+           throw new RangeError('WebAssembly.Instance is disallowed on the main thread, \
+           if the buffer size is larger than 4KB. Use WebAssembly.instantiate.'); \
+         };",
+    )
 }
 
 #[wasm_bindgen_test]
@@ -185,10 +166,10 @@ async fn a_browser_that_refuses_instances_on_the_main_thread_gets_them_asynchron
     }
     writer.close();
 
-    let refusing = RefusingInstance::install();
+    let refusing = refusing_instances();
     let tab = open(&db, &JsValue::UNDEFINED).await;
     let result = call_i32(&tab, "chain.f2").await;
-    let refused = refusing.refused();
+    let refused = global_number("__refusedInstances");
     drop(refusing);
     assert_eq!(result, 3);
     assert_eq!(refused, 3.0, "each module was tried at once first");

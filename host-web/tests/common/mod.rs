@@ -119,3 +119,39 @@ pub async fn damage_module_bytes(db: &str, id: &ModuleId) {
         .unwrap();
     store.close();
 }
+
+/// `object[key]` replaced for a test by what the JS function body `make` returns, given
+/// the original as `original`; put back on drop. The replacement may count what it sees
+/// in a property of `globalThis` ([`global_number`]).
+pub struct Patched {
+    object: JsValue,
+    key: JsValue,
+    original: JsValue,
+}
+
+impl Patched {
+    pub fn install(object: &JsValue, key: &str, make: &str) -> Patched {
+        let key = JsValue::from_str(key);
+        let original = Reflect::get(object, &key).unwrap();
+        let replacement = Function::new_with_args("original", make)
+            .call1(&JsValue::NULL, &original)
+            .unwrap();
+        Reflect::set(object, &key, &replacement).unwrap();
+        Patched {
+            object: object.clone(),
+            key,
+            original,
+        }
+    }
+}
+
+impl Drop for Patched {
+    fn drop(&mut self) {
+        Reflect::set(&self.object, &self.key, &self.original).unwrap();
+    }
+}
+
+/// `globalThis[name]` as a number.
+pub fn global_number(name: &str) -> f64 {
+    prop(&js_sys::global(), name).as_f64().unwrap()
+}
