@@ -55,7 +55,7 @@ export function mark(label) { globalThis.__lcMarks?.push([label, performance.now
 extern "C" {
     /// `new WebAssembly.Global({value: ty, mutable}, value)`.
     #[wasm_bindgen(catch, js_name = new_global)]
-    fn new_global_named(ty: &JsValue, mutable: bool, value: &JsValue) -> Result<JsValue, JsValue>;
+    fn new_global_named(ty: &str, mutable: bool, value: &JsValue) -> Result<JsValue, JsValue>;
     /// `global.value = value`.
     #[wasm_bindgen(catch)]
     pub fn set_global(global: &JsValue, value: &JsValue) -> Result<(), JsValue>;
@@ -97,36 +97,9 @@ pub fn sha256(bytes: &js_sys::Uint8Array) -> Option<Promise> {
     sha256_promise(bytes).dyn_into::<Promise>().ok()
 }
 
-/// `new WebAssembly.Global({value: ty, mutable}, value)`, with the type's name made once
-/// per tab ([`val_type_js`]), not decoded again for every global a load makes.
+/// `new WebAssembly.Global({value: ty, mutable}, value)`.
 pub fn new_global(ty: ValType, mutable: bool, value: &JsValue) -> Result<JsValue, JsValue> {
-    new_global_named(&val_type_js(ty), mutable, value)
-}
-
-/// Every value type, in the order of [`VAL_TYPE_NAMES`].
-const VAL_TYPES: [ValType; 7] = [
-    ValType::I32,
-    ValType::I64,
-    ValType::F32,
-    ValType::F64,
-    ValType::V128,
-    ValType::FuncRef,
-    ValType::ExternRef,
-];
-
-thread_local! {
-    /// [`val_type_name`] of each of [`VAL_TYPES`], as JS strings.
-    static VAL_TYPE_NAMES: Vec<JsValue> =
-        VAL_TYPES.iter().map(|ty| JsValue::from_str(val_type_name(*ty))).collect();
-}
-
-/// [`val_type_name`] as a JS string, made once per tab.
-pub fn val_type_js(ty: ValType) -> JsValue {
-    let index = VAL_TYPES
-        .iter()
-        .position(|t| *t == ty)
-        .expect("every type is listed");
-    VAL_TYPE_NAMES.with(|names| names[index].clone())
+    new_global_named(val_type_name(ty), mutable, value)
 }
 
 /// The WebAssembly JS API's name of a value type.

@@ -31,7 +31,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use crate::apart::apart;
 use crate::cache::{Decoded, LinkCache};
 use crate::errors::WebError;
-use crate::js::{describe, from_js, prop, settle, to_text, val_type_js};
+use crate::js::{describe, from_js, prop, settle, to_text, val_type_name};
 use crate::snapshot::{Hint, Listed, Snapshot, analyzer_of, hint_of, listed};
 use crate::store::{decode_manifest, stamp_key};
 
@@ -350,7 +350,7 @@ impl LinkCache {
                 let args = Array::of4(
                     &JsValue::from_str(&check.global.name),
                     &JsValue::from_str(&text),
-                    &val_type_js(ty),
+                    &JsValue::from_str(val_type_name(ty)),
                     &Uint8Array::from(check.global.definition.as_slice()),
                 );
                 let answer = match resolve.apply(&JsValue::NULL, &args) {

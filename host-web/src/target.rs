@@ -11,7 +11,7 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::apart::apart;
 use crate::cache::{LinkCache, js_err};
 use crate::errors::WebError;
-use crate::js::{describe, now, prop, set, set_global, to_js, val_type_js};
+use crate::js::{describe, now, prop, set, set_global, to_js, val_type_name};
 use crate::kept::refused;
 use crate::load::{LoadError, LoadReport};
 use crate::snapshot::{Hint, Snapshot};
@@ -88,8 +88,12 @@ impl LinkCache {
             )
         });
         if let Some(signature) = signature {
-            let names =
-                |types: &[ValType]| -> Array { types.iter().map(|t| val_type_js(*t)).collect() };
+            let names = |types: &[ValType]| -> Array {
+                types
+                    .iter()
+                    .map(|t| JsValue::from_str(val_type_name(*t)))
+                    .collect()
+            };
             set(report, "params", &names(&signature.params));
             set(report, "results", &names(&signature.results));
             set(
