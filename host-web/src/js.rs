@@ -50,6 +50,12 @@ export function compile_checked(bytes, sha256) {
   });
 }
 export function discard(promise) { promise.catch(() => {}); }
+export function bind_funcs(funcs, names, lengths, exports, which) {
+  for (let i = 0, at = 0; i < lengths.length; i++) {
+    const name = names.slice(at, (at += lengths[i]));
+    funcs.set(name, exports[which[i]][name]);
+  }
+}
 export function mark(label) { globalThis.__lcMarks?.push([label, performance.now()]); }
 "#)]
 extern "C" {
@@ -87,6 +93,15 @@ extern "C" {
     /// hashing in parallel, found that digest (else an error named
     /// `LinkCacheCorruptBytes`).
     pub fn compile_checked(bytes: &js_sys::Uint8Array, sha256: &JsValue) -> Promise;
+    /// For each `i`: `funcs.set(name, exports[which[i]][name])`, where `name` is the
+    /// next `lengths[i]` UTF-16 code units of `names` (the names one after the other).
+    pub fn bind_funcs(
+        funcs: &js_sys::Map,
+        names: &str,
+        lengths: &[u32],
+        exports: &js_sys::Array,
+        which: &[u32],
+    );
     /// Ignores the outcome of a promise nobody will await (no unhandled rejection).
     pub fn discard(promise: &Promise);
 }
