@@ -19,7 +19,7 @@ use std::sync::Arc;
 use js_sys::{Array, Function, Map, Object, Promise, Uint8Array};
 use linkcache_core::{Bundle, BundledModule, ImportBinding, Linkage, Manifest, ModuleId};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
+use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
 use crate::changes::Changes;
 use crate::errors::WebError;
@@ -157,9 +157,12 @@ impl LinkCache {
             // The first estimate is not waited for: `navigator.storage.estimate()` asks
             // the browser's quota manager, a round trip that would add milliseconds to
             // every fresh tab's first target. `stats()` shows it once it arrives (unless
-            // a commit or `refreshStats()` was quicker).
+            // a commit or `refreshStats()` was quicker). Even the call is made a task
+            // later, off the path from `open` to a first target, which is then waiting
+            // for IndexedDB.
             let first = cache.handle();
             wasm_bindgen_futures::spawn_local(async move {
+                let _ = JsFuture::from(crate::js::next_task()).await;
                 if let Some((usage, quota)) = crate::quota::estimate().await {
                     let mut inner = first.inner.borrow_mut();
                     if inner.stats.usage.is_none() {
