@@ -11,7 +11,8 @@
 // Every measurement runs in a fresh browser (a new process on a persistent profile, so
 // IndexedDB and the HTTP cache survive and nothing compiled in memory does), one row per
 // session: one session times linkcache-web, another compiles and instantiates the same
-// bytes from memory; their order alternates between runs. Two more sessions per run time
+// bytes from memory, a third times the floor (raw IndexedDB: see `floor`); their order
+// rotates between runs. Two more sessions per run time
 // loading the package itself (`import` + `init()`): one with the HTTP cache cleared
 // first (a first visit), one with the package in the HTTP cache (a returning visitor;
 // the package is served cacheable, as a site would); they alternate too. Before its clock starts, each side does the same work
@@ -104,6 +105,58 @@ async function withLinkcache({ row, database }) {
   return out;
 }
 
+// The floor of any IndexedDB-backed cache in a fresh tab, after the same warm-up as
+// linkcache-web's: `indexedDB.open`, one read-only transaction with the target's
+// `by_function` lookup and the closure's bytes by key (ids known in advance, as no cache
+// knows them), every WebAssembly.compile started at once, the closure instantiated in
+// order, linked by hand, and a call. What a row's target costs beyond it is the cache's
+// own work; what the floor costs beyond memory is IndexedDB's.
+async function floor({ row, database }) {
+  const { default: init, LinkCache, moduleId } = await import("/pkg/linkcache_web.js");
+  await init({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
+  const stub = () => new Proxy({}, { get: () => () => 0 });
+  const w = performance.now();
+  const warm = await LinkCache.open(database, {});
+  if ((await warm.target("bench.warmup"))() !== 1) throw new Error("bench.warmup");
+  warm.close();
+  const out = { warmupMs: performance.now() - w, rows: {} };
+  const ids = [];
+  for (const index of row.closureIndex) {
+    ids.push(moduleId(new Uint8Array(await (await fetch(`/wasm/${index}`)).arrayBuffer())));
+  }
+  const req = (r) => new Promise((resolve, reject) => { r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });
+  const t = performance.now();
+  const db = await req(indexedDB.open(database));
+  const tx = db.transaction(["modules", "manifests"], "readonly");
+  const lookup = req(tx.objectStore("manifests").index("by_function").getAll(IDBKeyRange.only(row.target)));
+  const read = ids.map((id) => req(tx.objectStore("modules").get(id)));
+  await lookup;
+  const started = (await Promise.all(read)).map((bytes) => WebAssembly.compile(bytes));
+  const fns = {};
+  const globals = {};
+  for (const [name, value] of Object.entries(row.globals)) {
+    globals[name] = new WebAssembly.Global({ value: "i64", mutable: false }, BigInt(value));
+  }
+  const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
+  imports["linkcache:fn"] = fns;
+  imports["linkcache:global"] = globals;
+  for (const module of started) {
+    const instance = await WebAssembly.instantiate(await module, imports);
+    for (const [name, value] of Object.entries(instance.exports)) {
+      if (typeof value === "function") fns[name] = value;
+    }
+  }
+  let result = null;
+  if (row.arg !== null) result = String(fns[row.target](row.arg));
+  const totalMs = performance.now() - t;
+  if (row.expected !== null && result !== row.expected) {
+    throw new Error(`${row.target}(${row.arg}) returned ${result}, expected ${row.expected}`);
+  }
+  db.close();
+  out.rows[row.name] = { totalMs };
+  return out;
+}
+
 // Loading the package in a fresh tab: `import` of its JS and `init()` (which fetches,
 // compiles and instantiates its wasm). Reports whether the wasm came over the network
 // (`transferSize` > 0) or from the HTTP cache.
@@ -174,11 +227,12 @@ try {
   const added = await session(setup, { rows, database: spec.database });
   const linkcache = [];
   const memory = [];
+  const floors = [];
   const packageCold = [];
   const packageWarm = [];
-  // `firstRun` numbers the runs from there (which side goes first alternates with the
+  // `firstRun` numbers the runs from there (which side goes first rotates with the
   // number): a caller that runs one run at a time, interleaved with another package's,
-  // keeps the alternation.
+  // keeps the rotation.
   for (let run = spec.firstRun ?? 0; run < (spec.firstRun ?? 0) + spec.runs; run++) {
     process.stderr.write(`    browser round ${run + 1}/${spec.runs}\n`);
     // The package, cold then warm or warm then cold (a warm load always follows a
@@ -192,18 +246,18 @@ try {
       await warm();
       await cold();
     }
+    // The three sides of a row, in an order that rotates with the run.
+    const sides = [
+      async (arg) => linkcache.push(await session(withLinkcache, arg)),
+      async (arg) => memory.push(await session(fromMemory, arg)),
+      async (arg) => floors.push(await session(floor, arg)),
+    ];
     for (const row of rows) {
       const arg = { row, database: spec.database };
-      if (run % 2 === 0) {
-        linkcache.push(await session(withLinkcache, arg));
-        memory.push(await session(fromMemory, arg));
-      } else {
-        memory.push(await session(fromMemory, arg));
-        linkcache.push(await session(withLinkcache, arg));
-      }
+      for (let i = 0; i < sides.length; i++) await sides[(run + i) % sides.length](arg);
     }
   }
-  console.log(JSON.stringify({ browserVersion, added, linkcache, memory, packageCold, packageWarm }));
+  console.log(JSON.stringify({ browserVersion, added, linkcache, memory, floors, packageCold, packageWarm }));
 } finally {
   server.close();
 }

@@ -8,8 +8,11 @@
 //!
 //! Every value is reported as its median with the minimum and maximum over the runs (at
 //! least [`MIN_RUNS`] outside `--quick`): each run is a fresh browser process per side
-//! and row, the sides interleaved. Beside the rows: the package's own load time in a
-//! fresh tab, with the HTTP cache cleared and with the package in it.
+//! and row, the sides interleaved. Beside linkcache-web and memory, each row's floor: raw
+//! IndexedDB reads of the closure whose ids are known in advance, then the memory side's
+//! compiles, so that a row's gap splits into IndexedDB's and the package's own. Beside
+//! the rows: the package's own load time in a fresh tab, with the HTTP cache cleared and
+//! with the package in it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -280,6 +283,8 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
         })
     };
 
+    let floor_total = |name: &str| values_of("floors", &|s| s["rows"][name]["totalMs"].as_f64());
+
     let mut table = Table::new(
         "(5) Browser: warm `target()` from IndexedDB against compiling from memory",
         &[
@@ -291,15 +296,18 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
             "linkcache total (min–max)",
             "compile + instantiate from memory (+ call) (min–max)",
             "of which compiling (every `WebAssembly.compile` at once)",
+            "floor: raw IndexedDB (min–max)",
             "linkcache ÷ memory",
+            "floor ÷ memory",
+            "linkcache ÷ floor",
         ],
     );
     let mut groups = Vec::new();
     for name in &names {
-        let (total, memory) = (lc_total(name), mem_total(name));
+        let (total, memory, floor) = (lc_total(name), mem_total(name), floor_total(name));
         groups.push(Group {
             name: name.clone(),
-            values: vec![median(&total), median(&memory)],
+            values: vec![median(&total), median(&floor), median(&memory)],
         });
         table.row(vec![
             name.clone(),
@@ -310,7 +318,10 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
             spread(&total),
             spread(&memory),
             ms(mem(name, "compileMs")),
+            spread(&floor),
             ratio(median(&total), median(&memory)),
+            ratio(median(&floor), median(&memory)),
+            ratio(median(&total), median(&floor)),
         ]);
     }
     // The package's own load, beside the rows: once per fresh browser or tab.
@@ -330,7 +341,7 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
         let mut row = vec![label.to_string(), count(pkg_size as usize)];
         row.extend(["–"; 3].map(String::from));
         row.push(spread(&values_of(side, &|s| s["loadMs"].as_f64())));
-        row.extend(["–"; 3].map(String::from));
+        row.extend(["–"; 6].map(String::from));
         table.row(row);
     }
     // How many loads of each kind fetched the wasm over the network (`transferSize` > 0).
@@ -350,7 +361,11 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
          the package compiles the closure from its stored bytes). Memory side: the same \
          bytes, fetched before the clock starts, every `WebAssembly.compile` started at \
          once (as linkcache-web compiles a plan), instantiated in order and linked by hand, \
-         one call. The sides alternate. Timings are \
+         one call. Floor: what no IndexedDB-backed cache avoids, after the same warm-up as \
+         linkcache-web's: `indexedDB.open`, one read-only transaction with the target's \
+         `by_function` lookup and the closure's bytes by key (the ids known in advance), \
+         then the memory side's compiles, instances and call. The three sides rotate. \
+         Timings are \
          `performance.now()` in a cross-origin-isolated page. The last two rows: loading \
          the release package itself ({} KB of wasm, built as `cargo xtask web-pkg \
          --release` builds it), paid once per fresh tab, in a browser process of its own, \
@@ -375,6 +390,7 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
             value_label: format!("time, median of {runs} fresh browsers (log scale)"),
             series: vec![
                 "linkcache-web: open + target() + call".into(),
+                "floor: raw IndexedDB read + compile + instantiate + call".into(),
                 "compile + instantiate from memory + call".into(),
             ],
             groups,
