@@ -213,7 +213,7 @@ impl LinkCache {
             return Ok(None);
         };
         // The head first: the planned modules' bytes are read while the plan decodes
-        // (0.9 ms of a fresh tab's 10-module target, session 28).
+        // (about 1 ms of a fresh tab's 10-module target, session 28).
         let Some((head, rest)) = KeptHead::decode(&stored) else {
             snapshot.closure.kept_record = Some(stored);
             return Ok(self.refuse(refused::DAMAGED));

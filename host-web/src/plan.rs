@@ -341,11 +341,11 @@ impl LinkCache {
     /// The embedder's decision on a global definition (`resolveGlobal`, which may return
     /// a Promise), or the literal reading.
     ///
-    /// Asking the embedder is a state machine of its own ([`apart`]): binaryen had inlined
-    /// it, and the literal reading's number parsing, into this one (6.8 KB of wasm, the
-    /// largest function a fresh tab's target compiled: 0.34 ms of its main thread, in
-    /// session 28's traces), which every target with globals compiles whichever way its
-    /// globals are decided.
+    /// Asking the embedder is a state machine of its own ([`apart`]). binaryen had inlined
+    /// it into this one, which every target with globals compiles however they are
+    /// decided: with the literal reading's number parsing, 6.8 KB of wasm, the largest
+    /// function a fresh tab's 10-module target compiled (0.34 ms of its main thread).
+    /// Without it, 5.3 KB (0.25 ms; session 28's traces, BENCHMARKS.md).
     pub(crate) async fn resolve_global(&self, check: &GlobalCheck) -> GlobalOutcome {
         let resolver = self.inner.borrow().resolve_global.clone();
         let outcome = match resolver {
