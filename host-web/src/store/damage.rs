@@ -1,8 +1,8 @@
 //! Fault injection for tests: hooks that damage a stored module on purpose (its bytes,
 //! its manifest record, the analyzer version recorded with it), as a failing disk, a
 //! buggy writer or an older linkcache-web leaves it. Only the crate's browser tests
-//! (`host-web/tests`) call them: they are public for those tests alone and hidden from
-//! the API docs.
+//! (`host-web/tests`) call them: compiled with the `test-hooks` feature alone, which
+//! those tests turn on (a dev-dependency of the crate on itself), never in the package.
 
 use idb::TransactionMode;
 use js_sys::{Object, Reflect, Uint8Array};
@@ -15,7 +15,6 @@ use crate::errors::{WebError, storage_error};
 impl IdbStore {
     /// Overwrites the stored bytes of a module, leaving its manifest: fault injection for
     /// tests of corrupt records (what a failing disk or a buggy writer leaves).
-    #[doc(hidden)]
     pub async fn overwrite_module_bytes(
         &self,
         id: &ModuleId,
@@ -33,7 +32,6 @@ impl IdbStore {
     }
 
     /// Overwrites the stored manifest record of a module: fault injection for tests.
-    #[doc(hidden)]
     pub async fn overwrite_manifest_record(
         &self,
         id: &ModuleId,
@@ -61,7 +59,6 @@ impl IdbStore {
     /// Removes the analyzer version recorded with a manifest, as a manifest written by
     /// an older linkcache-web (or checked by another analysis) has it: fault injection
     /// for tests of the load-time check.
-    #[doc(hidden)]
     pub async fn forget_analyzer_version(&self, id: &ModuleId) -> Result<(), WebError> {
         const DOING: &str = "overwriting a manifest";
         let fail = |e: idb::Error| storage_error(DOING, &e);

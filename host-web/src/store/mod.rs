@@ -114,6 +114,7 @@ mod advisory;
 mod commit;
 mod connection;
 mod counters;
+#[cfg(feature = "test-hooks")]
 mod damage;
 mod evict;
 mod read;
