@@ -3,7 +3,8 @@
 //! underlying error in `Error.cause`; `gc({ maxBytes })` evicts the least recently used
 //! modules whole, tells the other tabs, and counts a use made just before it; a tab
 //! closed right after a target drops the use it queued instead of writing it to the
-//! closed connection. Two
+//! closed connection; a read that fails after it was issued (its transaction aborted) is
+//! a `LinkCacheStorage` error that blames no module. Two
 //! `LinkCache`s on one database in one page
 //! stand for two tabs, as in tabs_and_plans.rs.
 
@@ -342,4 +343,63 @@ async fn closing_right_after_a_target_leaves_no_write_for_the_closed_connection(
         "the queued use was dropped with the connection, not written to it after close()"
     );
     assert_eq!(call_i32(&fa), 1, "the returned function keeps working");
+}
+
+/// While it lives: the first read of a module's bytes on database `db` has its
+/// transaction aborted right after it is issued, so that the request fails later, in an
+/// `AbortError` event of its own (not a throw at the call). Counts the aborts in
+/// `globalThis.__abortedReads`.
+fn aborting_the_first_bytes_read(db: &str) -> Patched {
+    Reflect::set(&js_sys::global(), &"__abortedReads".into(), &0.into()).unwrap();
+    let proto = prop(&prop(&js_sys::global(), "IDBObjectStore"), "prototype");
+    Patched::install(
+        &proto,
+        "get",
+        &format!(
+            "return function (...args) {{ \
+               const request = original.apply(this, args); \
+               if (this.name === 'modules' && this.transaction.db.name === {db:?} \
+                   && globalThis.__abortedReads === 0) {{ \
+                 globalThis.__abortedReads += 1; \
+                 this.transaction.abort(); \
+               }} \
+               return request; \
+             }};"
+        ),
+    )
+}
+
+#[wasm_bindgen_test]
+async fn a_read_that_fails_after_it_was_issued_is_a_storage_error_and_the_cache_stays_usable() {
+    let db = unique("read-fails-later");
+    let writer = open(&db, &JsValue::UNDEFINED).await;
+    add_text(&writer, A).await;
+    writer.close();
+
+    let tab = open(&db, &JsValue::UNDEFINED).await;
+    let spy = aborting_the_first_bytes_read(&db);
+    let failed = wait(tab.target("gc.a".into())).await;
+    let aborted = global_number("__abortedReads");
+    drop(spy);
+    assert_eq!(
+        aborted, 1.0,
+        "the bytes were read, and that read was aborted"
+    );
+    let error = failed.expect_err("the target fails with its read");
+    assert!(error.is_instance_of::<LinkCacheStorage>());
+    let message = prop(&error, "message").as_string().unwrap();
+    assert!(
+        message.starts_with("reading the closure of a function: AbortError"),
+        "the failure of the plan's read step, as IndexedDB reported it: {message}"
+    );
+    assert_eq!(
+        prop(&prop(&error, "cause"), "name").as_string().as_deref(),
+        Some("AbortError"),
+        "the browser's error is the cause"
+    );
+
+    // A failed read blames no module: the same tab targets it once reads succeed.
+    let fa = target(&tab, "gc.a").await;
+    assert_eq!(call_i32(&fa), 1);
+    assert_eq!(prop(&tab.stats(), "brokenSkipped").as_f64(), Some(0.0));
 }
