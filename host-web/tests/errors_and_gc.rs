@@ -2,8 +2,8 @@
 //! an instance of its `LinkCacheError` subclass, with the miss in its own fields and the
 //! underlying error in `Error.cause`; `gc({ maxBytes })` evicts the least recently used
 //! modules whole, tells the other tabs, and counts a use made just before it; a tab
-//! closed right after a target drops the use it queued instead of writing it to the
-//! closed connection; a read that fails after it was issued (its transaction aborted) is
+//! closed right after a target, or whose connection another tab's deletion closed,
+//! drops the use it queued instead of writing it to the closed connection; a read that fails after it was issued (its transaction aborted) is
 //! a `LinkCacheStorage` error that blames no module. Two
 //! `LinkCache`s on one database in one page
 //! stand for two tabs, as in tabs_and_plans.rs.
@@ -402,4 +402,86 @@ async fn a_read_that_fails_after_it_was_issued_is_a_storage_error_and_the_cache_
     let fa = target(&tab, "gc.a").await;
     assert_eq!(call_i32(&fa), 1);
     assert_eq!(prop(&tab.stats(), "brokenSkipped").as_f64(), Some(0.0));
+}
+
+/// While it lives: `setTimeout(f, 0)` schedules nothing; `f` waits in
+/// `globalThis.__heldTimers` until [`release_held_timers`]. Other timers run as usual.
+fn holding_zero_timers() -> Patched {
+    Reflect::set(&js_sys::global(), &"__heldTimers".into(), &Array::new()).unwrap();
+    Patched::install(
+        &js_sys::global(),
+        "setTimeout",
+        "return function (f, ms, ...args) { \
+           if (!ms) { globalThis.__heldTimers.push(() => f(...args)); return 0; } \
+           return original.call(globalThis, f, ms, ...args); \
+         };",
+    )
+}
+
+/// Schedules the timers [`holding_zero_timers`] held; how many there were.
+fn release_held_timers() -> u32 {
+    let held = Array::from(&prop(&js_sys::global(), "__heldTimers"));
+    let schedule = Function::new_with_args("f", "setTimeout(f, 0);");
+    for f in held.iter() {
+        schedule.call1(&JsValue::NULL, &f).unwrap();
+    }
+    held.length()
+}
+
+/// `indexedDB.deleteDatabase(name)`, as another tab would (it waits for this page's
+/// connections to close).
+async fn delete_database(name: &str) {
+    let delete = Function::new_with_args(
+        "name",
+        "return new Promise((resolve, reject) => { \
+           const request = indexedDB.deleteDatabase(name); \
+           request.onsuccess = () => resolve(); \
+           request.onerror = () => reject(request.error); \
+         });",
+    );
+    wait(
+        delete
+            .call1(&JsValue::NULL, &name.into())
+            .unwrap()
+            .unchecked_into(),
+    )
+    .await
+    .expect("deleted");
+}
+
+#[wasm_bindgen_test]
+async fn a_connection_closed_by_another_tabs_deletion_drops_the_uses_queued_for_it() {
+    let db = unique("deleted-after-target");
+    let writer = open(&db, &JsValue::UNDEFINED).await;
+    add_text(&writer, A).await;
+    writer.close();
+    let first = open(&db, &JsValue::UNDEFINED).await;
+    target(&first, "gc.a").await;
+    sleep(10).await;
+    first.close();
+
+    // A fresh tab replays the kept plan, so its use waits for the next task; the timers
+    // are held, so that another tab's deletion closes the connection before that task.
+    let spy = counting_closed_transactions(&db);
+    let tab = open(&db, &JsValue::UNDEFINED).await;
+    let seen = record_changes(&tab);
+    let timers = holding_zero_timers();
+    let fa = target(&tab, "gc.a").await;
+    delete_database(&db).await;
+    drop(timers);
+    assert!(release_held_timers() >= 1, "the queued use's task was held");
+    sleep(20).await;
+    let thrown = global_number("__closedTransactions");
+    drop(spy);
+    assert_eq!(prop(&tab.stats(), "plansReplayed").as_f64(), Some(1.0));
+    assert!(
+        seen.borrow().iter().any(|(kind, _)| kind == "closed"),
+        "the tab was told its connection closed: {:?}",
+        seen.borrow()
+    );
+    assert_eq!(
+        thrown, 0.0,
+        "the queued use was dropped with the connection, not written to it once closed"
+    );
+    assert_eq!(call_i32(&fa), 1, "the returned function keeps working");
 }
