@@ -15,9 +15,14 @@ use crate::errors::make_forwarder;
 use crate::js::{describe, new_global, to_js};
 
 #[wasm_bindgen(inline_js = r#"
-export function import_object(module, names, kinds, values, embedder) {
+export function import_object(module, names, lengths, kinds, values, embedder) {
   const described = WebAssembly.Module.imports(module);
-  if (described.map((d) => `${d.module}\0${d.name}`).join("\0") !== names) return -1;
+  if (lengths.length !== 2 * described.length) return -1;
+  let at = 0;
+  const next = (i) => names.slice(at, (at += lengths[i]));
+  for (let i = 0; i < described.length; i++) {
+    if (next(2 * i) !== described[i].module || next(2 * i + 1) !== described[i].name) return -1;
+  }
   const imports = {};
   for (let i = 0; i < described.length; i++) {
     const { module: namespace, name } = described[i];
@@ -37,12 +42,15 @@ extern "C" {
     /// order), `values[i]` itself (kind 0), the property of `values[i]` named as the
     /// import (kind 1: an instance's exports), or the embedder's import of that namespace
     /// and name (kind 2). Or the index of an embedder's import that is not there, or -1
-    /// when the module's imports are not `names` (each namespace and name, in order, all
-    /// joined by NUL). Throws what the embedder's imports throw (a getter, a Proxy).
+    /// when the module's imports are not those of `names`: each import's namespace and
+    /// name, in order, one after the other, `lengths` their lengths in UTF-16 code units
+    /// (so that any name, NUL included, reads back as it is). Throws what the embedder's
+    /// imports throw (a getter, a Proxy).
     #[wasm_bindgen(catch, js_name = import_object)]
     fn build_import_object(
         module: &JsValue,
         names: &str,
+        lengths: &[u32],
         kinds: &Uint8Array,
         values: &Array,
         embedder: &JsValue,
@@ -137,17 +145,17 @@ impl LinkCache {
         }
         // The manifest's names, checked against the module's own: one string per module.
         let mut names = String::new();
-        for (index, import) in planned.manifest.imports.iter().enumerate() {
-            if index > 0 {
-                names.push('\0');
+        let mut lengths = Vec::with_capacity(2 * planned.manifest.imports.len());
+        for import in &planned.manifest.imports {
+            for name in [&import.namespace, &import.name] {
+                names.push_str(name);
+                lengths.push(name.encode_utf16().count() as u32);
             }
-            names.push_str(&import.namespace);
-            names.push('\0');
-            names.push_str(&import.name);
         }
         let built = build_import_object(
             module,
             &names,
+            &lengths,
             &Uint8Array::from(&kinds[..]),
             &values,
             &inner.imports,

@@ -924,6 +924,40 @@ async fn a_manifest_whose_imports_are_not_its_modules_is_a_broken_miss() {
     assert_broken_miss(&err, "does not have the imports its manifest lists");
 }
 
+/// Import and export names may hold any character, NUL and characters outside the BMP
+/// included: the manifest's names reach JavaScript one after the other with their
+/// lengths in UTF-16 code units, never joined by a separator that a name could hold
+/// (where two lists of names could read alike).
+#[wasm_bindgen_test]
+async fn names_with_nul_and_astral_characters_link_as_they_are() {
+    const CALLEE: &str = r#"(module
+        (func (export "nul\00oné😀") (result i32) (i32.const 20))
+        (func (export "nul") (result i32) (i32.const 1)))"#;
+    const USER: &str = r#"(module
+        (import "linkcache:fn" "nul\00oné😀" (func $a (result i32)))
+        (import "env" "\00tick\00" (func $b (result i32)))
+        (func (export "nul.top") (result i32) (i32.add (call $a) (call $b))))"#;
+    let db = unique("nul-names");
+    let imports = Object::new();
+    let env = Object::new();
+    let tick = Function::new_no_args("return 3;");
+    Reflect::set(&env, &"\0tick\0".into(), &tick).unwrap();
+    Reflect::set(&imports, &"env".into(), &env).unwrap();
+    let options = Object::new();
+    Reflect::set(&options, &"imports".into(), &imports).unwrap();
+    let writer = open(&db, &options).await;
+    wait(writer.add_module(wasm(CALLEE).into())).await.unwrap();
+    wait(writer.add_module(wasm(USER).into())).await.unwrap();
+    writer.close();
+
+    let tab = open(&db, &options).await;
+    let top: Function = wait(tab.target("nul.top".into()))
+        .await
+        .expect("hit")
+        .unchecked_into();
+    assert_eq!(top.call0(&JsValue::NULL).unwrap().as_f64(), Some(23.0));
+}
+
 #[wasm_bindgen_test]
 async fn an_embedder_import_not_given_is_a_broken_miss_that_names_it() {
     const USER: &str = r#"(module
