@@ -11,7 +11,7 @@
 // Every measurement runs in a fresh browser (a new process on a persistent profile, so
 // IndexedDB and the HTTP cache survive and nothing compiled in memory does), one row per
 // session: one session times linkcache-web, another compiles and instantiates the same
-// bytes from memory, a third times the floor (raw IndexedDB: see `floor`); their order
+// bytes from memory, a third times the floor (raw IndexedDB: see `withoutCache`); their order
 // rotates between runs. Two more sessions per run time
 // loading the package itself (`import` + `init()`): one with the HTTP cache cleared
 // first (a first visit), one with the package in the HTTP cache (a returning visitor;
@@ -105,58 +105,6 @@ async function withLinkcache({ row, database }) {
   return out;
 }
 
-// The floor of any IndexedDB-backed cache in a fresh tab, after the same warm-up as
-// linkcache-web's: `indexedDB.open`, one read-only transaction with the target's
-// `by_function` lookup and the closure's bytes by key (ids known in advance, as no cache
-// knows them), every WebAssembly.compile started at once, the closure instantiated in
-// order, linked by hand, and a call. What a row's target costs beyond it is the cache's
-// own work; what the floor costs beyond memory is IndexedDB's.
-async function floor({ row, database }) {
-  const { default: init, LinkCache, moduleId } = await import("/pkg/linkcache_web.js");
-  await init({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
-  const stub = () => new Proxy({}, { get: () => () => 0 });
-  const w = performance.now();
-  const warm = await LinkCache.open(database, {});
-  if ((await warm.target("bench.warmup"))() !== 1) throw new Error("bench.warmup");
-  warm.close();
-  const out = { warmupMs: performance.now() - w, rows: {} };
-  const ids = [];
-  for (const index of row.closureIndex) {
-    ids.push(moduleId(new Uint8Array(await (await fetch(`/wasm/${index}`)).arrayBuffer())));
-  }
-  const req = (r) => new Promise((resolve, reject) => { r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });
-  const t = performance.now();
-  const db = await req(indexedDB.open(database));
-  const tx = db.transaction(["modules", "manifests"], "readonly");
-  const lookup = req(tx.objectStore("manifests").index("by_function").getAll(IDBKeyRange.only(row.target)));
-  const read = ids.map((id) => req(tx.objectStore("modules").get(id)));
-  await lookup;
-  const started = (await Promise.all(read)).map((bytes) => WebAssembly.compile(bytes));
-  const fns = {};
-  const globals = {};
-  for (const [name, value] of Object.entries(row.globals)) {
-    globals[name] = new WebAssembly.Global({ value: "i64", mutable: false }, BigInt(value));
-  }
-  const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
-  imports["linkcache:fn"] = fns;
-  imports["linkcache:global"] = globals;
-  for (const module of started) {
-    const instance = await WebAssembly.instantiate(await module, imports);
-    for (const [name, value] of Object.entries(instance.exports)) {
-      if (typeof value === "function") fns[name] = value;
-    }
-  }
-  let result = null;
-  if (row.arg !== null) result = String(fns[row.target](row.arg));
-  const totalMs = performance.now() - t;
-  if (row.expected !== null && result !== row.expected) {
-    throw new Error(`${row.target}(${row.arg}) returned ${result}, expected ${row.expected}`);
-  }
-  db.close();
-  out.rows[row.name] = { totalMs };
-  return out;
-}
-
 // Loading the package in a fresh tab: `import` of its JS and `init()` (which fetches,
 // compiles and instantiates its wasm). Reports whether the wasm came over the network
 // (`transferSize` > 0) or from the HTTP cache.
@@ -169,52 +117,84 @@ async function packageLoad() {
   return { loadMs, transferSize: wasm?.transferSize ?? null };
 }
 
-// The same bytes compiled from memory in a fresh tab: fetched first (not timed), then
-// every WebAssembly.compile started at once (as linkcache-web compiles a plan; compiled
-// one after the other, a 10-module closure took 1.8× as long: BENCHMARKS.md, session
-// 25), the closure instantiated in order, linked by hand, and a call.
-async function fromMemory({ row }) {
+// Without linkcache-web, in a fresh tab: the closure's bytes, every WebAssembly.compile
+// started at once (as linkcache-web compiles a plan; compiled one after the other, a
+// 10-module closure took 1.8× as long: BENCHMARKS.md, session 25), the closure
+// instantiated in order, linked by hand, and a call.
+// - `floor` false, the memory side: the bytes fetched before the clock starts; the
+//   warm-up is the tab's first wasm compilation.
+// - `floor` true, the floor of any IndexedDB-backed cache: after the same warm-up as
+//   linkcache-web's, `indexedDB.open` and one read-only transaction with the target's
+//   `by_function` lookup and the closure's bytes by key (the ids known in advance, as no
+//   cache knows them), on the clock. What a row's target costs beyond it is the cache's
+//   own work; what it costs beyond memory is IndexedDB's.
+async function withoutCache({ row, database, floor }) {
   const stub = () => new Proxy({}, { get: () => () => 0 });
-  const bytes0 = new Uint8Array(await (await fetch("/wasm/0")).arrayBuffer());
-  const w = performance.now();
-  const warm = await WebAssembly.instantiate(await WebAssembly.compile(bytes0), {});
-  if (warm.exports["bench.warmup"]() !== 1) throw new Error("bench.warmup");
-  const out = { warmupMs: performance.now() - w, rows: {} };
-  {
+  const fetched = async () => {
     const all = [];
     for (const index of row.closureIndex) {
       all.push(new Uint8Array(await (await fetch(`/wasm/${index}`)).arrayBuffer()));
     }
-    const t = performance.now();
-    const fns = {};
-    const globals = {};
-    for (const [name, value] of Object.entries(row.globals)) {
-      globals[name] = new WebAssembly.Global({ value: "i64", mutable: false }, BigInt(value));
-    }
-    const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
-    imports["linkcache:fn"] = fns;
-    imports["linkcache:global"] = globals;
-    // compileMs: from the start until every compile has finished.
-    let compileMs = 0;
-    const started = all.map((bytes) => WebAssembly.compile(bytes));
-    Promise.all(started).then(() => { compileMs = performance.now() - t; }, () => {});
-    for (const module of started) {
-      const instance = await WebAssembly.instantiate(await module, imports);
-      for (const [name, value] of Object.entries(instance.exports)) {
-        if (typeof value === "function") fns[name] = value;
-      }
-    }
-    const loadMs = performance.now() - t;
-    const c = performance.now();
-    let result = null;
-    if (row.arg !== null) result = String(fns[row.target](row.arg));
-    const callMs = performance.now() - c;
-    if (row.expected !== null && result !== row.expected) {
-      throw new Error(`${row.target}(${row.arg}) returned ${result}, expected ${row.expected}`);
-    }
-    out.rows[row.name] = { loadMs, compileMs, callMs: row.arg === null ? null : callMs };
+    return all;
+  };
+  const req = (r) => new Promise((resolve, reject) => { r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });
+  const w = performance.now();
+  let warmupMs;
+  let ids = null;
+  let all = null;
+  if (floor) {
+    const { default: init, LinkCache, moduleId } = await import("/pkg/linkcache_web.js");
+    await init({ module_or_path: "/pkg/linkcache_web_bg.wasm" });
+    const warm = await LinkCache.open(database, {});
+    if ((await warm.target("bench.warmup"))() !== 1) throw new Error("bench.warmup");
+    warm.close();
+    warmupMs = performance.now() - w;
+    ids = (await fetched()).map((bytes) => moduleId(bytes));
+  } else {
+    const bytes0 = new Uint8Array(await (await fetch("/wasm/0")).arrayBuffer());
+    const warm = await WebAssembly.instantiate(await WebAssembly.compile(bytes0), {});
+    if (warm.exports["bench.warmup"]() !== 1) throw new Error("bench.warmup");
+    warmupMs = performance.now() - w;
+    all = await fetched();
   }
-  return out;
+  const t = performance.now();
+  let db = null;
+  if (floor) {
+    db = await req(indexedDB.open(database));
+    const tx = db.transaction(["modules", "manifests"], "readonly");
+    const lookup = req(tx.objectStore("manifests").index("by_function").getAll(IDBKeyRange.only(row.target)));
+    const read = ids.map((id) => req(tx.objectStore("modules").get(id)));
+    await lookup;
+    all = await Promise.all(read);
+  }
+  const fns = {};
+  const globals = {};
+  for (const [name, value] of Object.entries(row.globals)) {
+    globals[name] = new WebAssembly.Global({ value: "i64", mutable: false }, BigInt(value));
+  }
+  const imports = Object.fromEntries(row.stubs.map((ns) => [ns, stub()]));
+  imports["linkcache:fn"] = fns;
+  imports["linkcache:global"] = globals;
+  // compileMs: from the start until every compile has finished.
+  let compileMs = 0;
+  const started = all.map((bytes) => WebAssembly.compile(bytes));
+  Promise.all(started).then(() => { compileMs = performance.now() - t; }, () => {});
+  for (const module of started) {
+    const instance = await WebAssembly.instantiate(await module, imports);
+    for (const [name, value] of Object.entries(instance.exports)) {
+      if (typeof value === "function") fns[name] = value;
+    }
+  }
+  const loadMs = performance.now() - t;
+  const c = performance.now();
+  let result = null;
+  if (row.arg !== null) result = String(fns[row.target](row.arg));
+  const callMs = performance.now() - c;
+  if (row.expected !== null && result !== row.expected) {
+    throw new Error(`${row.target}(${row.arg}) returned ${result}, expected ${row.expected}`);
+  }
+  db?.close();
+  return { warmupMs, rows: { [row.name]: { loadMs, compileMs, callMs: row.arg === null ? null : callMs } } };
 }
 
 try {
@@ -249,8 +229,8 @@ try {
     // The three sides of a row, in an order that rotates with the run.
     const sides = [
       async (arg) => linkcache.push(await session(withLinkcache, arg)),
-      async (arg) => memory.push(await session(fromMemory, arg)),
-      async (arg) => floors.push(await session(floor, arg)),
+      async (arg) => memory.push(await session(withoutCache, { ...arg, floor: false })),
+      async (arg) => floors.push(await session(withoutCache, { ...arg, floor: true })),
     ];
     for (const row of rows) {
       const arg = { row, database: spec.database };

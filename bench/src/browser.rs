@@ -276,14 +276,13 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
     };
     let mem =
         |name: &str, key: &str| median(&values_of("memory", &|s| s["rows"][name][key].as_f64()));
-    let mem_total = |name: &str| {
-        values_of("memory", &|s| {
+    // The memory side's and the floor's totals: load (compile + instantiate) and call.
+    let load_total = |side: &str, name: &str| {
+        values_of(side, &|s| {
             let r = &s["rows"][name];
             Some(r["loadMs"].as_f64()? + r["callMs"].as_f64().unwrap_or(0.0))
         })
     };
-
-    let floor_total = |name: &str| values_of("floors", &|s| s["rows"][name]["totalMs"].as_f64());
 
     let mut table = Table::new(
         "(5) Browser: warm `target()` from IndexedDB against compiling from memory",
@@ -304,7 +303,11 @@ pub fn run(target: &Path, quick: bool, runs: usize) -> Result<(Vec<Table>, Chart
     );
     let mut groups = Vec::new();
     for name in &names {
-        let (total, memory, floor) = (lc_total(name), mem_total(name), floor_total(name));
+        let (total, memory, floor) = (
+            lc_total(name),
+            load_total("memory", name),
+            load_total("floors", name),
+        );
         groups.push(Group {
             name: name.clone(),
             values: vec![median(&total), median(&floor), median(&memory)],

@@ -22,7 +22,7 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
-use common::{add, open, prop, stat, unique, wait};
+use common::{add, add_text, open, prop, stat, target, unique, wait};
 
 fn ty(name: &str) -> ValType {
     match name {
@@ -938,23 +938,16 @@ async fn names_with_nul_and_astral_characters_link_as_they_are() {
         (import "env" "\00tick\00" (func $b (result i32)))
         (func (export "nul.top") (result i32) (i32.add (call $a) (call $b))))"#;
     let db = unique("nul-names");
-    let imports = Object::new();
-    let env = Object::new();
-    let tick = Function::new_no_args("return 3;");
-    Reflect::set(&env, &"\0tick\0".into(), &tick).unwrap();
-    Reflect::set(&imports, &"env".into(), &env).unwrap();
-    let options = Object::new();
-    Reflect::set(&options, &"imports".into(), &imports).unwrap();
+    let options = Function::new_no_args(r#"return { imports: { env: { "\0tick\0": () => 3 } } }"#)
+        .call0(&JsValue::NULL)
+        .unwrap();
     let writer = open(&db, &options).await;
-    wait(writer.add_module(wasm(CALLEE).into())).await.unwrap();
-    wait(writer.add_module(wasm(USER).into())).await.unwrap();
+    add_text(&writer, CALLEE).await;
+    add_text(&writer, USER).await;
     writer.close();
 
     let tab = open(&db, &options).await;
-    let top: Function = wait(tab.target("nul.top".into()))
-        .await
-        .expect("hit")
-        .unchecked_into();
+    let top = target(&tab, "nul.top").await;
     assert_eq!(top.call0(&JsValue::NULL).unwrap().as_f64(), Some(23.0));
 }
 

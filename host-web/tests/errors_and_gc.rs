@@ -315,17 +315,24 @@ fn counting_closed_transactions(db: &str) -> Patched {
     )
 }
 
-#[wasm_bindgen_test]
-async fn closing_right_after_a_target_leaves_no_write_for_the_closed_connection() {
-    let db = unique("close-after-target");
+/// A new database (its name made from `name`) holding module A and the plan of gc.a a
+/// first tab kept, with no connection left open: a fresh tab's target of gc.a replays it.
+async fn with_kept_plan_of_gc_a(name: &str) -> String {
+    let db = unique(name);
     let writer = open(&db, &JsValue::UNDEFINED).await;
     add_text(&writer, A).await;
     writer.close();
-    // A first tab keeps the plan of gc.a (its target waits for that write).
+    // The first tab's target keeps its plan (a write the target waits for).
     let first = open(&db, &JsValue::UNDEFINED).await;
     target(&first, "gc.a").await;
     sleep(10).await;
     first.close();
+    db
+}
+
+#[wasm_bindgen_test]
+async fn closing_right_after_a_target_leaves_no_write_for_the_closed_connection() {
+    let db = with_kept_plan_of_gc_a("close-after-target").await;
 
     // A fresh tab replays the kept plan: it writes nothing on the target's path, so the
     // target returns with its use queued for the next task, and the tab closes first.
@@ -451,14 +458,7 @@ async fn delete_database(name: &str) {
 
 #[wasm_bindgen_test]
 async fn a_connection_closed_by_another_tabs_deletion_drops_the_uses_queued_for_it() {
-    let db = unique("deleted-after-target");
-    let writer = open(&db, &JsValue::UNDEFINED).await;
-    add_text(&writer, A).await;
-    writer.close();
-    let first = open(&db, &JsValue::UNDEFINED).await;
-    target(&first, "gc.a").await;
-    sleep(10).await;
-    first.close();
+    let db = with_kept_plan_of_gc_a("deleted-after-target").await;
 
     // A fresh tab replays the kept plan, so its use waits for the next task; the timers
     // are held, so that another tab's deletion closes the connection before that task.
